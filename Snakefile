@@ -1,0 +1,33 @@
+# Minimax-diffusion dataset distillation (Gu et al., CVPR 2024) as a Snakemake workflow.
+# Run: snakemake --cores all   (add --configfile configs/<preset>.yaml for a paper-scale run)
+
+from snakemake.utils import min_version, validate
+
+from minimaxdd import config as checks
+
+min_version("8.0")
+
+
+configfile: "config.yaml"
+
+
+checks.normalize(config)
+validate(config, "workflow/schemas/config.schema.yaml")
+checks.check(config)
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/prepare.smk"
+include: "workflow/rules/base_models.smk"
+include: "workflow/rules/encode.smk"
+include: "workflow/rules/finetune.smk"
+include: "workflow/rules/generate.smk"
+include: "workflow/rules/select.smk"
+include: "workflow/rules/validate.smk"
+include: "workflow/rules/tables.smk"
+
+
+rule all:
+    input:
+        tables=table_outputs(),
+    default_target: True

@@ -1,0 +1,70 @@
+"""Checks of a schema-validated config that need more than the schema: data on disk, model shapes.
+
+They run when the workflow is parsed, before any job, so a bad config costs seconds, not hours.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from . import data
+
+GENERATED_METHODS = ("dit", "difffit", "minimax")
+FINETUNED_METHODS = ("difffit", "minimax")
+REAL_SUBSET_METHODS = ("random",)
+
+
+class ConfigError(ValueError):
+    """A config value that cannot work; the message names the key."""
+
+
+def normalize(config: dict) -> dict:
+    """YAML reads `10: 2000` with an integer key; JSON Schema wants strings."""
+    epochs = config.get("validate", {}).get("epochs")
+    if isinstance(epochs, dict):
+        config["validate"]["epochs"] = {str(k): v for k, v in epochs.items()}
+    return config
+
+
+def validation_epochs(config: dict, ipc: int) -> int:
+    settings = config["validate"]
+    return settings["epochs"].get(str(ipc), settings["default_epochs"])
+
+
+def check(config: dict) -> None:
+    """Raise ConfigError for a config that would fail later."""
+    dataset = config["dataset"]
+    try:
+        counts = data.class_image_counts(dataset)
+    except data.DatasetError as error:
+        raise ConfigError(str(error)) from None
+
+    if any(m in REAL_SUBSET_METHODS for m in config["methods"]):
+        ipc = max(config["ipcs"])
+        name, fewest = min(counts.items(), key=lambda item: item[1])
+        if ipc > fewest:
+            raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', "
+                              f"so methods {REAL_SUBSET_METHODS} cannot pick that many real images")
+
+    models = config["base_models"]
+    for key in ("vae", "dit"):
+        if models[key] is not None and not Path(models[key]).exists():
+            raise ConfigError(f"base_models.{key}: {models[key]} does not exist")
+    if models["vae"] is None:
+        downsample = 2 ** (len(models["tiny_vae"]["block_channels"]) - 1)
+        if dataset["resolution"] % downsample:
+            raise ConfigError(f"dataset.resolution {dataset['resolution']} is not divisible by the tiny VAE's "
+                              f"downsampling factor {downsample} (base_models.tiny_vae.block_channels)")
+        latent_size = dataset["resolution"] // downsample
+        tiny = models["tiny_dit"]
+        if latent_size % tiny["patch_size"]:
+            raise ConfigError(f"base_models.tiny_dit.patch_size {tiny['patch_size']} does not divide the "
+                              f"latent size {latent_size}")
+        if tiny["hidden_size"] % tiny["num_heads"]:
+            raise ConfigError("base_models.tiny_dit.hidden_size must be divisible by num_heads")
+
+    if any(m in FINETUNED_METHODS for m in config["methods"]):
+        total = sum(counts.values())
+        if config["finetune"]["batch_size"] > total:
+            raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "
+                              f"{total} training images")

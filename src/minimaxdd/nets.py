@@ -1,0 +1,151 @@
+"""The three validation networks of the IDC protocol: ConvNet-D, ResNetAP-10 and ResNet-18.
+
+All use instance norm, written as GroupNorm with one group per channel (as IDC does), so no
+statistic is shared across a batch. Images are square; `resolution` is their side in pixels.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+ARCHS = ("convnet", "resnetap10", "resnet18")
+
+
+def instance_norm(channels: int) -> nn.GroupNorm:
+    return nn.GroupNorm(channels, channels, affine=True)
+
+
+def convnet_depth(resolution: int) -> int:
+    """Depth of the ConvNet for an image side: ConvNet-3 at 32 px up to ConvNet-6 at 256 px."""
+    if resolution <= 32:
+        return 3
+    if resolution <= 64:
+        return 4
+    if resolution <= 128:
+        return 5
+    return 6
+
+
+def arch_label(arch: str, resolution: int) -> str:
+    """The network's name as the paper's tables write it."""
+    _check_arch(arch)
+    return {
+        "convnet": f"ConvNet-{convnet_depth(resolution)}",
+        "resnetap10": "ResNetAP-10",
+        "resnet18": "ResNet-18",
+    }[arch]
+
+
+class ConvNet(nn.Module):
+    """`depth` x (conv3x3 -> instance norm -> ReLU -> avgpool 2x2), then a linear classifier."""
+
+    def __init__(self, in_channels: int, num_classes: int, resolution: int, width: int = 128):
+        super().__init__()
+        depth = convnet_depth(resolution)
+        layers = []
+        for i in range(depth):
+            layers += [
+                nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1),
+                instance_norm(width),
+                nn.ReLU(inplace=True),
+                nn.AvgPool2d(2),
+            ]
+        self.features = nn.Sequential(*layers)
+        side = resolution // 2**depth
+        self.classifier = nn.Linear(width * side * side, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.features(x).flatten(1))
+
+
+class BasicBlock(nn.Module):
+    """Two 3x3 convs around a residual connection.
+
+    With `pool_downsample` (ResNetAP) a stride-2 block halves the size by 2x2 average pooling
+    after the first conv, and the shortcut by a 1x1 conv followed by the same pooling, instead
+    of striding the convs: no pixel is skipped.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int, pool_downsample: bool):
+        super().__init__()
+        conv_stride = 1 if pool_downsample else stride
+        pool = [nn.AvgPool2d(stride)] if pool_downsample and stride > 1 else []
+        self.branch = nn.Sequential(
+            nn.Conv2d(in_channels, out_channels, 3, conv_stride, padding=1, bias=False),
+            instance_norm(out_channels),
+            nn.ReLU(inplace=True),
+            *pool,
+            nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False),
+            instance_norm(out_channels),
+        )
+        if stride == 1 and in_channels == out_channels:
+            self.shortcut = nn.Identity()
+        else:
+            self.shortcut = nn.Sequential(
+                nn.Conv2d(in_channels, out_channels, 1, conv_stride, bias=False),
+                *pool,
+                instance_norm(out_channels),
+            )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.branch(x) + self.shortcut(x))
+
+
+def resnet_stem(in_channels: int, width: int, resolution: int, pool_downsample: bool) -> nn.Sequential:
+    """Conv -> instance norm -> ReLU, then shrink the image by 1 (<= 64 px), 2 (<= 128 px) or 4.
+
+    The three tiers are those of IDC's code. Above 128 px ResNet-18 takes the ImageNet stem
+    (7x7 stride-2 conv, 3x3 stride-2 max-pool); ResNetAP keeps the 7x7 conv at stride 1 and
+    shrinks by 4x4 average pooling, true to its "no strided layers" design.
+    """
+    if resolution <= 64:  # CIFAR-style: keep every pixel
+        conv, shrink = nn.Conv2d(in_channels, width, 3, padding=1, bias=False), []
+    elif resolution <= 128:
+        conv = nn.Conv2d(in_channels, width, 3, padding=1, bias=False)
+        shrink = [nn.AvgPool2d(2) if pool_downsample else nn.MaxPool2d(3, 2, padding=1)]
+    elif pool_downsample:
+        conv, shrink = nn.Conv2d(in_channels, width, 7, padding=3, bias=False), [nn.AvgPool2d(4)]
+    else:
+        conv = nn.Conv2d(in_channels, width, 7, 2, padding=3, bias=False)
+        shrink = [nn.MaxPool2d(3, 2, padding=1)]
+    return nn.Sequential(conv, instance_norm(width), nn.ReLU(inplace=True), *shrink)
+
+
+class ResNet(nn.Module):
+    """Stem, four stages of BasicBlocks (64-128-256-512 channels), global average pool, linear."""
+
+    def __init__(self, blocks_per_stage: tuple[int, ...], in_channels: int, num_classes: int,
+                 resolution: int, pool_downsample: bool, width: int = 64):
+        super().__init__()
+        self.stem = resnet_stem(in_channels, width, resolution, pool_downsample)
+        blocks, channels = [], width
+        for stage, num_blocks in enumerate(blocks_per_stage):
+            out_channels = width * 2**stage
+            for i in range(num_blocks):
+                stride = 2 if stage > 0 and i == 0 else 1
+                blocks.append(BasicBlock(channels, out_channels, stride, pool_downsample))
+                channels = out_channels
+        self.blocks = nn.Sequential(*blocks)
+        self.fc = nn.Linear(channels, num_classes)
+        for m in self.modules():  # He init on fan-out, as the reference ResNets
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+
+
+def _check_arch(arch: str) -> None:
+    if arch not in ARCHS:
+        raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHS)}")
+
+
+def build_net(arch: str, in_channels: int, num_classes: int, resolution: int) -> nn.Module:
+    _check_arch(arch)
+    if arch == "convnet":
+        return ConvNet(in_channels, num_classes, resolution)
+    if arch == "resnetap10":
+        return ResNet((1, 1, 1, 1), in_channels, num_classes, resolution, pool_downsample=True)
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, resolution, pool_downsample=False)

@@ -1,0 +1,33 @@
+# Tiny base models, trained here only when the config names no pretrained weights.
+
+
+rule base_vae:
+    """Train a tiny diffusers AutoencoderKL on the training split."""
+    input:
+        train=rules.prepare.output.train,
+    output:
+        vae=directory(f"{EXP}/base/vae"),
+    params:
+        settings=config["base_models"]["tiny_vae"],
+        seed=config["base_models"]["seed"],
+    threads: workflow.cores
+    log:
+        f"{EXP}/logs/base_vae.log",
+    script:
+        "../scripts/base_vae.py"
+
+
+rule base_dit:
+    """Train a tiny class-conditional DiT (learned variance, label dropout) on the cached latents."""
+    input:
+        latents=f"{EXP}/latents/train.pt",
+    output:
+        dit=directory(f"{EXP}/base/dit"),
+    params:
+        settings=config["base_models"]["tiny_dit"],
+        seed=config["base_models"]["seed"],
+    threads: workflow.cores
+    log:
+        f"{EXP}/logs/base_dit.log",
+    script:
+        "../scripts/base_dit.py"

@@ -1,0 +1,34 @@
+rule validate:
+    """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
+    input:
+        set=lambda w: set_pack(w.method, w.ipc),
+        test=rules.prepare.output.test,
+    output:
+        record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+    wildcard_constraints:
+        method="|".join(SUBSET_METHODS) or "none",
+    params:
+        epochs=lambda w: checks.validation_epochs(config, w.ipc),
+        batch_size=config["validate"]["batch_size"],
+        lr=config["validate"]["lr"],
+    log:
+        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+    script:
+        "../scripts/validate.py"
+
+
+rule validate_full:
+    """The upper bound: train on the whole training split."""
+    input:
+        set=rules.prepare.output.train,
+        test=rules.prepare.output.test,
+    output:
+        record=f"{EXP}/validate/full/{{arch}}/seed{{seed}}.json",
+    params:
+        epochs=config["validate"]["full_epochs"],
+        batch_size=config["validate"]["batch_size"],
+        lr=config["validate"]["lr"],
+    log:
+        f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
+    script:
+        "../scripts/validate.py"

@@ -1,0 +1,7 @@
+from minimaxdd import stages
+from minimaxdd.io import job_context
+
+with job_context(snakemake.log[0], snakemake.threads):
+    stages.finetune(snakemake.input.latents, snakemake.input.dit, snakemake.output.weights,
+                    snakemake.output.losses, snakemake.wildcards.method, snakemake.params.settings,
+                    snakemake.config["device"])
