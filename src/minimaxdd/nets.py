@@ -142,10 +142,12 @@ def _check_arch(arch: str) -> None:
         raise ValueError(f"unknown architecture {arch!r}; valid names: {', '.join(ARCHS)}")
 
 
-def build_net(arch: str, in_channels: int, num_classes: int, resolution: int) -> nn.Module:
+def build_net(arch: str, in_channels: int, num_classes: int, resolution: int, width_factor: float = 1.0) -> nn.Module:
+    """`width_factor` scales every layer's channels (1.0: the paper's nets; smaller for CPU demos)."""
     _check_arch(arch)
     if arch == "convnet":
-        return ConvNet(in_channels, num_classes, resolution)
+        return ConvNet(in_channels, num_classes, resolution, width=max(1, round(128 * width_factor)))
+    width = max(1, round(64 * width_factor))
     if arch == "resnetap10":
-        return ResNet((1, 1, 1, 1), in_channels, num_classes, resolution, pool_downsample=True)
-    return ResNet((2, 2, 2, 2), in_channels, num_classes, resolution, pool_downsample=False)
+        return ResNet((1, 1, 1, 1), in_channels, num_classes, resolution, pool_downsample=True, width=width)
+    return ResNet((2, 2, 2, 2), in_channels, num_classes, resolution, pool_downsample=False, width=width)

@@ -91,11 +91,12 @@ def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, see
 
 
 def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, epochs: int, batch_size: int,
-             lr: float, record: dict, device: str) -> None:
+             lr: float, width_factor: float, record: dict, device: str) -> None:
     train, test = data.RealPack.load(set_pack), data.RealPack.load(test_pack)
     result = train_and_evaluate(train.images, train.labels, test.images, test.labels, arch=arch,
                                 num_classes=len(test.class_names), epochs=epochs, seed=seed,
-                                device=pick_device(device), batch_size=batch_size, lr=lr)
+                                device=pick_device(device), batch_size=batch_size, lr=lr,
+                                width_factor=width_factor)
     save_json(record | result, out)
 
 

@@ -52,7 +52,8 @@ def _check_split(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) 
 def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
                        test_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int, seed: int,
                        device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
-                       momentum: float = 0.9, weight_decay: float = 5e-4, progress: bool = True) -> dict:
+                       momentum: float = 0.9, weight_decay: float = 5e-4, width_factor: float = 1.0,
+                       progress: bool = True) -> dict:
     """Train `arch` from scratch on (train_x, train_y), return its test accuracy and run facts.
 
     The whole training set lives on `device` (surrogate sets are small); the test set is moved a
@@ -74,7 +75,7 @@ def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
     order_rng = torch.Generator().manual_seed(seed)  # data order, drawn on the CPU for any device
 
     channels, resolution = train_x.shape[1], train_x.shape[2]
-    model = build_net(arch, channels, num_classes, resolution).to(device)
+    model = build_net(arch, channels, num_classes, resolution, width_factor).to(device)
     x, y = to_model_input(train_x, device), train_y.long().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
@@ -109,4 +110,5 @@ def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
         "device": str(device),
         "arch": arch,
         "seed": seed,
+        "width_factor": width_factor,
     }

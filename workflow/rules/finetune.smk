@@ -10,7 +10,7 @@ rule finetune:
         method="|".join(checks.FINETUNED_METHODS),
     params:
         settings=lambda w: finetune_settings(w.method),
-    threads: workflow.cores
+    threads: 1  # small models: two jobs side by side beat one job on two threads
     log:
         f"{EXP}/logs/finetune_{{method}}.log",
     script:

@@ -18,7 +18,7 @@ rule generate:
         method="|".join(checks.GENERATED_METHODS),
     params:
         settings=config["generate"],
-    threads: workflow.cores
+    threads: 1  # small models: two jobs side by side beat one job on two threads
     log:
         f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}.log",
     script:

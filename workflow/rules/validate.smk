@@ -11,6 +11,7 @@ rule validate:
         epochs=lambda w: checks.validation_epochs(config, w.ipc),
         batch_size=config["validate"]["batch_size"],
         lr=config["validate"]["lr"],
+        width_factor=config["validate"]["width_factor"],
     log:
         f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
     script:
@@ -28,6 +29,7 @@ rule validate_full:
         epochs=config["validate"]["full_epochs"],
         batch_size=config["validate"]["batch_size"],
         lr=config["validate"]["lr"],
+        width_factor=config["validate"]["width_factor"],
     log:
         f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
     script:

@@ -1,0 +1,241 @@
+"""The method's math: minimax terms, memories, diffusion loss and sampler, Difffit, checkpoints."""
+
+import pytest
+import torch
+from diffusers import DDPMScheduler
+
+from minimaxdd import checkpoints
+from minimaxdd.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps, sample_latents
+from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
+from minimaxdd.generate import generate_set, image_noise
+from minimaxdd.minimax import ClassMemory, cosine_matrix, minimax_terms
+from minimaxdd.sets import random_subset
+from minimaxdd.training import LatentSet, finetune_dit
+from minimaxdd.vae import build_tiny_vae
+
+TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=4, num_heads=2, num_classes=3)
+
+
+def tiny_dit(seed=0):
+    torch.manual_seed(seed)
+    model = DiT(TINY)
+    # adaLN-Zero makes a fresh DiT output zeros; perturb so that tests see real computation.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+# -- minimax criteria -------------------------------------------------------------------------------
+
+def test_minimax_terms_pick_least_similar_real_and_most_similar_prediction():
+    e1, e2, e3 = torch.eye(3)
+    real_memory, pred_memory = ClassMemory(8), ClassMemory(8)
+    # class 0 memories: a real entry along the prediction, one orthogonal, one opposite (least similar)
+    real_memory.push(0, torch.stack([e1, e2, -e1]))
+    pred_memory.push(0, torch.stack([e2, (e1 + e2) / 2 ** 0.5, -e1]))
+    pred = e1.clone().view(1, 3).requires_grad_(True)
+    rep, div = minimax_terms(pred, torch.zeros(1, 3), torch.tensor([0]), real_memory, pred_memory)
+    assert rep.item() == pytest.approx(1 - (-1.0))  # min cos with the opposite real entry
+    assert div.item() == pytest.approx(2 ** -0.5)  # max cos with the 45-degree earlier prediction
+    (rep + div).backward()
+    assert pred.grad is not None and pred.grad.abs().sum() > 0
+
+
+def test_minimax_gradients_reach_only_the_predictions():
+    real = torch.randn(4, 6, requires_grad=True)
+    pred = torch.randn(4, 6, requires_grad=True)
+    labels = torch.tensor([0, 0, 1, 1])
+    real_memory, pred_memory = ClassMemory(4), ClassMemory(4)
+    minimax_terms(pred, real, labels, real_memory, pred_memory)  # fills the memories
+    rep, div = minimax_terms(pred, real, labels, real_memory, pred_memory)
+    (rep + div).backward()
+    assert real.grad is None
+    assert pred.grad.abs().sum() > 0
+    assert not real_memory.get(0).requires_grad and not pred_memory.get(1).requires_grad
+
+
+def test_minimax_terms_average_over_classes_in_batch():
+    real_memory, pred_memory = ClassMemory(4), ClassMemory(4)
+    real_memory.push(0, torch.tensor([[1.0, 0.0]]))
+    pred_memory.push(0, torch.tensor([[1.0, 0.0]]))
+    pred = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    # class 1 has empty memories: it contributes nothing but still counts in the average
+    rep, div = minimax_terms(pred, pred, torch.tensor([0, 1]), real_memory, pred_memory)
+    assert rep.item() == pytest.approx(0.0)
+    assert div.item() == pytest.approx(0.5)
+
+
+def test_empty_memories_give_zero_terms_and_are_then_filled():
+    real_memory, pred_memory = ClassMemory(4), ClassMemory(4)
+    pred = torch.randn(3, 5, requires_grad=True)
+    rep, div = minimax_terms(pred, torch.randn(3, 5), torch.tensor([2, 2, 1]), real_memory, pred_memory)
+    assert rep.item() == 0.0 and div.item() == 0.0
+    assert len(real_memory.get(2)) == 2 and len(pred_memory.get(1)) == 1
+
+
+def test_class_memory_is_fifo_with_bounded_size():
+    memory = ClassMemory(3)
+    assert memory.get(0) is None
+    memory.push(0, torch.arange(2.0).view(2, 1))
+    memory.push(0, torch.arange(2.0, 5.0).view(3, 1))
+    assert memory.get(0).flatten().tolist() == [2.0, 3.0, 4.0]  # the oldest two were dropped
+    memory.push(1, torch.ones(1, 2, 2))  # stored flattened
+    assert memory.get(1).shape == (1, 4) and len(memory) == 4
+    with pytest.raises(ValueError, match="memory size"):
+        ClassMemory(0)
+
+
+def test_cosine_matrix():
+    a = torch.tensor([[1.0, 0.0], [1.0, 1.0]])
+    b = torch.tensor([[2.0, 0.0], [0.0, -3.0]])
+    expected = torch.tensor([[1.0, 0.0], [2 ** -0.5, -(2 ** -0.5)]])
+    assert torch.allclose(cosine_matrix(a, b), expected, atol=1e-6)
+
+
+# -- diffusion ------------------------------------------------------------------------------------
+
+def test_respaced_timesteps_match_adm_and_diffusers_linspace():
+    scheduler = DDPMScheduler(beta_schedule="linear", variance_type="learned_range", clip_sample=False,
+                              timestep_spacing="linspace")
+    scheduler.set_timesteps(50)
+    assert respaced_timesteps(50)[::-1] == scheduler.timesteps.tolist()
+    assert respaced_timesteps(50)[:3] == [0, 20, 41] and respaced_timesteps(50)[-1] == 999
+    assert respaced_timesteps(1000) == list(range(1000))
+    with pytest.raises(ValueError):
+        respaced_timesteps(0)
+
+
+@pytest.mark.parametrize("index", [49, 25, 1, 0])
+def test_learned_variance_step_matches_diffusers(index):
+    scheduler = DDPMScheduler(beta_schedule="linear", variance_type="learned_range", clip_sample=False,
+                              timestep_spacing="linspace")
+    scheduler.set_timesteps(50)
+    diffusion = GaussianDiffusion.respaced(50)
+    torch.manual_seed(0)
+    x, model_out = torch.randn(2, 4, 4, 4), torch.randn(2, 8, 4, 4).clamp(-1, 1)
+    t = int(diffusion.timestep_map[index])
+    expected = scheduler.step(model_out, t, x, generator=torch.Generator().manual_seed(7)).prev_sample
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(7))
+    assert torch.allclose(diffusion.p_step(model_out, x, index, noise), expected, atol=1e-4)
+
+
+def test_training_loss_terms_and_predicted_x0():
+    diffusion = GaussianDiffusion(linear_betas())
+    x0, noise = torch.randn(3, 2, 4, 4), torch.randn(3, 2, 4, 4)
+    t = torch.tensor([0, 500, 999])
+
+    def oracle(x_t, timesteps, y):  # predicts the true noise and a mid-range variance
+        return torch.cat([noise, torch.zeros_like(noise)], dim=1)
+
+    terms = diffusion.training_losses(oracle, x0, t, torch.zeros(3, dtype=torch.long), noise)
+    assert torch.allclose(terms["pred_x0"], x0, atol=1e-4)
+    assert torch.allclose(terms["mse"], torch.zeros(3))
+    assert torch.isfinite(terms["vb"]).all() and (terms["vb"] >= 0).all()
+    assert torch.allclose(terms["loss"], terms["mse"] + terms["vb"])
+
+
+def test_sampler_with_guidance_runs_all_respaced_steps():
+    model = tiny_dit()
+    steps = 5
+    calls = []
+    original = model.forward_with_guidance
+
+    def spy(x, t, y, scale):
+        calls.append(int(t[0]))
+        return original(x, t, y, scale)
+
+    model.forward_with_guidance = spy
+    noise = torch.randn(steps + 1, 2, 2, 4, 4)
+    out = sample_latents(model, GaussianDiffusion.respaced(steps), torch.tensor([0, 1]), noise, 4.0)
+    assert calls == respaced_timesteps(steps)[::-1]
+    assert out.shape == (2, 2, 4, 4) and torch.isfinite(out).all()
+
+
+# -- Difffit ----------------------------------------------------------------------------------------
+
+def test_difffit_trainable_set():
+    model = DiT(TINY)
+    names = set(mark_difffit_trainable(model))
+    assert "y_embedder.embedding_table.weight" in names
+    assert {"blocks.0.gamma1", "blocks.1.attn.gamma2", "blocks.0.attn.gamma1"} <= names
+    assert not any(n.startswith(("blocks.2.", "blocks.3.")) and "gamma" in n for n in names)  # second half
+    assert "blocks.3.attn.qkv.bias" in names and "blocks.3.attn.qkv.weight" not in names
+    assert "pos_embed" not in names and "x_embedder.proj.weight" not in names
+    assert all(("bias" in n or "gamma" in n or "y_embed" in n) for n in names)
+    frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
+    assert "final_layer.linear.weight" in frozen
+    assert model.blocks[0].attn.gamma1.shape == (3 * TINY.hidden_size,)
+
+
+def test_gammas_start_as_identity():
+    model = tiny_dit()
+    x, t, y = torch.randn(2, 2, 4, 4), torch.tensor([3, 700]), torch.tensor([0, 2])
+    before = model(x, t, y)
+    with torch.no_grad():
+        model.blocks[0].gamma1.mul_(0.5)
+    assert not torch.allclose(model(x, t, y), before)
+
+
+def test_finetune_changes_only_difffit_parameters_and_logs_three_terms():
+    model = tiny_dit()
+    base = {k: v.clone() for k, v in model.state_dict().items()}
+    cache = {"mean": torch.randn(12, 2, 2, 4, 4).half(), "std": torch.full((12, 2, 2, 4, 4), 0.1).half(),
+             "scaling_factor": 1.0, "labels": torch.arange(12) % 3, "class_ids": [0, 1, 2]}
+    params, ema, rows = finetune_dit(model, LatentSet(cache, torch.device("cpu")), method="minimax",
+                                     batch_size=4, epochs=2, lr=1e-2, ema_decay=0.5, memory_size=4,
+                                     rep_weight=0.002, div_weight=0.008, seed=0, device=torch.device("cpu"),
+                                     log=lambda _: None)
+    assert len(rows) == 6 and {"diffusion", "representativeness", "diversity"} <= set(rows[0])
+    assert rows[0]["diversity"] == 0.0 and rows[-1]["diversity"] > 0  # memories empty only at first
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, base[k])}
+    assert changed and changed <= set(params) and set(params) == set(ema)
+
+
+def test_checkpoint_round_trip_and_difffit_delta(tmp_path):
+    model = tiny_dit()
+    checkpoints.save_dit(model, tmp_path / "dit")
+    loaded = checkpoints.load_dit(tmp_path / "dit")
+    x, t, y = torch.randn(2, 2, 4, 4), torch.tensor([3, 700]), torch.tensor([0, 2])
+    assert torch.equal(loaded(x, t, y), model(x, t, y))
+
+    names = mark_difffit_trainable(model)
+    delta = {n: torch.full_like(p, 0.3) for n, p in model.named_parameters() if n in names}
+    checkpoints.save_difffit(delta, {k: v.clone() for k, v in delta.items()}, tmp_path / "delta.safetensors", {"method": "test"})
+    checkpoints.apply_difffit(loaded, tmp_path / "delta.safetensors")
+    assert torch.all(loaded.blocks[0].gamma1 == 0.3)
+
+
+def test_checkpoint_errors_name_the_path_and_keys(tmp_path):
+    with pytest.raises(checkpoints.CheckpointError, match="config.json"):
+        checkpoints.load_dit(tmp_path)
+    model = DiT(TINY)
+    state = model.state_dict()
+    state["blocks.0.attn.qkv.weight"] = torch.zeros(5, 5)
+    with pytest.raises(checkpoints.CheckpointError, match=r"blocks\.0\.attn\.qkv\.weight"):
+        checkpoints.load_into(DiT(TINY), state, source="weights.pt")
+
+
+# -- generation and real subsets ------------------------------------------------------------------
+
+def test_ipc_prefix_property_holds_across_batch_sizes():
+    model = tiny_dit()
+    torch.manual_seed(0)
+    vae = build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2).eval()
+    common = dict(class_ids=[0, 2], steps=4, guidance_scale=2.0, seed=5, device=torch.device("cpu"))
+    small, small_labels = generate_set(model, vae, ipc=2, batch_size=3, **common)
+    large, large_labels = generate_set(model, vae, ipc=3, batch_size=4, **common)
+    for c in range(2):
+        assert torch.equal(large[large_labels == c][:2], small[small_labels == c])
+    assert not torch.equal(large[large_labels == 0][0], large[large_labels == 1][0])
+    assert torch.equal(image_noise(5, 1, 0, 4, (2, 4, 4)), image_noise(5, 1, 0, 4, (2, 4, 4)))
+    assert not torch.equal(image_noise(5, 1, 0, 4, (2, 4, 4)), image_noise(5, 1, 1, 4, (2, 4, 4)))
+
+
+def test_random_subset_is_a_prefix_per_class_and_checks_ipc():
+    labels = torch.tensor([0] * 5 + [1] * 4)
+    three, two = random_subset(labels, 3, seed=1), random_subset(labels, 2, seed=1)
+    assert torch.bincount(labels[three]).tolist() == [3, 3]
+    assert set(two.tolist()) <= set(three.tolist())
+    with pytest.raises(ValueError, match="IPC 5 exceeds the 4"):
+        random_subset(labels, 5, seed=1)
