@@ -84,7 +84,8 @@ def load_vae(folder: str | Path, device: torch.device) -> AutoencoderKL:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"no diffusers AutoencoderKL in {folder} (config.json missing)")
-    return AutoencoderKL.from_pretrained(folder, local_files_only=True).to(device).eval()
+    # low_cpu_mem_usage=False: the default asks for `accelerate` and warns without it.
+    return AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False).to(device).eval()
 
 
 @torch.no_grad()

@@ -11,6 +11,7 @@ rule base_vae:
         settings=config["base_models"]["tiny_vae"],
         seed=config["base_models"]["seed"],
     threads: workflow.cores
+    priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/base_vae.log",
     script:
@@ -27,6 +28,7 @@ rule base_dit:
         settings=config["base_models"]["tiny_dit"],
         seed=config["base_models"]["seed"],
     threads: workflow.cores
+    priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/base_dit.log",
     script:

@@ -8,6 +8,7 @@ rule encode:
     params:
         batch_size=config["encode"]["batch_size"],
     threads: workflow.cores
+    priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/encode.log",
     script:

@@ -11,6 +11,7 @@ rule finetune:
     params:
         settings=lambda w: finetune_settings(w.method),
     threads: 1  # small models: two jobs side by side beat one job on two threads
+    priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/finetune_{{method}}.log",
     script:

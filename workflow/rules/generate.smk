@@ -19,6 +19,7 @@ rule generate:
     params:
         settings=config["generate"],
     threads: 1  # small models: two jobs side by side beat one job on two threads
+    priority: 5  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}.log",
     script:
