@@ -11,8 +11,12 @@ min_version("8.0")
 configfile: "config.yaml"
 
 
+report: "workflow/report/workflow.rst"
+
+
 checks.normalize(config)
 validate(config, "workflow/schemas/config.schema.yaml")
+checks.canonicalize(config)
 checks.check(config)
 
 
@@ -22,6 +26,7 @@ include: "workflow/rules/base_models.smk"
 include: "workflow/rules/encode.smk"
 include: "workflow/rules/finetune.smk"
 include: "workflow/rules/generate.smk"
+include: "workflow/rules/analysis.smk"
 include: "workflow/rules/select.smk"
 include: "workflow/rules/validate.smk"
 include: "workflow/rules/tables.smk"
@@ -29,5 +34,5 @@ include: "workflow/rules/tables.smk"
 
 rule all:
     input:
-        tables=table_outputs(),
+        final_outputs(),
     default_target: True

@@ -6,7 +6,8 @@ import torch
 from scipy.linalg import sqrtm
 
 from minimaxdd import analysis
-from minimaxdd.analysis import frechet_distance, median_bandwidth, mmd, plot_tsne, prdc, tsne_embedding
+from minimaxdd.analysis import frechet_distance, median_bandwidth, mmd, prdc
+from minimaxdd.figures import plot_tsne, tsne_embedding
 from minimaxdd.coreset import herding, kcenter, select_per_class
 
 # Points on a line whose gaps are powers of two: all pairwise distances differ and integer arithmetic

@@ -42,6 +42,34 @@ def test_minimax_terms_pick_least_similar_real_and_most_similar_prediction():
     assert pred.grad is not None and pred.grad.abs().sum() > 0
 
 
+def test_plain_forms_match_the_memory_means():
+    e1, e2, e3 = torch.eye(3)
+    real_memory, pred_memory = ClassMemory(8), ClassMemory(8)
+    real_memory.push(0, torch.stack([e1, e2]))  # mean along (1, 1, 0)
+    pred_memory.push(0, torch.stack([e2, e3]))  # mean along (0, 1, 1)
+    pred = torch.stack([e1, e2])
+    rep, div = minimax_terms(pred, pred, torch.tensor([0, 0]), real_memory, pred_memory, "mean", "mean")
+    half = 2 ** -0.5
+    assert rep.item() == pytest.approx(1 - (half + half) / 2)  # both predictions at 45 degrees to the mean
+    assert div.item() == pytest.approx((0 + half) / 2)
+    # the minimax forms of the same memories differ: least similar real (orthogonal), most similar prediction (equal)
+    real_memory, pred_memory = ClassMemory(8), ClassMemory(8)
+    real_memory.push(0, torch.stack([e1, e2]))
+    pred_memory.push(0, torch.stack([e2, e3]))
+    rep, div = minimax_terms(pred, pred, torch.tensor([0, 0]), real_memory, pred_memory)
+    assert rep.item() == pytest.approx(1.0) and div.item() == pytest.approx(1.0)
+
+
+def test_a_term_switched_off_is_zero_and_bad_forms_are_refused():
+    real_memory, pred_memory = ClassMemory(4), ClassMemory(4)
+    pred = torch.randn(2, 3)
+    minimax_terms(pred, pred, torch.tensor([0, 0]), real_memory, pred_memory)
+    rep, div = minimax_terms(pred, pred, torch.tensor([0, 0]), real_memory, pred_memory, "off", "minimax")
+    assert rep.item() == 0.0 and div.item() > 0
+    with pytest.raises(ValueError, match="form"):
+        minimax_terms(pred, pred, torch.tensor([0, 0]), real_memory, pred_memory, "median", "minimax")
+
+
 def test_minimax_gradients_reach_only_the_predictions():
     real = torch.randn(4, 6, requires_grad=True)
     pred = torch.randn(4, 6, requires_grad=True)
@@ -103,7 +131,7 @@ def test_respaced_timesteps_match_adm_and_diffusers_linspace():
     assert respaced_timesteps(50)[:3] == [0, 20, 41] and respaced_timesteps(50)[-1] == 999
     assert respaced_timesteps(1000) == list(range(1000))
     with pytest.raises(ValueError):
-        respaced_timesteps(0)
+        respaced_timesteps(1)
 
 
 @pytest.mark.parametrize("index", [49, 25, 1, 0])
@@ -182,7 +210,8 @@ def test_finetune_changes_only_difffit_parameters_and_logs_three_terms():
     base = {k: v.clone() for k, v in model.state_dict().items()}
     cache = {"mean": torch.randn(12, 2, 2, 4, 4).half(), "std": torch.full((12, 2, 2, 4, 4), 0.1).half(),
              "scaling_factor": 1.0, "labels": torch.arange(12) % 3, "class_ids": [0, 1, 2]}
-    params, ema, rows = finetune_dit(model, LatentSet(cache, torch.device("cpu")), method="minimax",
+    params, ema, rows = finetune_dit(model, LatentSet(cache, torch.device("cpu")), representativeness="minimax",
+                                     diversity="minimax",
                                      batch_size=4, epochs=2, lr=1e-2, ema_decay=0.5, memory_size=4,
                                      rep_weight=0.002, div_weight=0.008, seed=0, device=torch.device("cpu"),
                                      log=lambda _: None)

@@ -23,10 +23,12 @@ TINY = {
     },
     "finetune": {"batch_size": 128, "epochs": 1, "ema_decay": 0.9, "memory_size": 8},
     "generate": {"steps": 3, "batch_size": 16},
-    "methods": ["random", "dit", "difffit", "minimax", "full"],
+    "methods": ["random", "kcenter", "herding", "dit", "difffit", "minimax", "full"],
     "ipcs": [1, 2],
     "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
                  "width_factor": 0.125},
+    "analysis": {"feature_epochs": 1, "samples_per_class": 2},
+    "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],
 }
 
 
@@ -64,7 +66,7 @@ def test_tiny_workflow_produces_table1(tiny_run):
     assert set(summary.ipc) == {1, 2} and set(summary.arch) == {"convnet", "resnetap10"}
     assert summary["mean"].between(0, 100).all()
     markdown = (tables / "table1.md").read_text()
-    assert "| IPC | Test Model | Random | DiT | Difffit | Minimax | Full |" in markdown
+    assert "| IPC | Test Model | Random | K-Center | Herding | DiT | Difffit | Minimax | Full |" in markdown
     assert "ConvNet-3" in markdown and "ResNetAP-10" in markdown
     assert (tables / "accuracy_vs_ipc.png").stat().st_size > 1000
 
@@ -78,40 +80,83 @@ def test_tiny_workflow_artifacts(tiny_run):
     losses = pd.read_csv(exp / "finetune/minimax/losses.csv")
     assert {"diffusion", "representativeness", "diversity"} <= set(losses.columns)
     assert losses[["diffusion", "representativeness", "diversity"]].notna().all().all()
-    for method in ("dit", "difffit", "minimax", "random"):
+    for method in ("dit", "difffit", "minimax", "random", "herding", "kcenter"):
         images = sorted((exp / f"sets/{method}/ipc2/images").glob("*/*.png"))
         assert len(images) == 10 * 2  # ten digit classes, IPC 2
     latents = exp / "latents/train.pt"
     assert latents.stat().st_size > 0
 
 
+def test_tiny_workflow_analyses_and_figures(tiny_run):
+    exp = tiny_run / "results/tiny"
+    mmd = pd.read_csv(exp / "tables/table2.csv")
+    assert list(mmd.columns) == ["IPC", "Random", "K-Center", "Herding", "DiT", "Difffit", "Minimax"]
+    assert (mmd.drop(columns="IPC") >= 0).all().all()
+    quality = pd.read_csv(exp / "tables/table10.csv")
+    assert {"Precision", "Recall", "Density", "Coverage"} <= set(quality.columns) and len(quality) == 6 * 2
+    assert quality[["Precision", "Recall", "Coverage"]].stack().between(0, 1).all()
+    for name in ("tsne_ipc1", "tsne_ipc2", "samples_ipc2", "finetune_losses"):
+        assert (exp / f"figures/{name}.png").stat().st_size > 1000
+
+
+def test_tiny_study_table(tiny_run):
+    study = pd.read_csv(tiny_run / "results/tiny/tables/study_steps.csv")
+    assert sorted(study.value) == [2, 3] and set(study.arch) == {"convnet"}
+    assert (study.seconds_per_image > 0).all()
+    assert "time per image (s)" in (tiny_run / "results/tiny/tables/study_steps.md").read_text()
+    # the study's default value (3 steps) is the main run's minimax set, not a copy
+    assert not (tiny_run / "results/tiny/sets/minimax@steps=3").exists()
+    assert (tiny_run / "results/tiny/sets/minimax@steps=2/ipc1/pack.pt").exists()
+
+
+def plan_with(workdir: Path, **changes) -> list[str]:
+    write_config(workdir, dict(TINY, **changes))
+    try:
+        return planned_outputs(workdir)
+    finally:
+        write_config(workdir, TINY)
+
+
+def test_denoising_steps_sweep_plans_no_finetuning(tiny_run):
+    study = {"name": "more_steps", "parameter": "steps", "values": [2, 4, 5], "ipcs": [1], "archs": ["convnet"]}
+    outputs = plan_with(tiny_run, studies=[*TINY["studies"], study])
+    assert any("minimax@steps=5/ipc1" in o for o in outputs)
+    assert not any("/finetune/" in o or "/base/" in o for o in outputs)
+
+
+def test_weight_sweep_plans_one_finetuning_per_value(tiny_run):
+    study = {"name": "rep", "parameter": "rep_weight", "values": [0.002, 0.01, 0.02], "ipcs": [1], "archs": ["convnet"]}
+    outputs = plan_with(tiny_run, studies=[*TINY["studies"], study])
+    finetuned = sorted(o.split("/finetune/")[1].split("/")[0] for o in outputs if "weights.safetensors" in o)
+    # 0.002 is the main run's own setting: its fine-tuning already exists and is shared
+    assert finetuned == ["minimax@rep_weight=0.01", "minimax@rep_weight=0.02"]
+
+
+def test_report_holds_every_table_and_figure(tiny_run):
+    snakemake(tiny_run, "--report", "report.html")
+    html = (tiny_run / "report.html").read_text(errors="replace")
+    for name in ("table1.csv", "table2.csv", "table10.csv", "accuracy_vs_ipc.png", "tsne_ipc1.png",
+                 "samples_ipc2.png", "finetune_losses.png"):
+        assert name in html, name
+    assert "maximum mean discrepancy" in html
+
+
 def test_nothing_to_do_after_a_complete_run(tiny_run):
     assert planned_outputs(tiny_run) == []
 
 
-def test_adding_an_ipc_plans_only_that_ipc_and_the_tables(tiny_run, tmp_path):
-    config = dict(TINY, ipcs=[1, 2, 3])
-    write_config(tiny_run, config)
-    try:
-        outputs = planned_outputs(tiny_run)
-    finally:
-        write_config(tiny_run, TINY)
+def test_adding_an_ipc_plans_only_that_ipc_and_the_tables(tiny_run):
+    outputs = plan_with(tiny_run, ipcs=[1, 2, 3])
     assert outputs, "the new IPC must be planned"
     for output in outputs:
         assert "ipc3" in output or "/tables/" in output, output
-    assert not any("finetune" in o or "/base/" in o or "latents" in o for o in outputs)
+    assert not any(part in o for o in outputs for part in ("finetune", "/base/", "latents", "/features/"))
 
 
 def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
-    config = json.loads(json.dumps(TINY))
-    config["validate"]["epochs"] = {1: 2, 2: 3}
-    write_config(tiny_run, config)
-    try:
-        outputs = planned_outputs(tiny_run)
-    finally:
-        write_config(tiny_run, TINY)
+    outputs = plan_with(tiny_run, validate=dict(TINY["validate"], epochs={1: 2, 2: 3}))
     validations = [o for o in outputs if "/validate/" in o]
-    assert len(validations) == 4 * 2  # 4 methods x 2 archs x 1 seed at IPC 2
+    assert len(validations) == 6 * 2  # 6 methods x 2 archs x 1 seed at IPC 2
     assert all("ipc2" in o for o in validations)
     assert all("/validate/" in o or "/tables/" in o for o in outputs)
 

@@ -6,18 +6,9 @@ thousands of rows) are handled in blocks so no full n x n matrix is ever held in
 
 from __future__ import annotations
 
-import os
-
-import matplotlib
 import numpy as np
 import torch
 from scipy.spatial.distance import pdist
-from sklearn.manifold import TSNE
-
-from .io import atomic_path
-
-matplotlib.use("Agg")  # files only; no display on clusters or CI
-import matplotlib.pyplot as plt  # noqa: E402
 
 BLOCK_ENTRIES = 2**22  # distance entries per block: 32 MiB of float64
 
@@ -143,50 +134,3 @@ def frechet_distance(x, y) -> float:
     mean_term = float(((x.mean(0) - y.mean(0)) ** 2).sum())
     value = mean_term + np.trace(cov_x) + np.trace(cov_y) - 2.0 * trace_sqrt
     return max(float(value), 0.0)
-
-
-def tsne_embedding(real, sets: dict, seed: int = 0, max_real: int = 2000,
-                   perplexity: float = 30.0) -> dict[str, np.ndarray]:
-    """Embed a real subsample and every set in ONE t-SNE fit, so all share the same 2-D space.
-
-    Returns {"real": (n_real, 2), name: (n_name, 2), ...}; the real rows are a fixed-seed subsample of
-    at most `max_real` rows. Perplexity is clipped to (n_total - 1) / 3 for small inputs.
-    """
-    real = as_matrix(real)
-    if len(real) > max_real:
-        real = real[np.sort(np.random.default_rng(seed).choice(len(real), max_real, replace=False))]
-    parts = {"real": real, **{name: as_matrix(points) for name, points in sets.items()}}
-    pooled = np.concatenate(list(parts.values()))
-    perplexity = min(perplexity, (len(pooled) - 1) / 3)
-    embedded = TSNE(n_components=2, init="pca", random_state=seed, perplexity=perplexity).fit_transform(pooled)
-    ends = np.cumsum([len(points) for points in parts.values()])
-    return dict(zip(parts, np.split(embedded, ends[:-1])))
-
-
-def plot_tsne(embedding: dict, path: str | os.PathLike, title: str) -> None:
-    """Fig. 3 style: one panel per set, real points in light gray behind, all panels on the same axes."""
-    methods = [name for name in embedding if name != "real"]
-    if not methods:
-        raise ValueError("the embedding has no set besides 'real' to plot")
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods), 3.4),
-                             sharex=True, sharey=True, squeeze=False)
-    colours = plt.get_cmap("tab10").colors
-    for i, (ax, name) in enumerate(zip(axes[0], methods)):
-        ax.scatter(*embedding["real"].T, s=3, c="lightgray", linewidths=0)
-        ax.scatter(*np.asarray(embedding[name]).T, s=14, color=colours[i % len(colours)], linewidths=0)
-        ax.set_title(name, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    # sharex/sharey give one set of limits; set it from all points so every panel shows everything
-    everything = np.concatenate([np.asarray(points) for points in embedding.values()])
-    low, high = everything.min(0), everything.max(0)
-    margin = 0.05 * np.maximum(high - low, 1e-9)
-    axes[0, 0].set_xlim(low[0] - margin[0], high[0] + margin[0])
-    axes[0, 0].set_ylim(low[1] - margin[1], high[1] + margin[1])
-    fig.suptitle(title)
-    fig.tight_layout()
-    try:
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format="png", dpi=120)
-    finally:
-        plt.close(fig)

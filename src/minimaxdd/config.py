@@ -7,11 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data
+from . import data, methods
 
-GENERATED_METHODS = ("dit", "difffit", "minimax")
-FINETUNED_METHODS = ("difffit", "minimax")
-REAL_SUBSET_METHODS = ("random",)
+REAL_SUBSET_METHODS = ("random", "kcenter", "herding")
 
 
 class ConfigError(ValueError):
@@ -26,9 +24,41 @@ def normalize(config: dict) -> dict:
     return config
 
 
-def validation_epochs(config: dict, ipc: int) -> int:
+def canonicalize(config: dict) -> None:
+    """Sort mapping keys recursively, in place. Snakemake compares params with their key order, so
+    without this, reordering the keys of a config file would rerun every job."""
+
+    def ordered(value):
+        if isinstance(value, dict):
+            return {key: ordered(value[key]) for key in sorted(value, key=str)}
+        if isinstance(value, list):
+            return [ordered(item) for item in value]
+        return value
+
+    canonical = ordered(config)
+    config.clear()
+    config.update(canonical)
+
+
+def validation_epochs(config: dict, method: str, ipc: int) -> int:
+    """Epochs per IPC; an expanded set (full training split + a generated set) trains like `full`."""
     settings = config["validate"]
+    if method.startswith("full+"):
+        return settings["full_epochs"]
     return settings["epochs"].get(str(ipc), settings["default_epochs"])
+
+
+def study_points(config: dict, study: dict) -> list[str]:
+    """The method name of every value of a study, in order."""
+    method = study.get("method", "minimax")
+    return [methods.study_point(method, study["parameter"], value, config) for value in study["values"]]
+
+
+def all_ipcs(config: dict) -> list[int]:
+    ipcs = list(config["ipcs"])
+    for study in config["studies"]:
+        ipcs += study.get("ipcs", [])
+    return sorted(set(ipcs + config["expansion"]["ipcs"]))
 
 
 def check(config: dict) -> None:
@@ -37,6 +67,20 @@ def check(config: dict) -> None:
     try:
         counts = data.class_image_counts(dataset)
     except data.DatasetError as error:
+        raise ConfigError(str(error)) from None
+
+    try:
+        for name in config["methods"]:
+            methods.check(name, config)
+        for study in config["studies"]:
+            for point in study_points(config, study):
+                methods.check(point, config)
+            if not methods.is_generated(study.get("method", "minimax"), config):
+                raise methods.MethodError(f"studies: {study['name']}: method must be a generated one")
+        for name in config["expansion"]["methods"]:
+            if not methods.is_generated(name, config):
+                raise methods.MethodError(f"expansion.methods: {name!r} is not a generated method")
+    except methods.MethodError as error:
         raise ConfigError(str(error)) from None
 
     if any(m in REAL_SUBSET_METHODS for m in config["methods"]):
@@ -63,7 +107,7 @@ def check(config: dict) -> None:
         if tiny["hidden_size"] % tiny["num_heads"]:
             raise ConfigError("base_models.tiny_dit.hidden_size must be divisible by num_heads")
 
-    if any(m in FINETUNED_METHODS for m in config["methods"]):
+    if any(methods.criteria(m, config) for m in config["methods"]):
         total = sum(counts.values())
         if config["finetune"]["batch_size"] > total:
             raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "

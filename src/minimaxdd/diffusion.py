@@ -25,10 +25,8 @@ def linear_betas(num_timesteps: int = NUM_TIMESTEPS) -> np.ndarray:
 
 def respaced_timesteps(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> list[int]:
     """ADM's `space_timesteps(T, str(steps))`, ascending: 0, 20, 41, ..., 999 for 50 of 1000."""
-    if not 1 <= steps <= num_timesteps:
-        raise ValueError(f"denoising steps must be in 1..{num_timesteps}, got {steps}")
-    if steps == 1:
-        return [num_timesteps - 1]
+    if not 2 <= steps <= num_timesteps:  # one step leaves no posterior variance to clip against
+        raise ValueError(f"denoising steps must be in 2..{num_timesteps}, got {steps}")
     stride = (num_timesteps - 1) / (steps - 1)
     return sorted({round(i * stride) for i in range(steps)})
 

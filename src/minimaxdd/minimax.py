@@ -6,6 +6,10 @@ latents and Q the earlier predictions held in c's memories:
     representativeness_c = 1 - min_{p in P, r in R} cos(p, r)   (pull toward the least similar real)
     diversity_c          =     max_{p in P, q in Q} cos(p, q)   (push from the most similar prediction)
 
+The plain forms of the ablation (Table 5) match means instead (Eq. 2 and its diversity analogue):
+
+    representativeness_c = 1 - mean_{p in P} cos(p, mean(R))     diversity_c = mean_{p in P} cos(p, mean(Q))
+
 As in the authors' code, the min / max runs over all (prediction, memory entry) pairs of a class,
 the per-class terms are averaged over the classes present in the batch, a class whose memories are
 still empty contributes nothing, and the memories are updated after the loss with the current real
@@ -45,27 +49,49 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return F.normalize(a, dim=1) @ F.normalize(b, dim=1).T
 
 
+FORMS = ("off", "minimax", "mean")
+
+
+def representativeness_term(preds: torch.Tensor, reals: torch.Tensor, form: str) -> torch.Tensor:
+    if form == "minimax":  # Eq. 3: pull toward the least similar real entry
+        return 1 - cosine_matrix(preds, reals).min()
+    return 1 - F.cosine_similarity(preds, reals.mean(0, keepdim=True)).mean()  # Eq. 2
+
+
+def diversity_term(preds: torch.Tensor, earlier: torch.Tensor, form: str) -> torch.Tensor:
+    if form == "minimax":  # Eq. 4: push away from the most similar earlier prediction
+        return cosine_matrix(preds, earlier).max()
+    return F.cosine_similarity(preds, earlier.mean(0, keepdim=True)).mean()
+
+
 def minimax_terms(
     pred_x0: torch.Tensor,
     real_x0: torch.Tensor,
     labels: torch.Tensor,
     real_memory: ClassMemory,
     pred_memory: ClassMemory,
+    representativeness: str = "minimax",
+    diversity: str = "minimax",
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unweighted (representativeness, diversity) terms of one batch; then updates both memories."""
-    representativeness = pred_x0.new_zeros(())
-    diversity = pred_x0.new_zeros(())
+    """Unweighted (representativeness, diversity) terms of one batch; then updates both memories.
+
+    `representativeness` and `diversity` pick each term's form: "minimax", "mean" or "off".
+    """
+    for form in (representativeness, diversity):
+        if form not in FORMS:
+            raise ValueError(f"criterion form must be one of {FORMS}, got {form!r}")
+    rep_total = pred_x0.new_zeros(())
+    div_total = pred_x0.new_zeros(())
     classes = labels.unique().tolist()
     for c in classes:
-        in_class = labels == c
-        preds = pred_x0[in_class].flatten(1)
+        preds = pred_x0[labels == c].flatten(1)
         reals, earlier = real_memory.get(c), pred_memory.get(c)
-        if reals is not None:
-            representativeness = representativeness + 1 - cosine_matrix(preds, reals).min()
-        if earlier is not None:
-            diversity = diversity + cosine_matrix(preds, earlier).max()
+        if reals is not None and representativeness != "off":
+            rep_total = rep_total + representativeness_term(preds, reals, representativeness)
+        if earlier is not None and diversity != "off":
+            div_total = div_total + diversity_term(preds, earlier, diversity)
     for c in classes:
         in_class = labels == c
         real_memory.push(c, real_x0[in_class])
         pred_memory.push(c, pred_x0[in_class])
-    return representativeness / len(classes), diversity / len(classes)
+    return rep_total / len(classes), div_total / len(classes)

@@ -133,8 +133,12 @@ class ResNet(nn.Module):
             if isinstance(m, nn.Conv2d):
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
 
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        """Globally pooled last-stage features: the embedding used for MMD, t-SNE and coresets."""
+        return self.blocks(self.stem(x)).mean(dim=(2, 3))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.blocks(self.stem(x)).mean(dim=(2, 3)))
+        return self.fc(self.embed(x))
 
 
 def _check_arch(arch: str) -> None:

@@ -1,7 +1,8 @@
 """One function per workflow stage: paths and settings in, artifacts out (written atomically).
 
 The package knows nothing of Snakemake: each `workflow/scripts/*.py` unpacks the job's input,
-output and params and calls one of these.
+output and params and calls one of these. Every job is a fresh process, so the heavy imports
+(diffusers, scikit-learn, matplotlib: seconds each) stay inside the stages that need them.
 """
 
 from __future__ import annotations
@@ -12,13 +13,12 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, data, sets, tables
+from . import checkpoints, coreset, data, sets
 from .dit import DiT, DiTConfig
-from .generate import generate_set
+from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, load_torch, pick_device, save_json, save_torch
 from .training import LatentSet, finetune_dit, pretrain_dit
 from .validate import train_and_evaluate
-from .vae import encode_images, load_vae, save_vae, train_tiny_vae
 
 
 def prepare(dataset: dict, train_out: str, test_out: str) -> None:
@@ -27,12 +27,16 @@ def prepare(dataset: dict, train_out: str, test_out: str) -> None:
 
 
 def train_base_vae(train_pack: str, out_folder: str, settings: dict, seed: int, device: str) -> None:
+    from .vae import save_vae, train_tiny_vae
+
     pack = data.RealPack.load(train_pack)
     vae = train_tiny_vae(pack.images, seed=seed, device=pick_device(device), **settings)
     save_vae(vae, out_folder)
 
 
 def encode(train_pack: str, vae_folder: str, out: str, batch_size: int, device: str) -> None:
+    from .vae import encode_images, load_vae
+
     device = pick_device(device)
     pack = data.RealPack.load(train_pack)
     cache = encode_images(load_vae(vae_folder, device), pack.images, batch_size, device)
@@ -53,11 +57,12 @@ def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int
 
 def finetune(latents_file: str, dit_folder: str, weights_out: str, losses_out: str, method: str,
              settings: dict, device: str) -> None:
+    """`settings`: config["finetune"] with the method's overrides and its two criteria forms."""
     device = pick_device(device)
     model = checkpoints.load_dit(dit_folder, device)
     latents = LatentSet(load_torch(latents_file), device)
     start = time.time()
-    model_params, ema_params, rows = finetune_dit(model, latents, method=method, device=device, **settings)
+    model_params, ema_params, rows = finetune_dit(model, latents, device=device, **settings)
     checkpoints.save_difffit(model_params, ema_params, weights_out,
                              {"method": method, "steps": len(rows), "wall_s": round(time.time() - start, 1)})
     with atomic_path(losses_out) as tmp, open(tmp, "w", newline="") as f:
@@ -67,8 +72,11 @@ def finetune(latents_file: str, dit_folder: str, weights_out: str, losses_out: s
 
 
 def generate(dit_folder: str, vae_folder: str, weights: str | None, train_pack: str, pack_out: str,
-             images_out: str, ipc: int, settings: dict, device: str) -> None:
+             images_out: str, timing_out: str, ipc: int, settings: dict, device: str) -> None:
     """`weights` is the fine-tuned Difffit delta, or None for the plain base DiT."""
+    from .generate import generate_set
+    from .vae import load_vae
+
     device = pick_device(device)
     model = checkpoints.load_dit(dit_folder, device)
     if weights:
@@ -77,17 +85,76 @@ def generate(dit_folder: str, vae_folder: str, weights: str | None, train_pack: 
     start = time.time()
     images, labels = generate_set(model, load_vae(vae_folder, device), class_ids=real.class_ids, ipc=ipc,
                                   device=device, **settings)
+    wall_s = time.time() - start
     pack = data.RealPack(images, labels, real.class_names, real.class_ids)
     pack.save(pack_out)
     sets.write_image_folder(images, labels, real.class_names, images_out)
-    print(f"generated {len(images)} images in {time.time() - start:.1f} s")
+    save_json({"images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
+               "device": str(device), **settings}, timing_out)
 
 
 def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, seed: int) -> None:
     real = data.RealPack.load(train_pack)
-    index = sets.random_subset(real.labels, ipc, seed)
-    data.RealPack(real.images[index], real.labels[index], real.class_names, real.class_ids).save(pack_out)
-    sets.write_image_folder(real.images[index], real.labels[index], real.class_names, images_out)
+    _save_subset(real, sets.random_subset(real.labels, ipc, seed), pack_out, images_out)
+
+
+def select_coreset(train_pack: str, features_file: str, pack_out: str, images_out: str, ipc: int,
+                   method: str) -> None:
+    """Herding or k-center, per class, on the feature network's embedding of the training split."""
+    real = data.RealPack.load(train_pack)
+    features = load_torch(features_file)["features"].numpy()
+    index = torch.from_numpy(coreset.select_per_class(features, real.labels.numpy(), ipc, method))
+    _save_subset(real, index, pack_out, images_out)
+
+
+def _save_subset(real: data.RealPack, index: torch.Tensor, pack_out: str, images_out: str) -> None:
+    subset = data.RealPack(real.images[index], real.labels[index], real.class_names, real.class_ids)
+    subset.save(pack_out)
+    sets.write_image_folder(subset.images, subset.labels, subset.class_names, images_out)
+
+
+def expand_set(train_pack: str, set_pack: str, pack_out: str) -> None:
+    """The full training split plus a generated set, for dataset expansion (Table 9)."""
+    real, extra = data.RealPack.load(train_pack), data.RealPack.load(set_pack)
+    data.RealPack(torch.cat([real.images, extra.images]), torch.cat([real.labels, extra.labels]),
+                  real.class_names, real.class_ids).save(pack_out)
+
+
+def feature_net(train_pack: str, test_pack: str, model_out: str, features_out: str, settings: dict,
+                device: str) -> None:
+    device = pick_device(device)
+    train, test = data.RealPack.load(train_pack), data.RealPack.load(test_pack)
+    record = train_feature_net(train.images, train.labels, test.images, test.labels, model_out,
+                               num_classes=len(train.class_names), device=device, **settings)
+    print(f"feature network: {record}")
+    features = embed_images(load_feature_net(model_out, device), train.images, device)
+    save_torch({"features": features, "labels": train.labels}, features_out)
+
+
+def analyze(set_pack: str, feature_net_file: str, features_file: str, out: str, *, record: dict, k: int,
+            device: str) -> None:
+    """Distribution metrics of one surrogate set against the full training split, in feature space."""
+    from . import analysis
+
+    device = pick_device(device)
+    real = load_torch(features_file)["features"]
+    fake = embed_images(load_feature_net(feature_net_file, device), data.RealPack.load(set_pack).images, device)
+    sigma = analysis.median_bandwidth(real, real[:0])  # one bandwidth, from the real data alone
+    metrics = {"mmd": analysis.mmd(real, fake, sigma), "bandwidth": sigma, **analysis.prdc(real, fake, k),
+               "frechet": analysis.frechet_distance(real, fake)}
+    save_json(record | metrics, out)
+
+
+def tsne(set_packs: dict[str, str], feature_net_file: str, features_file: str, out: str, *, title: str,
+         seed: int, device: str) -> None:
+    from . import figures
+
+    device = pick_device(device)
+    model = load_feature_net(feature_net_file, device)
+    points = {method: embed_images(model, data.RealPack.load(p).images, device).numpy()
+              for method, p in set_packs.items()}
+    real = load_torch(features_file)["features"].numpy()
+    figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed), out, title)
 
 
 def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, epochs: int, batch_size: int,
@@ -102,4 +169,44 @@ def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, e
 
 def make_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int], archs: list[str],
                 resolution: int) -> None:
+    from . import tables
+
     tables.write_table1(records, Path(out_dir), methods, ipcs, archs, resolution)
+
+
+def study_table(records: list[str], timings: list[str], out_csv: str, study: dict, points: list[str],
+                resolution: int) -> None:
+    from . import tables
+
+    tables.write_study(records, timings, Path(out_csv), study, points, resolution)
+
+
+def table5(records: list[str], out_csv: str, methods: list[str], forms: dict, ipcs: list[int], archs: list[str],
+           resolution: int) -> None:
+    from . import tables
+
+    tables.write_table5(records, Path(out_csv), methods, forms, ipcs, archs, resolution)
+
+
+def table9(records: list[str], out_csv: str, resolution: int) -> None:
+    from . import tables
+
+    tables.write_table9(records, Path(out_csv), resolution)
+
+
+def make_analysis_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int]) -> None:
+    from . import tables
+
+    tables.write_analysis_tables(records, Path(out_dir), methods, ipcs)
+
+
+def loss_curves(loss_files: dict[str, str], out: str) -> None:
+    from . import figures
+
+    figures.plot_loss_curves(loss_files, out)
+
+
+def sample_grid(set_packs: dict[str, str], out: str, per_class: int) -> None:
+    from . import figures
+
+    figures.plot_sample_grid({m: data.RealPack.load(p) for m, p in set_packs.items()}, out, per_class)

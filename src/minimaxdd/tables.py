@@ -70,3 +70,111 @@ def plot_accuracy_vs_ipc(summary: pd.DataFrame, path: Path, methods: list[str], 
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=120)
     plt.close(fig)
+
+
+QUALITY_METRICS = {"precision": "Precision", "recall": "Recall", "density": "Density", "coverage": "Coverage",
+                   "frechet": "Fréchet dist. (ResNetAP-10 feat.)"}
+
+
+def write_analysis_tables(record_paths: list[str], out_dir: Path, methods: list[str], ipcs: list[int]) -> None:
+    """table2 (MMD to the full data: rows IPC, columns methods) and table10 (generation quality),
+    each as CSV and Markdown."""
+    records = load_records(record_paths)
+    present = [m for m in methods if m in set(records.method)]
+    mmd = records.pivot(index="ipc", columns="method", values="mmd").reindex(index=ipcs, columns=present)
+    mmd = mmd.rename(columns=METHOD_LABELS).rename_axis(index="IPC", columns=None)
+    _write_csv_and_markdown(mmd.reset_index(), out_dir / "table2", "{:.4f}")
+
+    quality = records.assign(order=records.method.map(present.index)).sort_values(["ipc", "order"])
+    quality = quality.assign(method=quality.method.map(METHOD_LABELS))[["ipc", "method", *QUALITY_METRICS]]
+    quality = quality.rename(columns={"ipc": "IPC", "method": "Method", **QUALITY_METRICS})
+    _write_csv_and_markdown(quality, out_dir / "table10", "{:.3f}")
+
+
+def _write_csv_and_markdown(frame: pd.DataFrame, stem: Path, number_format: str) -> None:
+    with atomic_path(stem.with_suffix(".csv")) as tmp:
+        frame.to_csv(tmp, index=False, float_format="%.5g")
+    cells = [[number_format.format(v) if isinstance(v, float) else str(v) for v in row] for row in frame.itertuples(index=False)]
+    lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
+    lines += ["| " + " | ".join(row) + " |" for row in cells]
+    save_text("\n".join(lines) + "\n", stem.with_suffix(".md"))
+
+
+def label(method: str) -> str:
+    return METHOD_LABELS.get(method, method)
+
+
+def _mean_std(frame: pd.DataFrame) -> str:
+    return f"{frame['mean']:.1f} ± {frame['std']:.1f}"
+
+
+def write_study(record_paths: list[str], timing_paths: list[str], out_csv: Path, study: dict, points: list[str],
+                resolution: int) -> None:
+    """One parameter sweep: accuracy per value (rows IPC x arch, as Fig. 6 / Table 8), its CSV and a
+    line plot; for generation settings also the generation time per image (Table 8's first row)."""
+    value_of = dict(zip(points, study["values"]))
+    records = load_records(record_paths)
+    records["value"] = records.method.map(value_of)
+    summary = records.groupby(["value", "ipc", "arch"]).accuracy.agg(mean="mean", std="std", runs="count")
+    summary = summary.reset_index().fillna({"std": 0.0})
+    timing = pd.DataFrame([json.loads(Path(p).read_text()) | {"method": Path(p).parts[-3]} for p in timing_paths])
+    if len(timing):
+        per_image = timing.assign(value=timing.method.map(value_of)).groupby("value").seconds_per_image.mean()
+        summary["seconds_per_image"] = summary.value.map(per_image)
+    with atomic_path(out_csv) as tmp:
+        summary.to_csv(tmp, index=False, float_format="%.4g")
+
+    values = list(study["values"])
+    lines = [f"| IPC | Test Model | " + " | ".join(f"{study['parameter']} = {v}" for v in values) + " |",
+             "|---|---|" + "---|" * len(values)]
+    if len(timing):
+        lines.append("| | time per image (s) | " + " | ".join(f"{per_image[v]:.3g}" for v in values) + " |")
+    for (ipc, arch), rows in summary.groupby(["ipc", "arch"]):
+        cells = {row.value: _mean_std(row) for _, row in rows.iterrows()}
+        lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(cells.get(v, "-") for v in values) + " |")
+    save_text("\n".join(lines) + "\n", out_csv.with_suffix(".md"))
+
+    archs = sorted(summary.arch.unique())
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.5 * len(archs), 3.4), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for ipc, rows in summary[summary.arch == arch].groupby("ipc"):
+            rows = rows.sort_values("value")
+            ax.errorbar(rows.value, rows["mean"], yerr=rows["std"], marker="o", capsize=3, label=f"IPC {ipc}")
+        ax.set(title=f"{study['name']}: {arch_label(arch, resolution)}", xlabel=study["parameter"],
+               ylabel="top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
+    fig.tight_layout()
+    with atomic_path(out_csv.with_suffix(".png")) as tmp:
+        fig.savefig(tmp, format="png", dpi=120)
+    plt.close(fig)
+
+
+def write_table5(record_paths: list[str], out_csv: Path, methods: list[str], forms: dict, ipcs: list[int],
+                 archs: list[str], resolution: int) -> None:
+    """The criteria ablation (Table 5): one row per fine-tuned method with the form of each term."""
+    summary = summarize(load_records(record_paths), ipcs)
+    rows = []
+    for method in methods:
+        row = {"Method": label(method), "Representativeness": forms[method][0], "Diversity": forms[method][1]}
+        for ipc in ipcs:
+            for arch in archs:
+                cell = summary[(summary.method == method) & (summary.ipc == ipc) & (summary.arch == arch)]
+                row[f"{arch_label(arch, resolution)} IPC {ipc}"] = _mean_std(cell.iloc[0]) if len(cell) else "-"
+        rows.append(row)
+    _write_csv_and_markdown(pd.DataFrame(rows), out_csv.with_suffix(""), "{}")
+
+
+def write_table9(record_paths: list[str], out_csv: Path, resolution: int) -> None:
+    """Dataset expansion (Table 9): rows arch, columns the full split alone and with each generated set."""
+    records = load_records(record_paths)
+    records["column"] = [
+        "Original" if m == "full" else f"Original + {label(m.removeprefix('full+'))} IPC {int(i)}"
+        for m, i in zip(records.method, records.ipc.fillna(0))
+    ]
+    summary = records.groupby(["arch", "column"]).accuracy.agg(mean="mean", std="std").reset_index().fillna(0.0)
+    summary["cell"] = summary.apply(_mean_std, axis=1)
+    wide = summary.pivot(index="arch", columns="column", values="cell")
+    wide = wide[["Original", *[c for c in wide.columns if c != "Original"]]]
+    wide.index = [arch_label(a, resolution) for a in wide.index]
+    _write_csv_and_markdown(wide.rename_axis("Test Model").reset_index(), out_csv.with_suffix(""), "{}")

@@ -16,9 +16,6 @@ from .diffusion import NUM_TIMESTEPS, GaussianDiffusion, linear_betas
 from .dit import DiT, mark_difffit_trainable
 from .minimax import ClassMemory, minimax_terms
 
-METHODS_FINETUNED = ("difffit", "minimax")
-
-
 class LatentSet:
     """The encode stage's cache, held on the training device."""
 
@@ -81,7 +78,8 @@ class Trainer:
         total = diffusion_loss
         rep = div = torch.zeros((), device=self.device)
         if self.minimax:
-            rep, div = minimax_terms(terms["pred_x0"], x0, latents.labels[index], self.real_memory, self.pred_memory)
+            rep, div = minimax_terms(terms["pred_x0"], x0, latents.labels[index], self.real_memory, self.pred_memory,
+                                     self.minimax["representativeness"], self.minimax["diversity"])
             total = total + self.minimax["rep_weight"] * rep + self.minimax["div_weight"] * div
         if not torch.isfinite(total):
             raise FloatingPointError("non-finite training loss")
@@ -110,30 +108,30 @@ def pretrain_dit(model: DiT, latents: LatentSet, *, steps: int, batch_size: int,
     return ema_model
 
 
-def finetune_dit(model: DiT, latents: LatentSet, *, method: str, batch_size: int, epochs: int, lr: float,
-                 ema_decay: float, memory_size: int, rep_weight: float, div_weight: float, seed: int,
-                 device: torch.device, log=print):
-    """Difffit fine-tuning, with the minimax criteria when `method == "minimax"`.
+def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, diversity: str, batch_size: int,
+                 epochs: int, lr: float, ema_decay: float, seed: int, device: torch.device, memory_size: int = 64,
+                 rep_weight: float = 0.0, div_weight: float = 0.0, log=print):
+    """Difffit fine-tuning with the criteria in the given forms ("minimax", "mean" or "off"):
+    `difffit` is ("off", "off"), the paper's method ("minimax", "minimax").
 
     Returns (trainable parameters, their EMA, per-step loss rows). As in the reference, each epoch
     is a fresh permutation cut into full batches (the last partial batch is dropped).
     """
-    if method not in METHODS_FINETUNED:
-        raise ValueError(f"fine-tuning method must be one of {METHODS_FINETUNED}, got {method!r}")
     trainable = mark_difffit_trainable(model)
     params = dict(model.named_parameters())
     params = {k: params[k] for k in trainable}
     log(f"Difffit trainable parameters: {sum(p.numel() for p in params.values()):,} "
         f"of {sum(p.numel() for p in model.parameters()):,}")
     minimax = None
-    if method == "minimax":
-        minimax = {"memory_size": memory_size, "rep_weight": rep_weight, "div_weight": div_weight}
+    if (representativeness, diversity) != ("off", "off"):
+        minimax = {"memory_size": memory_size, "rep_weight": rep_weight, "div_weight": div_weight,
+                   "representativeness": representativeness, "diversity": diversity}
     trainer = Trainer(model, params, lr, ema_decay, seed, device, minimax)
     steps_per_epoch = len(latents) // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"finetune.batch_size ({batch_size}) exceeds the {len(latents)} training images")
     rows = []
-    bar = tqdm(total=epochs * steps_per_epoch, desc=f"fine-tune ({method})", mininterval=5)
+    bar = tqdm(total=epochs * steps_per_epoch, desc=f"fine-tune ({representativeness}, {diversity})", mininterval=5)
     for epoch in range(epochs):
         order = torch.randperm(len(latents), generator=trainer.generator, device=device)
         for index in order[: steps_per_epoch * batch_size].view(steps_per_epoch, batch_size):

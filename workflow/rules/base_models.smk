@@ -27,7 +27,7 @@ rule base_dit:
     params:
         settings=config["base_models"]["tiny_dit"],
         seed=config["base_models"]["seed"],
-    threads: workflow.cores
+    threads: 1  # the tiny DiT is overhead-bound: a second thread is better spent on another job
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/base_dit.log",

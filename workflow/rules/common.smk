@@ -1,18 +1,40 @@
 # Paths and input functions shared by the rules. Each job receives only its own slice of the
 # config as params, so that changing one setting reruns only the jobs that depend on it.
+import re
+
+from minimaxdd import methods as method_names
 
 EXP = f"results/{config['experiment']}"
 METHODS = config["methods"]
 IPCS = config["ipcs"]
 ARCHS = config["validate"]["archs"]
 SEEDS = config["validate"]["seeds"]
-GENERATED = [m for m in METHODS if m in checks.GENERATED_METHODS]
+STUDIES = {study["name"]: study for study in config["studies"]}
+
+
+def unique(names):
+    return list(dict.fromkeys(names))
+
+
 SUBSET_METHODS = [m for m in METHODS if m != "full"]
+EXPANDED = [f"full+{m}" for m in config["expansion"]["methods"]]
+STUDY_METHODS = unique(p for study in config["studies"] for p in checks.study_points(config, study))
+VALIDATED = unique(SUBSET_METHODS + STUDY_METHODS + EXPANDED)
+GENERATED = [m for m in unique(VALIDATED + config["expansion"]["methods"]) if method_names.is_generated(m, config)]
+FINETUNE_JOBS = unique(method_names.finetune_name(m) for m in GENERATED if method_names.split(m)[0] != "dit")
+FINETUNED = [m for m in METHODS if method_names.criteria(m, config)]
+VARIANTS_IN_TABLE = [m for m in METHODS if m in config["variants"]]
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly these names (or nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
 
 wildcard_constraints:
     ipc=r"\d+",
     seed=r"-?\d+",
-    arch="|".join(ARCHS),
+    arch=one_of(unique(ARCHS + [a for s in config["studies"] for a in s.get("archs", [])])),
 
 
 def base_vae():
@@ -27,18 +49,51 @@ def set_pack(method, ipc):
     return f"{EXP}/sets/{method}/ipc{ipc}/pack.pt"
 
 
+def record(method, ipc, arch, seed):
+    return f"{EXP}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
+
+
 def validation_records():
-    records = [
-        f"{EXP}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
-        for method in SUBSET_METHODS
-        for ipc in IPCS
-        for arch in ARCHS
-        for seed in SEEDS
-    ]
+    records = [record(m, ipc, arch, seed) for m in SUBSET_METHODS for ipc in IPCS for arch in ARCHS for seed in SEEDS]
     if "full" in METHODS:
-        records += [f"{EXP}/validate/full/{arch}/seed{seed}.json" for arch in ARCHS for seed in SEEDS]
+        records += full_records()
     return records
 
 
-def table_outputs():
-    return [f"{EXP}/tables/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")]
+def full_records():
+    return [f"{EXP}/validate/full/{arch}/seed{seed}.json" for arch in ARCHS for seed in SEEDS]
+
+
+def study_records(study):
+    return [
+        record(point, ipc, arch, seed)
+        for point in checks.study_points(config, study)
+        for ipc in study.get("ipcs", IPCS)
+        for arch in study.get("archs", ARCHS)
+        for seed in SEEDS
+    ]
+
+
+def study_timings(study):
+    """Generation time per image of every study point (Table 8 reports it for denoising steps)."""
+    return [
+        f"{EXP}/sets/{point}/ipc{ipc}/generation.json"
+        for point in checks.study_points(config, study)
+        for ipc in study.get("ipcs", IPCS)
+    ]
+
+
+def final_outputs():
+    """Everything `snakemake` builds by default: the tables, the analyses and the figures."""
+    outputs = [f"{EXP}/tables/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")]
+    if SUBSET_METHODS:
+        outputs += [f"{EXP}/tables/{name}" for name in ("table2.csv", "table10.csv")]
+        outputs += [f"{EXP}/figures/{kind}_ipc{ipc}.png" for kind in ("tsne", "samples") for ipc in IPCS]
+    if FINETUNED:
+        outputs.append(f"{EXP}/figures/finetune_losses.png")
+    if VARIANTS_IN_TABLE:
+        outputs.append(f"{EXP}/tables/table5.csv")
+    if EXPANDED:
+        outputs.append(f"{EXP}/tables/table9.csv")
+    outputs += [f"{EXP}/tables/study_{name}.csv" for name in STUDIES]
+    return outputs

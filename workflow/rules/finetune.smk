@@ -1,5 +1,5 @@
 rule finetune:
-    """Difffit fine-tuning of the base DiT, with the minimax criteria for method `minimax`."""
+    """Difffit fine-tuning of the base DiT with the method's criteria (none for `difffit`)."""
     input:
         latents=rules.encode.output.latents,
         dit=base_dit(),
@@ -7,9 +7,9 @@ rule finetune:
         weights=f"{EXP}/finetune/{{method}}/weights.safetensors",
         losses=f"{EXP}/finetune/{{method}}/losses.csv",
     wildcard_constraints:
-        method="|".join(checks.FINETUNED_METHODS),
+        method=one_of(FINETUNE_JOBS),
     params:
-        settings=lambda w: finetune_settings(w.method),
+        settings=lambda w: method_names.finetune_settings(w.method, config),
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
@@ -17,11 +17,3 @@ rule finetune:
     script:
         "../scripts/finetune.py"
 
-
-def finetune_settings(method):
-    settings = dict(config["finetune"])
-    if method == "difffit":  # the criteria are off: their settings must not trigger reruns
-        for key in ("memory_size", "rep_weight", "div_weight"):
-            settings.pop(key)
-        settings |= {"memory_size": 1, "rep_weight": 0.0, "div_weight": 0.0}
-    return settings

@@ -1,11 +1,11 @@
 def finetuned_weights(wildcards):
-    if wildcards.method == "dit":
+    if method_names.split(wildcards.method)[0] == "dit":
         return []
-    return rules.finetune.output.weights.format(method=wildcards.method)
+    return rules.finetune.output.weights.format(method=method_names.finetune_name(wildcards.method))
 
 
 rule generate:
-    """IPC images per class from the base (dit) or fine-tuned (difffit, minimax) model."""
+    """IPC images per class from the base (dit) or a fine-tuned model."""
     input:
         dit=base_dit(),
         vae=base_vae(),
@@ -14,10 +14,11 @@ rule generate:
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+        timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
     wildcard_constraints:
-        method="|".join(checks.GENERATED_METHODS),
+        method=one_of(GENERATED),
     params:
-        settings=config["generate"],
+        settings=lambda w: method_names.generate_settings(w.method, config),
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 5  # the critical path: base models -> fine-tune -> generate
     log:

@@ -11,3 +11,19 @@ rule select_random:
         f"{EXP}/logs/select_random_ipc{{ipc}}.log",
     script:
         "../scripts/select_random.py"
+
+
+rule select_coreset:
+    """Herding or k-center per class on the feature network's embedding of the training split."""
+    input:
+        train=rules.prepare.output.train,
+        features=rules.feature_net.output.features,
+    output:
+        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
+        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+    wildcard_constraints:
+        method="herding|kcenter",
+    log:
+        f"{EXP}/logs/select_{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/select_coreset.py"

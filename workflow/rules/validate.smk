@@ -6,9 +6,9 @@ rule validate:
     output:
         record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
     wildcard_constraints:
-        method="|".join(SUBSET_METHODS) or "none",
+        method=one_of(VALIDATED),
     params:
-        epochs=lambda w: checks.validation_epochs(config, w.ipc),
+        epochs=lambda w: checks.validation_epochs(config, w.method, w.ipc),
         batch_size=config["validate"]["batch_size"],
         lr=config["validate"]["lr"],
         width_factor=config["validate"]["width_factor"],
@@ -34,3 +34,18 @@ rule validate_full:
         f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
     script:
         "../scripts/validate.py"
+
+
+rule expand_set:
+    """Dataset expansion (Table 9): the full training split plus a generated set."""
+    input:
+        train=rules.prepare.output.train,
+        set=lambda w: set_pack(w.method, w.ipc),
+    output:
+        pack=f"{EXP}/sets/full+{{method}}/ipc{{ipc}}/pack.pt",
+    wildcard_constraints:
+        method=one_of(config["expansion"]["methods"]),
+    log:
+        f"{EXP}/logs/expand_{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/expand_set.py"

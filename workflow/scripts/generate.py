@@ -3,5 +3,5 @@ from minimaxdd.io import job_context
 
 with job_context(snakemake.log[0], snakemake.threads):
     stages.generate(snakemake.input.dit, snakemake.input.vae, snakemake.input.weights or None,
-                    snakemake.input.train, snakemake.output.pack, snakemake.output.images,
+                    snakemake.input.train, snakemake.output.pack, snakemake.output.images, snakemake.output.timing,
                     int(snakemake.wildcards.ipc), snakemake.params.settings, snakemake.config["device"])

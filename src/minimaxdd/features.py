@@ -1,0 +1,40 @@
+"""The feature network of the analyses: a ResNetAP-10 trained on the full training split.
+
+As in the paper's MMD protocol (Sec. 4.3), its pooled last-stage features embed real and
+surrogate images for MMD, t-SNE, precision / recall / density / coverage and the coreset baselines.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .io import load_torch, save_torch
+from .nets import build_net
+from .validate import evaluate, to_model_input, train_classifier
+
+FEATURE_ARCH = "resnetap10"
+
+
+def train_feature_net(images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
+                      test_labels: torch.Tensor, path: str, *, num_classes: int, **settings) -> dict:
+    """Train on the full training split, save weights and build facts; returns those facts."""
+    model, record = train_classifier(images, labels, arch=FEATURE_ARCH, num_classes=num_classes, **settings)
+    record |= {"test_accuracy": evaluate(model, test_images, test_labels, record["device"]),
+               "num_classes": num_classes, "channels": images.shape[1], "resolution": images.shape[-1]}
+    save_torch({"state_dict": model.state_dict(), "record": record}, path)
+    return record
+
+
+def load_feature_net(path: str, device: torch.device) -> torch.nn.Module:
+    saved = load_torch(path)
+    record = saved["record"]
+    model = build_net(FEATURE_ARCH, record["channels"], record["num_classes"], record["resolution"],
+                      record["width_factor"])
+    model.load_state_dict(saved["state_dict"])
+    return model.to(device).eval()
+
+
+@torch.no_grad()
+def embed_images(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256):
+    """uint8 images -> (N, D) float features on the CPU."""
+    return torch.cat([model.embed(to_model_input(batch, device)).float().cpu() for batch in images.split(batch_size)])

@@ -1,0 +1,46 @@
+"""Method names: variants, study points and the settings each job receives."""
+
+import pytest
+
+from minimaxdd import methods
+
+CONFIG = {
+    "finetune": {"batch_size": 8, "epochs": 8, "lr": 1e-3, "ema_decay": 0.9999, "memory_size": 64,
+                 "rep_weight": 0.002, "div_weight": 0.008, "seed": 0},
+    "generate": {"steps": 50, "guidance_scale": 4.0, "batch_size": 64, "seed": 0},
+    "variants": {"rep_mean": {"representativeness": "mean", "diversity": "off"}},
+}
+
+
+def test_study_points_share_the_default_and_name_the_rest():
+    assert methods.study_point("minimax", "rep_weight", 0.002, CONFIG) == "minimax"
+    assert methods.study_point("minimax", "rep_weight", 0.01, CONFIG) == "minimax@rep_weight=0.01"
+    assert methods.study_point("minimax", "steps", 100, CONFIG) == "minimax@steps=100"
+
+
+def test_generation_overrides_reuse_the_finetuning():
+    assert methods.finetune_name("minimax@steps=100") == "minimax"
+    assert methods.finetune_name("minimax@memory_size=16,steps=25") == "minimax@memory_size=16"
+    assert methods.generate_settings("minimax@steps=100", CONFIG)["steps"] == 100
+    assert methods.generate_settings("minimax@guidance_scale=2.5", CONFIG)["guidance_scale"] == 2.5
+
+
+def test_finetune_settings_carry_forms_and_typed_overrides():
+    settings = methods.finetune_settings("minimax@memory_size=16", CONFIG)
+    assert settings["memory_size"] == 16 and isinstance(settings["memory_size"], int)
+    assert (settings["representativeness"], settings["diversity"]) == ("minimax", "minimax")
+    assert methods.finetune_settings("rep_mean", CONFIG)["representativeness"] == "mean"
+    difffit = methods.finetune_settings("difffit", CONFIG)
+    assert "rep_weight" not in difffit and difffit["diversity"] == "off"  # unused settings never rerun it
+
+
+def test_method_checks():
+    for name in ("random", "dit@steps=25", "rep_mean@epochs=4", "minimax@div_weight=0.1"):
+        methods.check(name, CONFIG)
+    with pytest.raises(methods.MethodError, match="unknown method 'magic'"):
+        methods.check("magic", CONFIG)
+    with pytest.raises(methods.MethodError, match="'rep_weight' is not one of steps"):
+        methods.check("dit@rep_weight=0.1", CONFIG)
+    with pytest.raises(methods.MethodError, match="real-data methods take no settings"):
+        methods.check("random@steps=3", CONFIG)
+    assert methods.is_generated("rep_mean", CONFIG) and not methods.is_generated("herding", CONFIG)

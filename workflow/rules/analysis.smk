@@ -1,0 +1,105 @@
+# The distribution analyses of Table 2, Fig. 3 and Table 10, in the feature space of a ResNetAP-10
+# trained on the full training split.
+
+
+rule feature_net:
+    """Train the ResNetAP-10 feature network on the full training split; embed the training split."""
+    input:
+        train=rules.prepare.output.train,
+        test=rules.prepare.output.test,
+    output:
+        model=f"{EXP}/features/resnetap10.pt",
+        features=f"{EXP}/features/train_features.pt",
+    params:
+        settings={
+            "epochs": config["analysis"]["feature_epochs"],
+            "seed": config["analysis"]["seed"],
+            **{k: config["validate"][k] for k in ("batch_size", "lr", "width_factor")},
+        },
+    threads: workflow.cores
+    priority: 10
+    log:
+        f"{EXP}/logs/feature_net.log",
+    script:
+        "../scripts/feature_net.py"
+
+
+rule analyze:
+    """MMD, precision / recall / density / coverage and Fréchet distance of one set vs the full data."""
+    input:
+        set=lambda w: set_pack(w.method, w.ipc),
+        net=rules.feature_net.output.model,
+        features=rules.feature_net.output.features,
+    output:
+        record=f"{EXP}/analysis/{{method}}/ipc{{ipc}}.json",
+    params:
+        k=config["analysis"]["k"],
+    log:
+        f"{EXP}/logs/analyze/{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/analyze.py"
+
+
+rule tsne:
+    """One t-SNE of real and surrogate features per IPC (Fig. 3)."""
+    input:
+        unpack(lambda w: {m: set_pack(m, w.ipc) for m in SUBSET_METHODS}),
+        net=rules.feature_net.output.model,
+        features=rules.feature_net.output.features,
+    output:
+        report(f"{EXP}/figures/tsne_ipc{{ipc}}.png", caption="../report/tsne.rst", category="Distribution",
+               labels={"figure": "t-SNE", "IPC": "{ipc}"}),
+    params:
+        methods=SUBSET_METHODS,
+        seed=config["analysis"]["seed"],
+    log:
+        f"{EXP}/logs/tsne_ipc{{ipc}}.log",
+    script:
+        "../scripts/tsne.py"
+
+
+rule analysis_tables:
+    input:
+        records=[f"{EXP}/analysis/{m}/ipc{ipc}.json" for m in SUBSET_METHODS for ipc in IPCS],
+    output:
+        table2=report(f"{EXP}/tables/table2.csv", caption="../report/table2.rst", category="Tables",
+                      labels={"table": "Table 2: MMD"}),
+        table10=report(f"{EXP}/tables/table10.csv", caption="../report/table10.rst", category="Tables",
+                       labels={"table": "Table 10: generation quality"}),
+        markdown=[f"{EXP}/tables/table2.md", f"{EXP}/tables/table10.md"],
+    params:
+        methods=SUBSET_METHODS,
+        ipcs=IPCS,
+    log:
+        f"{EXP}/logs/analysis_tables.log",
+    script:
+        "../scripts/analysis_tables.py"
+
+
+rule loss_curves:
+    input:
+        unpack(lambda w: {m: f"{EXP}/finetune/{m}/losses.csv" for m in FINETUNED}),
+    output:
+        report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
+               labels={"figure": "loss curves"}),
+    params:
+        methods=FINETUNED,
+    log:
+        f"{EXP}/logs/loss_curves.log",
+    script:
+        "../scripts/loss_curves.py"
+
+
+rule sample_grid:
+    input:
+        unpack(lambda w: {m: set_pack(m, w.ipc) for m in SUBSET_METHODS}),
+    output:
+        report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
+               labels={"figure": "samples", "IPC": "{ipc}"}),
+    params:
+        methods=SUBSET_METHODS,
+        per_class=config["analysis"]["samples_per_class"],
+    log:
+        f"{EXP}/logs/sample_grid_ipc{{ipc}}.log",
+    script:
+        "../scripts/sample_grid.py"
