@@ -77,7 +77,7 @@ def test_tiny_workflow_produces_table1(tiny_run):
 
 def test_tiny_workflow_artifacts(tiny_run):
     exp = tiny_run / "results/tiny"
-    losses = pd.read_csv(exp / "finetune/minimax/losses.csv")
+    losses = pd.read_csv(exp / "finetune/minimax/phase0/losses.csv")
     assert {"diffusion", "representativeness", "diversity"} <= set(losses.columns)
     assert losses[["diffusion", "representativeness", "diversity"]].notna().all().all()
     for method in ("dit", "difffit", "minimax", "random", "herding", "kcenter"):

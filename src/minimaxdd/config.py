@@ -5,9 +5,8 @@ They run when the workflow is parsed, before any job, so a bad config costs seco
 
 from __future__ import annotations
 
-from pathlib import Path
 
-from . import data, methods
+from . import data, methods, pretrained
 
 REAL_SUBSET_METHODS = ("random", "kcenter", "herding")
 
@@ -54,11 +53,13 @@ def study_points(config: dict, study: dict) -> list[str]:
     return [methods.study_point(method, study["parameter"], value, config) for value in study["values"]]
 
 
-def all_ipcs(config: dict) -> list[int]:
-    ipcs = list(config["ipcs"])
-    for study in config["studies"]:
-        ipcs += study.get("ipcs", [])
-    return sorted(set(ipcs + config["expansion"]["ipcs"]))
+def class_phases(config: dict) -> list[list[int] | None]:
+    """Class indices of each fine-tuning phase; [None] (all classes, one model) by default."""
+    per_phase = config["finetune"]["classes_per_phase"]
+    if per_phase is None:
+        return [None]
+    count = len(data.resolve_classes(config["dataset"])[0])
+    return [list(range(start, min(start + per_phase, count))) for start in range(0, count, per_phase)]
 
 
 def check(config: dict) -> None:
@@ -91,9 +92,12 @@ def check(config: dict) -> None:
                               f"so methods {REAL_SUBSET_METHODS} cannot pick that many real images")
 
     models = config["base_models"]
-    for key in ("vae", "dit"):
-        if models[key] is not None and not Path(models[key]).exists():
-            raise ConfigError(f"base_models.{key}: {models[key]} does not exist")
+    for key, resolve in (("vae", pretrained.resolve_vae_folder), ("dit", pretrained.resolve_dit_source)):
+        if models[key] is not None:
+            try:
+                resolve(models[key])
+            except pretrained.CheckpointError as error:
+                raise ConfigError(f"base_models.{key}: {error}") from None
     if models["vae"] is None:
         downsample = 2 ** (len(models["tiny_vae"]["block_channels"]) - 1)
         if dataset["resolution"] % downsample:

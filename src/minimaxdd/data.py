@@ -79,9 +79,22 @@ def resolve_classes(dataset: dict) -> tuple[list[str], list[int]]:
     ids = ds["class_ids"]
     if ids is None:
         return names, list(range(len(names)))
+    if isinstance(ids, str):  # a file listing the generator's classes in id order, e.g. ImageNet-1k wnids
+        return names, _ids_from_file(ids, names)
     if len(ids) != len(names):
         raise DatasetError(f"dataset.class_ids has {len(ids)} entries but there are {len(names)} classes")
     return names, [int(i) for i in ids]
+
+
+def _ids_from_file(path: str, names: list[str]) -> list[int]:
+    file = Path(path)
+    if not file.is_file():
+        raise DatasetError(f"dataset.class_ids: file {file} does not exist")
+    index = {name: i for i, name in enumerate(_read_name_list(file))}
+    missing = [name for name in names if name not in index]
+    if missing:
+        raise DatasetError(f"dataset.class_ids: classes {missing[:5]} are not listed in {file}")
+    return [index[name] for name in names]
 
 
 def class_image_counts(dataset: dict) -> dict[str, int]:
@@ -144,6 +157,12 @@ def _class_names(ds: dict) -> list[str]:
     raise DatasetError(f"dataset.kind: unknown kind {kind!r} (expected digits, imagefolder or idx)")
 
 
+def _read_name_list(path: Path) -> list[str]:
+    """One name per line; '#' comments and blank lines are ignored."""
+    lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
+    return [line for line in lines if line]
+
+
 def _read_class_list(classes) -> list[str] | None:
     """`classes` as a list, or a text file with one name per line ('#' comments, blank lines ignored)."""
     if classes is None:
@@ -152,8 +171,7 @@ def _read_class_list(classes) -> list[str] | None:
         path = Path(classes)
         if not path.is_file():
             raise DatasetError(f"dataset.classes: class list file {path} does not exist")
-        lines = (line.split("#", 1)[0].strip() for line in path.read_text().splitlines())
-        names = [line for line in lines if line]
+        names = _read_name_list(path)
     else:
         names = [str(c) for c in classes]
     if not names:

@@ -91,7 +91,7 @@ class GaussianDiffusion:
         """Per-sample `mse`, `vb`, their sum `loss`, and the predicted clean latent `pred_x0`."""
         noise = torch.randn_like(x0) if noise is None else noise
         x_t = self.q_sample(x0, t, noise)
-        out = model(x_t, self.timestep_map.to(t.device)[t], y)
+        out = model(x_t, self.timestep_map.to(t.device)[t], y).float()  # float32 losses under autocast
         channels = x0.shape[1]
         eps, var_values = out[:, :channels], out[:, channels:]
         mse = ((noise - eps) ** 2).flatten(1).mean(1)
@@ -154,9 +154,10 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
     indices = range(diffusion.num_timesteps - 1, -1, -1)
     for k, index in enumerate(progress(indices) if progress else indices, start=1):
         t = torch.full((x.shape[0],), int(diffusion.timestep_map[index]), dtype=torch.long, device=x.device)
-        if guidance_scale == 1.0:
-            out = model(x, t, labels)
-        else:
-            out = model.forward_with_guidance(x, t, labels, guidance_scale)
+        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+            if guidance_scale == 1.0:
+                out = model(x, t, labels)
+            else:
+                out = model.forward_with_guidance(x, t, labels, guidance_scale)
         x = diffusion.p_step(out.float(), x, index, noise[k])
     return x

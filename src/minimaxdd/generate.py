@@ -30,12 +30,15 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 
 @torch.no_grad()
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
-                 batch_size: int, seed: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
-    """`ipc` images of every class; returns uint8 images (K*ipc, C, H, W) and labels 0..K-1."""
+                 batch_size: int, seed: int, device: torch.device,
+                 classes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
+    their labels (indices into class_ids, the generator's id of each class)."""
     model = model.to(device).eval()
     diffusion = GaussianDiffusion.respaced(steps)
     latent_shape = (model.in_channels, model.config.input_size, model.config.input_size)
-    jobs = [(c, i) for c in range(len(class_ids)) for i in range(ipc)]
+    classes = range(len(class_ids)) if classes is None else classes
+    jobs = [(c, i) for c in classes for i in range(ipc)]
     images = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate ipc={ipc}", mininterval=5):
         batch = jobs[start : start + batch_size]

@@ -67,9 +67,12 @@ def save_text(text: str, path: str | os.PathLike) -> None:
 
 
 def pick_device(requested: str = "auto") -> torch.device:
-    """`auto` takes CUDA when present, else the CPU."""
+    """`auto` takes CUDA when present, else the CPU. On CUDA, float32 matmuls may use TF32."""
     if requested == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        requested = "cuda" if torch.cuda.is_available() else "cpu"
+    if requested == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     return torch.device(requested)
 
 

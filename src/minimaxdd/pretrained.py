@@ -18,7 +18,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
-from .checkpoints import CheckpointError, load_into
+from .checkpoints import CheckpointError, load_dit, load_into
 from .dit import DiT, DiTConfig
 
 # Shapes do not tell the number of heads; the DiT model zoo (XL, L, B, S) does.
@@ -62,6 +62,14 @@ def resolve_vae_folder(path: str | Path) -> Path:
         if (folder / "config.json").is_file():
             return folder
     raise CheckpointError(f"{path}: no config.json; expected a diffusers pipeline folder with vae/ or a VAE folder")
+
+
+def load_base_dit(path: str | Path, device="cpu") -> DiT:
+    """The base DiT of a run: a tiny one trained here (our folder format) or pretrained weights."""
+    path = Path(path)
+    if (path / "model.safetensors").is_file():
+        return load_dit(path, device)
+    return load_pretrained_dit(path, device)
 
 
 def load_pretrained_dit(path: str | Path, device="cpu", num_heads: int | None = None) -> DiT:

@@ -34,12 +34,13 @@ def train_base_vae(train_pack: str, out_folder: str, settings: dict, seed: int, 
     save_vae(vae, out_folder)
 
 
-def encode(train_pack: str, vae_folder: str, out: str, batch_size: int, device: str) -> None:
+def encode(train_pack: str, vae_path: str, out: str, batch_size: int, device: str) -> None:
+    from .pretrained import resolve_vae_folder
     from .vae import encode_images, load_vae
 
     device = pick_device(device)
     pack = data.RealPack.load(train_pack)
-    cache = encode_images(load_vae(vae_folder, device), pack.images, batch_size, device)
+    cache = encode_images(load_vae(resolve_vae_folder(vae_path), device), pack.images, batch_size, device)
     save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names}, out)
 
 
@@ -55,13 +56,17 @@ def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int
     checkpoints.save_dit(pretrain_dit(model, latents, seed=seed, device=device, **training), out_folder)
 
 
-def finetune(latents_file: str, dit_folder: str, weights_out: str, losses_out: str, method: str,
-             settings: dict, device: str) -> None:
-    """`settings`: config["finetune"] with the method's overrides and its two criteria forms."""
+def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str, method: str,
+             classes: list[int] | None, settings: dict, device: str) -> None:
+    """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
+    subset). `settings`: config["finetune"] with the method's overrides and its two criteria forms."""
+    from .pretrained import load_base_dit
+
     device = pick_device(device)
-    model = checkpoints.load_dit(dit_folder, device)
-    latents = LatentSet(load_torch(latents_file), device)
+    model = load_base_dit(dit_path, device)
+    latents = LatentSet(load_torch(latents_file), device, classes)
     start = time.time()
+    settings = {k: v for k, v in settings.items() if k != "classes_per_phase"}
     model_params, ema_params, rows = finetune_dit(model, latents, device=device, **settings)
     checkpoints.save_difffit(model_params, ema_params, weights_out,
                              {"method": method, "steps": len(rows), "wall_s": round(time.time() - start, 1)})
@@ -71,20 +76,26 @@ def finetune(latents_file: str, dit_folder: str, weights_out: str, losses_out: s
         writer.writerows(rows)
 
 
-def generate(dit_folder: str, vae_folder: str, weights: str | None, train_pack: str, pack_out: str,
+def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, train_pack: str, pack_out: str,
              images_out: str, timing_out: str, ipc: int, settings: dict, device: str) -> None:
-    """`weights` is the fine-tuned Difffit delta, or None for the plain base DiT."""
+    """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
+    each, None = all classes), or no weights for the plain base DiT."""
     from .generate import generate_set
+    from .pretrained import load_base_dit, resolve_vae_folder
     from .vae import load_vae
 
     device = pick_device(device)
-    model = checkpoints.load_dit(dit_folder, device)
-    if weights:
-        checkpoints.apply_difffit(model, weights)
     real = data.RealPack.load(train_pack)
+    vae = load_vae(resolve_vae_folder(vae_path), device)
     start = time.time()
-    images, labels = generate_set(model, load_vae(vae_folder, device), class_ids=real.class_ids, ipc=ipc,
-                                  device=device, **settings)
+    parts = []
+    for delta, classes in zip(weights, phases) if weights else [(None, None)]:
+        model = load_base_dit(dit_path, device)
+        if delta:
+            checkpoints.apply_difffit(model, delta)
+        parts.append(generate_set(model, vae, class_ids=real.class_ids, ipc=ipc, device=device, classes=classes,
+                                  **settings))
+    images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     pack = data.RealPack(images, labels, real.class_names, real.class_ids)
     pack.save(pack_out)

@@ -17,13 +17,14 @@ from .dit import DiT, mark_difffit_trainable
 from .minimax import ClassMemory, minimax_terms
 
 class LatentSet:
-    """The encode stage's cache, held on the training device."""
+    """The encode stage's cache, held on the training device; `classes` keeps only those labels."""
 
-    def __init__(self, cache: dict, device: torch.device):
-        self.mean = cache["mean"].to(device)
-        self.std = cache["std"].to(device)
+    def __init__(self, cache: dict, device: torch.device, classes: list[int] | None = None):
+        keep = slice(None) if classes is None else torch.isin(cache["labels"], torch.tensor(classes))
+        self.mean = cache["mean"][keep].to(device)
+        self.std = cache["std"][keep].to(device)
         self.scaling_factor = cache["scaling_factor"]
-        self.labels = cache["labels"].to(device)  # 0..K-1: the memories are kept per real class
+        self.labels = cache["labels"][keep].to(device)  # 0..K-1: the memories are kept per real class
         self.model_ids = torch.as_tensor(cache["class_ids"], device=device)[self.labels]  # conditioning ids
 
     def __len__(self) -> int:
@@ -35,6 +36,11 @@ class LatentSet:
         std = self.std[index, flip].float()
         noise = torch.randn(mean.shape, generator=generator, device=mean.device)
         return (mean + std * noise) * self.scaling_factor
+
+
+def autocast(device: torch.device):
+    """bf16 autocast on CUDA (the losses are computed in float32 by the diffusion code); off on the CPU."""
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda")
 
 
 @torch.no_grad()
@@ -73,7 +79,8 @@ class Trainer:
         x0 = latents.draw(index, self.generator)
         t = torch.randint(NUM_TIMESTEPS, (len(index),), generator=self.generator, device=self.device)
         noise = torch.randn(x0.shape, generator=self.generator, device=self.device)
-        terms = self.diffusion.training_losses(self.model, x0, t, latents.model_ids[index], noise)
+        with autocast(self.device):
+            terms = self.diffusion.training_losses(self.model, x0, t, latents.model_ids[index], noise)
         diffusion_loss = terms["loss"].mean()
         total = diffusion_loss
         rep = div = torch.zeros((), device=self.device)

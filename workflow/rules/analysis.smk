@@ -18,6 +18,8 @@ rule feature_net:
         },
     threads: workflow.cores
     priority: 10
+    resources:
+        gpu=GPU,
     log:
         f"{EXP}/logs/feature_net.log",
     script:
@@ -78,7 +80,7 @@ rule analysis_tables:
 
 rule loss_curves:
     input:
-        unpack(lambda w: {m: f"{EXP}/finetune/{m}/losses.csv" for m in FINETUNED}),
+        unpack(lambda w: {m: f"{EXP}/finetune/{m}/phase0/losses.csv" for m in FINETUNED}),
     output:
         report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
                labels={"figure": "loss curves"}),

@@ -24,6 +24,8 @@ GENERATED = [m for m in unique(VALIDATED + config["expansion"]["methods"]) if me
 FINETUNE_JOBS = unique(method_names.finetune_name(m) for m in GENERATED if method_names.split(m)[0] != "dit")
 FINETUNED = [m for m in METHODS if method_names.criteria(m, config)]
 VARIANTS_IN_TABLE = [m for m in METHODS if m in config["variants"]]
+PHASES = checks.class_phases(config)
+GPU = 0 if config["device"] == "cpu" else 1  # `resources: gpu` of the rules that run models
 
 
 def one_of(names):
@@ -43,6 +45,14 @@ def base_vae():
 
 def base_dit():
     return config["base_models"]["dit"] or f"{EXP}/base/dit"
+
+
+def finetuned_weights(method):
+    """The Difffit deltas (one per class phase) a generated method samples with; none for `dit`."""
+    if method_names.split(method)[0] == "dit":
+        return []
+    name = method_names.finetune_name(method)
+    return [f"{EXP}/finetune/{name}/phase{phase}/weights.safetensors" for phase in range(len(PHASES))]
 
 
 def set_pack(method, ipc):

@@ -1,16 +1,10 @@
-def finetuned_weights(wildcards):
-    if method_names.split(wildcards.method)[0] == "dit":
-        return []
-    return rules.finetune.output.weights.format(method=method_names.finetune_name(wildcards.method))
-
-
 rule generate:
     """IPC images per class from the base (dit) or a fine-tuned model."""
     input:
         dit=base_dit(),
         vae=base_vae(),
         train=rules.prepare.output.train,
-        weights=finetuned_weights,
+        weights=lambda w: finetuned_weights(w.method),
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
@@ -19,6 +13,9 @@ rule generate:
         method=one_of(GENERATED),
     params:
         settings=lambda w: method_names.generate_settings(w.method, config),
+        phases=PHASES,
+    resources:
+        gpu=GPU,
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 5  # the critical path: base models -> fine-tune -> generate
     log:

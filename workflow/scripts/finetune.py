@@ -3,5 +3,6 @@ from minimaxdd.io import job_context
 
 with job_context(snakemake.log[0], snakemake.threads):
     stages.finetune(snakemake.input.latents, snakemake.input.dit, snakemake.output.weights,
-                    snakemake.output.losses, snakemake.wildcards.method, snakemake.params.settings,
+                    snakemake.output.losses, snakemake.wildcards.method, snakemake.params.classes,
+                    snakemake.params.settings,
                     snakemake.config["device"])

@@ -1,0 +1,93 @@
+"""The paper presets plan the expected jobs against a fake ImageNet tree (dry runs only)."""
+
+import re
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def fake_imagenet(tmp_path_factory):
+    """ImageNet's layout with empty image files: enough for the checks and the plan, never decoded."""
+    root = tmp_path_factory.mktemp("imagenet")
+    wnids = set()
+    for name in ("imagewoof", "imagenette", "imageidc", "imagenet100-idc"):
+        wnids |= set((REPO / f"data/imagenet/{name}.txt").read_text().split())
+    for wnid in wnids:
+        for split, count in (("train", 100), ("val", 2)):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(count):
+                (folder / f"{wnid}_{i}.JPEG").touch()
+    (root / "DiT-XL-2-256x256.pt").touch()
+    (root / "sd-vae-ft-mse").mkdir()
+    (root / "sd-vae-ft-mse" / "config.json").write_text("{}")
+    return root
+
+
+def dry_run(preset: str, imagenet: Path, workdir: Path) -> Counter:
+    config = yaml.safe_load((REPO / f"configs/{preset}.yaml").read_text())
+    config["dataset"]["root"] = str(imagenet)
+    for key in ("classes", "class_ids"):
+        config["dataset"][key] = str(REPO / config["dataset"][key])
+    config["base_models"] = {"dit": str(imagenet / "DiT-XL-2-256x256.pt"), "vae": str(imagenet / "sd-vae-ft-mse")}
+    workdir.mkdir()
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config))
+    result = subprocess.run(
+        [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory", str(workdir),
+         "--cores", "8", "--dry-run", "--quiet", "rules"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    stats = re.search(r"Job stats:\n.*?\n-+\s+-+\n(.*?)\n\s*total", result.stdout + result.stderr, re.DOTALL)
+    return Counter({rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)$", stats.group(1), re.MULTILINE)})
+
+
+def validations(config: dict, methods: list[str]) -> int:
+    return len(methods) * len(config["ipcs"]) * len(config["validate"]["archs"]) * len(config["validate"]["seeds"])
+
+
+def extra_study_runs(config: dict) -> int:
+    """Validation runs the studies add: a value equal to the main run's setting adds none (the presets'
+    study IPCs and archs are inside the main grid)."""
+    total = 0
+    for study in config.get("studies", []):
+        section = "finetune" if study["parameter"] in config["finetune"] else "generate"
+        new_values = [v for v in study["values"] if v != config[section][study["parameter"]]]
+        total += (len(new_values) * len(study.get("ipcs", config["ipcs"]))
+                  * len(study.get("archs", config["validate"]["archs"])) * len(config["validate"]["seeds"]))
+    return total
+
+
+@pytest.mark.parametrize("preset", ["imagewoof", "imagenette", "imageidc", "imagenet100"])
+def test_preset_plans_the_paper_grid(preset, fake_imagenet, tmp_path):
+    config = yaml.safe_load((REPO / f"configs/{preset}.yaml").read_text())
+    jobs = dry_run(preset, fake_imagenet, tmp_path / "run")
+    assert config["dataset"]["resolution"] == 256 and config["generate"]["steps"] == 50
+    assert config["generate"]["guidance_scale"] == 4.0 and config["finetune"]["batch_size"] == 8
+    assert "base_vae" not in jobs and "base_dit" not in jobs  # pretrained weights, nothing trained from scratch
+    assert jobs["prepare"] == 1 and jobs["encode"] == 1
+    per_ipc = [m for m in config["methods"] if m != "full"]
+    expanded = config.get("expansion", {"methods": [], "ipcs": []})
+    expansion = len(expanded["methods"]) * len(expanded["ipcs"])
+    expansion_runs = expansion * len(config["validate"]["archs"]) * len(config["validate"]["seeds"])
+    assert jobs["validate"] == validations(config, per_ipc) + extra_study_runs(config) + expansion_runs
+    assert jobs["validate_full"] == len(config["validate"]["archs"]) * len(config["validate"]["seeds"])
+
+
+def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(fake_imagenet, tmp_path):
+    jobs = dry_run("imagenet100", fake_imagenet, tmp_path / "run")
+    assert jobs["finetune"] == 10  # one method (minimax) x 10 phases
+    assert jobs["generate"] == 2  # per IPC; each job samples every class with its phase's model
+
+
+def test_imagewoof_studies_share_the_main_finetuning(fake_imagenet, tmp_path):
+    jobs = dry_run("imagewoof", fake_imagenet, tmp_path / "run")
+    # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 4 training sweeps
+    assert jobs["finetune"] == 7 + 4 + 4 + 3 + 5
