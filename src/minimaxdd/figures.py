@@ -89,7 +89,7 @@ def plot_tsne(embedding: dict, path: str | os.PathLike, title: str) -> None:
     for i, (ax, name) in enumerate(zip(axes[0], methods)):
         ax.scatter(*embedding["real"].T, s=3, c="lightgray", linewidths=0)
         ax.scatter(*np.asarray(embedding[name]).T, s=14, color=colours[i % len(colours)], linewidths=0)
-        ax.set_title(name, fontsize=10)
+        ax.set_title(METHOD_LABELS.get(name, name), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     # sharex/sharey give one set of limits; set it from all points so every panel shows everything

@@ -16,8 +16,8 @@ rule feature_net:
             "seed": config["analysis"]["seed"],
             **{k: config["validate"][k] for k in ("batch_size", "lr", "width_factor")},
         },
-    threads: workflow.cores
-    priority: 10
+    threads: 1  # leaves the other core to the base models, which are on the critical path
+    priority: 5
     resources:
         gpu=GPU,
     log:
