@@ -8,14 +8,17 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
 def fake_imagenet(tmp_path_factory):
-    """ImageNet's layout with empty image files: enough for the checks and the plan, never decoded."""
+    """ImageNet's layout with tiny JPEGs (a dry run counts them but never decodes them)."""
     root = tmp_path_factory.mktemp("imagenet")
+    tiny = root / "tiny.JPEG"
+    Image.new("RGB", (8, 8), (120, 60, 30)).save(tiny, format="JPEG")
     wnids = set()
     for name in ("imagewoof", "imagenette", "imageidc", "imagenet100-idc"):
         wnids |= set((REPO / f"data/imagenet/{name}.txt").read_text().split())
@@ -24,7 +27,7 @@ def fake_imagenet(tmp_path_factory):
             folder = root / split / wnid
             folder.mkdir(parents=True)
             for i in range(count):
-                (folder / f"{wnid}_{i}.JPEG").touch()
+                (folder / f"{wnid}_{i}.JPEG").hardlink_to(tiny)
     (root / "DiT-XL-2-256x256.pt").touch()
     (root / "sd-vae-ft-mse").mkdir()
     (root / "sd-vae-ft-mse" / "config.json").write_text("{}")

@@ -23,12 +23,13 @@ TINY = {
     },
     "finetune": {"batch_size": 128, "epochs": 1, "ema_decay": 0.9, "memory_size": 8},
     "generate": {"steps": 3, "batch_size": 16},
-    "methods": ["random", "kcenter", "herding", "dit", "difffit", "minimax", "full"],
+    "methods": ["random", "kcenter", "herding", "dit", "difffit", "rep_minimax", "minimax", "full"],
     "ipcs": [1, 2],
     "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
                  "width_factor": 0.125},
     "analysis": {"feature_epochs": 1, "samples_per_class": 2},
     "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],
+    "expansion": {"methods": ["minimax"], "ipcs": [1]},
 }
 
 
@@ -66,7 +67,7 @@ def test_tiny_workflow_produces_table1(tiny_run):
     assert set(summary.ipc) == {1, 2} and set(summary.arch) == {"convnet", "resnetap10"}
     assert summary["mean"].between(0, 100).all()
     markdown = (tables / "table1.md").read_text()
-    assert "| IPC | Test Model | Random | K-Center | Herding | DiT | Difffit | Minimax | Full |" in markdown
+    assert "| IPC | Test Model | Random | K-Center | Herding | DiT | Difffit | rep_minimax | Minimax | Full |" in markdown
     assert "ConvNet-3" in markdown and "ResNetAP-10" in markdown
     assert (tables / "accuracy_vs_ipc.png").stat().st_size > 1000
 
@@ -90,13 +91,25 @@ def test_tiny_workflow_artifacts(tiny_run):
 def test_tiny_workflow_analyses_and_figures(tiny_run):
     exp = tiny_run / "results/tiny"
     mmd = pd.read_csv(exp / "tables/table2.csv")
-    assert list(mmd.columns) == ["IPC", "Random", "K-Center", "Herding", "DiT", "Difffit", "Minimax"]
+    assert list(mmd.columns) == ["IPC", "Random", "K-Center", "Herding", "DiT", "Difffit", "rep_minimax", "Minimax"]
     assert (mmd.drop(columns="IPC") >= 0).all().all()
     quality = pd.read_csv(exp / "tables/table10.csv")
-    assert {"Precision", "Recall", "Density", "Coverage"} <= set(quality.columns) and len(quality) == 6 * 2
+    assert {"Precision", "Recall", "Density", "Coverage"} <= set(quality.columns) and len(quality) == 7 * 2
     assert quality[["Precision", "Recall", "Coverage"]].stack().between(0, 1).all()
     for name in ("tsne_ipc1", "tsne_ipc2", "samples_ipc2", "finetune_losses"):
         assert (exp / f"figures/{name}.png").stat().st_size > 1000
+
+
+def test_tiny_ablation_and_expansion_tables(tiny_run):
+    tables = tiny_run / "results/tiny/tables"
+    ablation = pd.read_csv(tables / "table5.csv")
+    assert list(ablation.Method) == ["Difffit", "rep_minimax", "Minimax"]
+    assert list(ablation.Representativeness) == ["off", "minimax", "minimax"]
+    assert list(ablation.Diversity) == ["off", "off", "minimax"]
+    expansion = pd.read_csv(tables / "table9.csv")
+    assert list(expansion.columns) == ["Test Model", "Original", "Original + Minimax IPC 1"]
+    record = json.loads((tiny_run / "results/tiny/validate/full+minimax/ipc1/convnet/seed0.json").read_text())
+    assert record["train_images"] == 1437 + 10 and record["epochs"] == TINY["validate"]["full_epochs"]
 
 
 def test_tiny_study_table(tiny_run):
@@ -156,7 +169,7 @@ def test_adding_an_ipc_plans_only_that_ipc_and_the_tables(tiny_run):
 def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
     outputs = plan_with(tiny_run, validate=dict(TINY["validate"], epochs={1: 2, 2: 3}))
     validations = [o for o in outputs if "/validate/" in o]
-    assert len(validations) == 6 * 2  # 6 methods x 2 archs x 1 seed at IPC 2
+    assert len(validations) == 7 * 2  # 7 methods x 2 archs x 1 seed at IPC 2
     assert all("ipc2" in o for o in validations)
     assert all("/validate/" in o or "/tables/" in o for o in outputs)
 

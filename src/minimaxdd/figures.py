@@ -14,7 +14,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 
 from .analysis import as_matrix  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .tables import METHOD_LABELS  # noqa: E402
+from .tables import label  # noqa: E402
 
 LOSS_TERMS = ("diffusion", "representativeness", "diversity")
 
@@ -31,7 +31,7 @@ def plot_loss_curves(loss_files: dict[str, str], path) -> None:
     for method, file in loss_files.items():
         losses = pd.read_csv(file)
         for ax, term in zip(axes, LOSS_TERMS):
-            ax.plot(losses.step, losses[term].rolling(50, min_periods=1).mean(), label=METHOD_LABELS[method])
+            ax.plot(losses.step, losses[term].rolling(50, min_periods=1).mean(), label=label(method))
     for ax, term in zip(axes, LOSS_TERMS):
         ax.set(title=f"{term} term (unweighted)", xlabel="fine-tuning step")
         ax.grid(alpha=0.3)
@@ -52,7 +52,7 @@ def plot_sample_grid(packs: dict, path, per_class: int) -> None:
             rows.append(np.concatenate(list(images), axis=1))
         grid = np.concatenate(rows, axis=0)
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(METHOD_LABELS[method])
+        ax.set_title(label(method))
         side = first.images.shape[-1]
         ax.set_yticks(np.arange(len(pack.class_names)) * side + side / 2, pack.class_names, fontsize=7)
         ax.set_xticks([])
@@ -89,7 +89,7 @@ def plot_tsne(embedding: dict, path: str | os.PathLike, title: str) -> None:
     for i, (ax, name) in enumerate(zip(axes[0], methods)):
         ax.scatter(*embedding["real"].T, s=3, c="lightgray", linewidths=0)
         ax.scatter(*np.asarray(embedding[name]).T, s=14, color=colours[i % len(colours)], linewidths=0)
-        ax.set_title(METHOD_LABELS.get(name, name), fontsize=10)
+        ax.set_title(label(name), fontsize=10)
         ax.set_xticks([])
         ax.set_yticks([])
     # sharex/sharey give one set of limits; set it from all points so every panel shows everything

@@ -11,6 +11,7 @@ import json
 import os
 import shutil
 import tempfile
+import traceback
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -82,4 +83,8 @@ def job_context(log_path: str | os.PathLike, threads: int) -> Iterator[None]:
     torch.set_num_threads(max(1, threads))
     Path(log_path).parent.mkdir(parents=True, exist_ok=True)
     with open(log_path, "w") as log, contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
-        yield
+        try:
+            yield
+        except BaseException:
+            traceback.print_exc()  # into the job's log too, not only onto the workflow's console
+            raise

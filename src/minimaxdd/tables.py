@@ -20,6 +20,11 @@ METHOD_LABELS = {
 }
 
 
+def label(method: str) -> str:
+    """The paper's name of a method; variants and study points keep their own names."""
+    return METHOD_LABELS.get(method, method)
+
+
 def load_records(paths: list[str]) -> pd.DataFrame:
     return pd.DataFrame([json.loads(Path(p).read_text()) for p in paths])
 
@@ -47,7 +52,7 @@ def write_table1(record_paths: list[str], out_dir: Path, methods: list[str], ipc
     cell = summary.assign(text=summary["mean"].map("{:.1f}".format) + " ± " + summary["std"].map("{:.1f}".format))
     wide = cell.pivot(index=["ipc", "arch"], columns="method", values="text")
     wide = wide.reindex(index=pd.MultiIndex.from_product([ipcs, archs]), columns=methods)
-    lines = ["| IPC | Test Model | " + " | ".join(METHOD_LABELS[m] for m in methods) + " |",
+    lines = ["| IPC | Test Model | " + " | ".join(label(m) for m in methods) + " |",
              "|---|---|" + "---|" * len(methods)]
     for (ipc, arch), row in wide.iterrows():
         lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
@@ -62,7 +67,7 @@ def plot_accuracy_vs_ipc(summary: pd.DataFrame, path: Path, methods: list[str], 
         for method in methods:
             rows = summary[(summary.method == method) & (summary.arch == arch)].sort_values("ipc")
             style = dict(linestyle="--", color="gray") if method == "full" else dict(marker="o")
-            ax.errorbar(rows.ipc, rows["mean"], yerr=rows["std"], label=METHOD_LABELS[method], capsize=3, **style)
+            ax.errorbar(rows.ipc, rows["mean"], yerr=rows["std"], label=label(method), capsize=3, **style)
         ax.set(title=arch_label(arch, resolution), xlabel="images per class", ylabel="top-1 accuracy (%)")
         ax.grid(alpha=0.3)
     axes[0][-1].legend(fontsize=8)
@@ -82,11 +87,11 @@ def write_analysis_tables(record_paths: list[str], out_dir: Path, methods: list[
     records = load_records(record_paths)
     present = [m for m in methods if m in set(records.method)]
     mmd = records.pivot(index="ipc", columns="method", values="mmd").reindex(index=ipcs, columns=present)
-    mmd = mmd.rename(columns=METHOD_LABELS).rename_axis(index="IPC", columns=None)
+    mmd = mmd.rename(columns=label).rename_axis(index="IPC", columns=None)
     _write_csv_and_markdown(mmd.reset_index(), out_dir / "table2", "{:.4f}")
 
     quality = records.assign(order=records.method.map(present.index)).sort_values(["ipc", "order"])
-    quality = quality.assign(method=quality.method.map(METHOD_LABELS))[["ipc", "method", *QUALITY_METRICS]]
+    quality = quality.assign(method=quality.method.map(label))[["ipc", "method", *QUALITY_METRICS]]
     quality = quality.rename(columns={"ipc": "IPC", "method": "Method", **QUALITY_METRICS})
     _write_csv_and_markdown(quality, out_dir / "table10", "{:.3f}")
 
@@ -98,10 +103,6 @@ def _write_csv_and_markdown(frame: pd.DataFrame, stem: Path, number_format: str)
     lines = ["| " + " | ".join(map(str, frame.columns)) + " |", "|" + "---|" * len(frame.columns)]
     lines += ["| " + " | ".join(row) + " |" for row in cells]
     save_text("\n".join(lines) + "\n", stem.with_suffix(".md"))
-
-
-def label(method: str) -> str:
-    return METHOD_LABELS.get(method, method)
 
 
 def _mean_std(frame: pd.DataFrame) -> str:
