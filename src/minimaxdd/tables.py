@@ -126,7 +126,7 @@ def write_study(record_paths: list[str], timing_paths: list[str], out_csv: Path,
         summary.to_csv(tmp, index=False, float_format="%.4g")
 
     values = list(study["values"])
-    lines = [f"| IPC | Test Model | " + " | ".join(f"{study['parameter']} = {v}" for v in values) + " |",
+    lines = ["| IPC | Test Model | " + " | ".join(f"{study['parameter']} = {v}" for v in values) + " |",
              "|---|---|" + "---|" * len(values)]
     if len(timing):
         lines.append("| | time per image (s) | " + " | ".join(f"{per_image[v]:.3g}" for v in values) + " |")
