@@ -16,13 +16,14 @@ FEATURE_ARCH = "resnetap10"
 
 
 def train_feature_net(images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
-                      test_labels: torch.Tensor, path: str, *, num_classes: int, **settings) -> dict:
-    """Train on the full training split, save weights and build facts; returns those facts."""
+                      test_labels: torch.Tensor, path: str, *, num_classes: int,
+                      **settings) -> tuple[torch.nn.Module, dict]:
+    """Train on the full training split, save weights and build facts; returns the model and facts."""
     model, record = train_classifier(images, labels, arch=FEATURE_ARCH, num_classes=num_classes, **settings)
     record |= {"test_accuracy": evaluate(model, test_images, test_labels, record["device"]),
                "num_classes": num_classes, "channels": images.shape[1], "resolution": images.shape[-1]}
     save_torch({"state_dict": model.state_dict(), "record": record}, path)
-    return record
+    return model, record
 
 
 def load_feature_net(path: str, device: torch.device) -> torch.nn.Module:

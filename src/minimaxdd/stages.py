@@ -88,10 +88,10 @@ def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, tra
     real = data.RealPack.load(train_pack)
     vae = load_vae(resolve_vae_folder(vae_path), device)
     start = time.time()
+    model = load_base_dit(dit_path, device)
     parts = []
     for delta, classes in zip(weights, phases) if weights else [(None, None)]:
-        model = load_base_dit(dit_path, device)
-        if delta:
+        if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
         parts.append(generate_set(model, vae, class_ids=real.class_ids, ipc=ipc, device=device, classes=classes,
                                   **settings))
@@ -135,10 +135,10 @@ def feature_net(train_pack: str, test_pack: str, model_out: str, features_out: s
                 device: str) -> None:
     device = pick_device(device)
     train, test = data.RealPack.load(train_pack), data.RealPack.load(test_pack)
-    record = train_feature_net(train.images, train.labels, test.images, test.labels, model_out,
-                               num_classes=len(train.class_names), device=device, **settings)
+    model, record = train_feature_net(train.images, train.labels, test.images, test.labels, model_out,
+                                      num_classes=len(train.class_names), device=device, **settings)
     print(f"feature network: {record}")
-    features = embed_images(load_feature_net(model_out, device), train.images, device)
+    features = embed_images(model, train.images, device)
     save_torch({"features": features, "labels": train.labels}, features_out)
 
 
