@@ -10,6 +10,7 @@ import contextlib
 import json
 import os
 import shutil
+import socket
 import tempfile
 import traceback
 from pathlib import Path
@@ -65,6 +66,11 @@ def save_json(obj: Any, path: str | os.PathLike) -> None:
 def save_text(text: str, path: str | os.PathLike) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
+
+
+def job_environment() -> dict:
+    """Where a job ran, for its run record: the host, and the SLURM job id under a SLURM executor."""
+    return {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
 def pick_device(requested: str = "auto") -> torch.device:

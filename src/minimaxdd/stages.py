@@ -16,7 +16,7 @@ import torch
 from . import checkpoints, coreset, data, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
-from .io import atomic_path, load_torch, pick_device, save_json, save_torch
+from .io import atomic_path, job_environment, load_torch, pick_device, save_json, save_torch
 from .training import LatentSet, finetune_dit, pretrain_dit
 from .validate import train_and_evaluate
 
@@ -101,7 +101,7 @@ def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, tra
     pack.save(pack_out)
     sets.write_image_folder(images, labels, real.class_names, images_out)
     save_json({"images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
-               "device": str(device), **settings}, timing_out)
+               "device": str(device), **settings, **job_environment()}, timing_out)
 
 
 def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, seed: int) -> None:
@@ -175,7 +175,7 @@ def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, e
                                 num_classes=len(test.class_names), epochs=epochs, seed=seed,
                                 device=pick_device(device), batch_size=batch_size, lr=lr,
                                 width_factor=width_factor)
-    save_json(record | result, out)
+    save_json(record | result | job_environment(), out)
 
 
 def make_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int], archs: list[str],

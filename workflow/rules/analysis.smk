@@ -18,8 +18,6 @@ rule feature_net:
         },
     threads: 1  # leaves the other core to the base models, which are on the critical path
     priority: 5
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/feature_net.log",
     script:

@@ -12,8 +12,6 @@ rule base_vae:
         seed=config["base_models"]["seed"],
     threads: workflow.cores
     priority: 10  # the critical path: base models -> fine-tune -> generate
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/base_vae.log",
     script:
@@ -31,8 +29,6 @@ rule base_dit:
         seed=config["base_models"]["seed"],
     threads: 1  # the tiny DiT is overhead-bound: a second thread is better spent on another job
     priority: 10  # the critical path: base models -> fine-tune -> generate
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/base_dit.log",
     script:

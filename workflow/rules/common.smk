@@ -25,7 +25,6 @@ FINETUNE_JOBS = unique(method_names.finetune_name(m) for m in GENERATED if metho
 FINETUNED = [m for m in METHODS if method_names.criteria(m, config)]
 VARIANTS_IN_TABLE = [m for m in METHODS if m in config["variants"]]
 PHASES = checks.class_phases(config)
-GPU = 0 if config["device"] == "cpu" else 1  # `resources: gpu` of the rules that run models
 
 
 def one_of(names):

@@ -9,8 +9,6 @@ rule encode:
         batch_size=config["encode"]["batch_size"],
     threads: workflow.cores
     priority: 10  # the critical path: base models -> fine-tune -> generate
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/encode.log",
     script:

@@ -12,8 +12,6 @@ rule finetune:
     params:
         settings=lambda w: method_names.finetune_settings(w.method, config),
         classes=lambda w: PHASES[int(w.phase)],
-    resources:
-        gpu=GPU,
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:

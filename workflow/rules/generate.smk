@@ -14,8 +14,6 @@ rule generate:
     params:
         settings=lambda w: method_names.generate_settings(w.method, config),
         phases=PHASES,
-    resources:
-        gpu=GPU,
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 5  # the critical path: base models -> fine-tune -> generate
     log:

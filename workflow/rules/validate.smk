@@ -12,8 +12,6 @@ rule validate:
         batch_size=config["validate"]["batch_size"],
         lr=config["validate"]["lr"],
         width_factor=config["validate"]["width_factor"],
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
     script:
@@ -32,8 +30,6 @@ rule validate_full:
         batch_size=config["validate"]["batch_size"],
         lr=config["validate"]["lr"],
         width_factor=config["validate"]["width_factor"],
-    resources:
-        gpu=GPU,
     log:
         f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
     script:
