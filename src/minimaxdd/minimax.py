@@ -43,6 +43,12 @@ class ClassMemory:
     def __len__(self) -> int:
         return sum(len(v) for v in self._items.values())
 
+    def state_dict(self) -> dict[int, torch.Tensor]:
+        return dict(self._items)
+
+    def load_state_dict(self, items: dict[int, torch.Tensor]) -> None:
+        self._items = dict(items)
+
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """Pairwise cosine similarity of the rows of a (n, d) and b (m, d)."""
@@ -72,8 +78,10 @@ def minimax_terms(
     pred_memory: ClassMemory,
     representativeness: str = "minimax",
     diversity: str = "minimax",
+    update: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Unweighted (representativeness, diversity) terms of one batch; then updates both memories.
+    """Unweighted (representativeness, diversity) terms of one batch; then updates both memories
+    (unless `update` is False: data-parallel training updates them with the whole global batch).
 
     `representativeness` and `diversity` pick each term's form: "minimax", "mean" or "off".
     """
@@ -90,8 +98,14 @@ def minimax_terms(
             rep_total = rep_total + representativeness_term(preds, reals, representativeness)
         if earlier is not None and diversity != "off":
             div_total = div_total + diversity_term(preds, earlier, diversity)
-    for c in classes:
+    if update:
+        update_memories(real_memory, pred_memory, real_x0, pred_x0, labels)
+    return rep_total / len(classes), div_total / len(classes)
+
+
+def update_memories(real_memory: ClassMemory, pred_memory: ClassMemory, real_x0: torch.Tensor,
+                    pred_x0: torch.Tensor, labels: torch.Tensor) -> None:
+    for c in labels.unique().tolist():
         in_class = labels == c
         real_memory.push(c, real_x0[in_class])
         pred_memory.push(c, pred_x0[in_class])
-    return rep_total / len(classes), div_total / len(classes)

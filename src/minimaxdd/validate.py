@@ -17,6 +17,7 @@ from tqdm import tqdm
 
 from minimaxdd.augment import augment_batch, cutmix
 from minimaxdd.nets import arch_label, build_net
+from minimaxdd.resume import Checkpointer
 
 
 def to_model_input(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
@@ -66,12 +67,13 @@ def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
 def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int, seed: int,
                      device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
                      momentum: float = 0.9, weight_decay: float = 5e-4, width_factor: float = 1.0,
-                     progress: bool = True) -> tuple[nn.Module, dict]:
+                     progress: bool = True, checkpointer: Checkpointer | None = None) -> tuple[nn.Module, dict]:
     """Train `arch` from scratch on (train_x, train_y) with the IDC protocol; return the model and
     the facts of the run.
 
     The whole training set lives on `device` (surrogate sets are small). The same inputs and seed
-    give the same result on the CPU.
+    give the same result on the CPU, also when resumed from a checkpoint (saved every
+    `checkpointer.every` epochs).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
@@ -91,10 +93,21 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[2 * epochs // 3, 5 * epochs // 6], gamma=0.2)  # stepped per epoch
 
-    bar = tqdm(range(epochs), desc=f"{arch_label(arch, resolution)} on {len(x)} images",
-               disable=not progress)
-    epoch_loss = float("nan")
-    for _ in bar:
+    checkpointer = checkpointer or Checkpointer(None, 1)
+    first, epoch_loss = 0, float("nan")
+    saved = checkpointer.load()
+    if saved:
+        model.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        scheduler.load_state_dict(saved["scheduler"])
+        torch.set_rng_state(saved["rng"])
+        order_rng.set_state(saved["order_rng"])
+        if on_cuda:
+            torch.cuda.set_rng_state(saved["cuda_rng"])
+        first, epoch_loss = saved["step"], saved["epoch_loss"]
+    bar = tqdm(range(first, epochs), initial=first, total=epochs,
+               desc=f"{arch_label(arch, resolution)} on {len(x)} images", disable=not progress)
+    for epoch in bar:
         model.train()
         loss_sum = torch.zeros((), device=device)
         for idx in torch.randperm(len(x), generator=order_rng).to(device).split(batch_size):
@@ -109,6 +122,11 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
         scheduler.step()
         epoch_loss = loss_sum.item() / len(x)  # one device sync per epoch
         bar.set_postfix(loss=f"{epoch_loss:.3f}")
+        if checkpointer.due(epoch + 1, epochs):
+            checkpointer.save(epoch + 1, {
+                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state(), "order_rng": order_rng.get_state(), "epoch_loss": epoch_loss,
+                "cuda_rng": torch.cuda.get_rng_state() if on_cuda else None})
 
     return model.eval(), {
         "final_loss": epoch_loss,  # mean training loss of the last epoch

@@ -1,0 +1,210 @@
+"""Resume after a kill, non-finite losses, data-parallel fine-tuning and atomic writes under SIGKILL."""
+
+import csv
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from minimaxdd import checkpoints, stages
+from minimaxdd.dit import DiT
+from minimaxdd.io import save_torch
+from minimaxdd.resume import Checkpointer, fingerprint
+from minimaxdd.training import LatentSet, Trainer, finetune_dit, pretrain_dit
+from minimaxdd.validate import train_classifier
+from test_method import TINY, tiny_dit
+
+CPU = torch.device("cpu")
+
+
+def latent_cache(n=24):
+    generator = torch.Generator().manual_seed(1)
+    return {"mean": torch.randn(n, 2, 2, 4, 4, generator=generator).half(),
+            "std": torch.full((n, 2, 2, 4, 4), 0.1).half(), "scaling_factor": 1.0,
+            "labels": torch.arange(n) % 3, "class_ids": [0, 1, 2]}
+
+
+FINETUNE = dict(representativeness="minimax", diversity="minimax", batch_size=4, epochs=3, lr=1e-2, ema_decay=0.9,
+                memory_size=4, rep_weight=0.002, div_weight=0.008, seed=0, device=CPU, log=lambda _: None)
+
+
+def stop_after(monkeypatch, calls, error=KeyboardInterrupt):
+    """Make Trainer.step raise `error` on call number `calls` + 1, as a kill would stop the job."""
+    real_step, count = Trainer.step, {"n": 0}
+
+    def step(self, *args):
+        count["n"] += 1
+        if count["n"] > calls:
+            raise error("stopped" if error is KeyboardInterrupt else "non-finite training loss")
+        return real_step(self, *args)
+
+    monkeypatch.setattr(Trainer, "step", step)
+
+
+def test_finetune_resumed_after_a_kill_equals_an_uninterrupted_run(tmp_path, monkeypatch):
+    params, ema, rows = finetune_dit(tiny_dit(), LatentSet(latent_cache(), CPU), **FINETUNE)
+
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=4, fingerprint="job")
+    with monkeypatch.context() as patch:
+        stop_after(patch, 10)  # mid-epoch (6 steps per epoch), two steps after the checkpoint at step 8
+        with pytest.raises(KeyboardInterrupt):
+            finetune_dit(tiny_dit(), LatentSet(latent_cache(), CPU), checkpointer=checkpointer, **FINETUNE)
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["step"] == 8
+    resumed = finetune_dit(tiny_dit(), LatentSet(latent_cache(), CPU), checkpointer=checkpointer, **FINETUNE)
+
+    assert resumed[2] == rows
+    for name in params:
+        assert torch.equal(resumed[0][name], params[name]) and torch.equal(resumed[1][name], ema[name])
+
+
+def test_a_checkpoint_of_other_settings_is_ignored(tmp_path, monkeypatch):
+    with monkeypatch.context() as patch:
+        stop_after(patch, 5)
+        with pytest.raises(KeyboardInterrupt):
+            finetune_dit(tiny_dit(), LatentSet(latent_cache(), CPU), checkpointer=Checkpointer(
+                tmp_path / "resume.pt", every=4, fingerprint="lr 0.01"), **FINETUNE)
+    messages = []
+    other = Checkpointer(tmp_path / "resume.pt", every=4, fingerprint="lr 0.02", log=messages.append)
+    assert other.load() is None and "other settings" in messages[0]
+
+    inputs = tmp_path / "latents.pt"
+    inputs.write_text("a")
+    before = fingerprint({"lr": 0.01}, [inputs])
+    os.utime(inputs, ns=(0, 0))  # a rebuilt input file
+    assert fingerprint({"lr": 0.01}, [inputs]) != before
+
+
+def test_base_dit_training_resumes(tmp_path, monkeypatch):
+    settings = dict(steps=7, batch_size=4, lr=1e-3, ema_decay=0.9, seed=0, device=CPU)
+
+    def fresh():
+        torch.manual_seed(0)
+        return DiT(TINY)
+
+    expected = pretrain_dit(fresh(), LatentSet(latent_cache(), CPU), **settings).state_dict()
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=3, fingerprint="job")
+    with monkeypatch.context() as patch:
+        stop_after(patch, 4)
+        with pytest.raises(KeyboardInterrupt):
+            pretrain_dit(fresh(), LatentSet(latent_cache(), CPU), checkpointer=checkpointer, **settings)
+    resumed = pretrain_dit(fresh(), LatentSet(latent_cache(), CPU), checkpointer=checkpointer, **settings)
+    assert all(torch.equal(v, expected[k]) for k, v in resumed.state_dict().items())
+
+
+def test_validation_training_resumes(tmp_path, monkeypatch):
+    x = torch.randint(0, 256, (20, 1, 16, 16), dtype=torch.uint8)
+    y = torch.arange(20) % 4
+    settings = dict(arch="convnet", num_classes=4, epochs=5, seed=3, width_factor=0.125, batch_size=8, progress=False)
+    expected, _ = train_classifier(x, y, **settings)
+
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
+    real_step, count = torch.optim.SGD.step, {"n": 0}
+
+    def step(self, *args, **kwargs):  # 3 batches per epoch: stop in epoch 4, after the checkpoint of epoch 2
+        count["n"] += 1
+        if count["n"] > 10:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.SGD, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(x, y, checkpointer=checkpointer, **settings)
+    resumed, record = train_classifier(x, y, checkpointer=checkpointer, **settings)
+    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in resumed.state_dict().items())
+
+
+def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
+    stop_after(monkeypatch, 5, error=FloatingPointError)
+    with pytest.raises(FloatingPointError, match=r"at step 6; the last good checkpoint \(step 4\) is kept at .*resume.pt"):
+        finetune_dit(tiny_dit(), LatentSet(latent_cache(), CPU), checkpointer=checkpointer, **FINETUNE)
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["step"] == 4
+
+
+def test_nan_latents_stop_fine_tuning_at_the_first_step():
+    cache = latent_cache()
+    cache["mean"][:] = float("nan")
+    with pytest.raises(FloatingPointError, match="non-finite training loss .* at step 1; no checkpoint"):
+        finetune_dit(tiny_dit(), LatentSet(cache, CPU), **FINETUNE)
+
+
+def write_finetune_inputs(folder, label_dropout=True):
+    save_torch(latent_cache(), folder / "latents.pt")
+    model = tiny_dit()
+    if not label_dropout:
+        torch.manual_seed(0)
+        model = DiT(dataclasses.replace(TINY, class_dropout_prob=0.0))
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(0.05 * torch.randn_like(p))
+    checkpoints.save_dit(model, folder / "dit")
+
+
+def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):
+    settings = {k: v for k, v in FINETUNE.items() if k not in ("device", "log")}
+    settings |= {"representativeness": forms[0], "diversity": forms[1], "gpus": gpus}
+    out = folder / name
+    stages.finetune(str(folder / "latents.pt"), str(folder / "dit"), str(out / "weights.safetensors"),
+                    str(out / "losses.csv"), "minimax", None, settings, "cpu", checkpoint_every=4)
+    with open(out / "losses.csv") as f:
+        return load_file(out / "weights.safetensors"), list(csv.DictReader(f))
+
+
+def test_data_parallel_fine_tuning_on_two_gloo_processes(tmp_path):
+    write_finetune_inputs(tmp_path)
+    weights, rows = run_finetune_stage(tmp_path, "ddp", gpus=2)
+    assert len(rows) == 18 and all(torch.isfinite(torch.tensor(float(r["total"]))) for r in rows)
+    assert float(rows[-1]["diversity"]) > 0  # the shared memories were filled
+    model = checkpoints.apply_difffit(checkpoints.load_dit(tmp_path / "dit"), tmp_path / "ddp/weights.safetensors")
+    assert torch.isfinite(model(torch.randn(2, 2, 4, 4), torch.tensor([5, 500]), torch.tensor([0, 1]))).all()
+    assert not (tmp_path / "ddp/weights.safetensors.resume.pt").exists()  # removed once the weights are written
+
+    # Without the criteria and the label dropout (each rank draws its own mask), the split batch is
+    # the same optimisation as one process, up to the order of reductions.
+    write_finetune_inputs(tmp_path, label_dropout=False)
+    single, single_rows = run_finetune_stage(tmp_path, "one", gpus=1, forms=("off", "off"))
+    double, double_rows = run_finetune_stage(tmp_path, "two", gpus=2, forms=("off", "off"))
+    assert float(double_rows[0]["diffusion"]) == pytest.approx(float(single_rows[0]["diffusion"]), rel=1e-5)
+    losses = [[float(r["diffusion"]) for r in rows] for rows in (single_rows, double_rows)]
+    assert losses[1] == pytest.approx(losses[0], rel=1e-3)
+    for name, value in single.items():  # Adam amplifies float noise in near-zero gradients a little
+        torch.testing.assert_close(double[name], value, rtol=1e-2, atol=1e-3)
+
+
+def test_batch_that_does_not_split_over_processes_is_refused(tmp_path):
+    write_finetune_inputs(tmp_path)
+    with pytest.raises(Exception, match=r"finetune.batch_size \(4\) must divide evenly over finetune.gpus \(3"):
+        run_finetune_stage(tmp_path, "ddp", gpus=3)
+
+
+WRITER = textwrap.dedent("""
+    import sys, time
+    from minimaxdd.io import atomic_path
+    with atomic_path(sys.argv[1]) as tmp, open(tmp, "w") as f:
+        for _ in range(1000):
+            f.write("x" * 1000)
+            f.flush()
+            time.sleep(0.01)
+""")
+
+
+def test_a_writer_killed_mid_write_leaves_the_earlier_file_and_no_complete_looking_file(tmp_path):
+    target = tmp_path / "table.csv"
+    target.write_text("earlier result\n")
+    writer = subprocess.Popen([sys.executable, "-c", WRITER, str(target)])
+    deadline = time.time() + 60
+    while not any(p.name.startswith(".table.csv.") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
+        assert time.time() < deadline and writer.poll() is None
+        time.sleep(0.02)
+    writer.send_signal(signal.SIGKILL)
+    writer.wait()
+    assert target.read_text() == "earlier result\n"
+    assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["table.csv"]
