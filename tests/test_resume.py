@@ -2,6 +2,7 @@
 
 import csv
 import dataclasses
+import json
 import os
 import signal
 import subprocess
@@ -208,3 +209,53 @@ def test_a_writer_killed_mid_write_leaves_the_earlier_file_and_no_complete_looki
     writer.wait()
     assert target.read_text() == "earlier result\n"
     assert [p.name for p in tmp_path.iterdir() if not p.name.startswith(".")] == ["table.csv"]
+
+
+# -- the workflow, killed and rerun -----------------------------------------------------------------
+
+def killed_config():
+    """The tiny config with a fine-tuning long enough (~500 steps) to be killed in the middle."""
+    from test_workflow import TINY
+
+    return TINY | {"methods": ["random", "minimax"], "ipcs": [2], "studies": [], "expansion": {"methods": []},
+                   "finetune": TINY["finetune"] | {"batch_size": 32, "epochs": 12},
+                   "validate": TINY["validate"] | {"archs": ["convnet"]}, "checkpoint": {"every_steps": 50}}
+
+
+def test_workflow_killed_during_fine_tuning_resumes_to_the_same_bytes(tmp_path):
+    """SIGKILL the whole workflow mid fine-tuning, rerun: the fine-tuned weights, the generated images
+    and the accuracies equal those of an uninterrupted run (which also shows two runs are identical)."""
+    from test_workflow import SNAKEMAKE, snakemake, write_config
+
+    straight, killed = tmp_path / "straight", tmp_path / "killed"
+    exp = "results/tiny"
+    targets = [f"{exp}/validate/{method}/ipc2/convnet/seed0.json" for method in ("random", "minimax")]
+    for workdir in (straight, killed):
+        write_config(workdir, killed_config())
+    snakemake(straight, *targets)
+
+    checkpoint = killed / exp / "finetune/minimax/phase0/weights.safetensors.resume.pt"
+    run = subprocess.Popen([*SNAKEMAKE, "--directory", str(killed), "--cores", "2", *targets], start_new_session=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not checkpoint.exists():
+        assert run.poll() is None and time.time() < deadline, "fine-tuning ended before it could be killed"
+        time.sleep(0.05)
+    os.killpg(run.pid, signal.SIGKILL)
+    run.wait()
+    assert not (killed / exp / "finetune/minimax/phase0/weights.safetensors").exists()
+
+    snakemake(killed, "--unlock")
+    snakemake(killed, *targets)
+    log = (killed / exp / "logs/finetune_minimax_phase0.log").read_text()
+    assert "resuming from checkpoint" in log and not checkpoint.exists()
+
+    weights = [load_file(w / exp / "finetune/minimax/phase0/weights.safetensors") for w in (straight, killed)]
+    assert weights[0].keys() == weights[1].keys()
+    assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
+    images = [sorted((w / exp / "sets/minimax/ipc2/images").rglob("*.png")) for w in (straight, killed)]
+    assert images[0] and [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
+    for method in ("random", "minimax"):
+        records = [json.loads((w / exp / f"validate/{method}/ipc2/convnet/seed0.json").read_text())
+                   for w in (straight, killed)]
+        assert records[0]["accuracy"] == records[1]["accuracy"]

@@ -2,7 +2,8 @@
 
 The noise of image i of class c (its starting point and the noise of every reverse step) is drawn
 from a generator seeded by (seed, c, i) alone, so the first k images of an IPC-n set are exactly
-the IPC-k set, whatever the batch size or device.
+the IPC-k set, whatever the batch size or device, and a set generated in class chunks over several
+jobs (`generate.classes_per_job`, joined by `stages.gather_generated`) is the set one job generates.
 """
 
 from __future__ import annotations

@@ -13,10 +13,11 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, coreset, data, sets
+from . import checkpoints, coreset, data, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, job_environment, load_torch, pick_device, save_json, save_torch
+from .resume import Checkpointer, fingerprint
 from .training import LatentSet, finetune_dit, pretrain_dit
 from .validate import train_and_evaluate
 
@@ -44,7 +45,8 @@ def encode(train_pack: str, vae_path: str, out: str, batch_size: int, device: st
     save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names}, out)
 
 
-def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int, device: str) -> None:
+def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int, device: str,
+                   checkpoint_every: int = 200) -> None:
     device = pick_device(device)
     cache = load_torch(latents_file)
     settings = dict(settings)
@@ -53,33 +55,64 @@ def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
     latents = LatentSet(cache, device)
-    checkpoints.save_dit(pretrain_dit(model, latents, seed=seed, device=device, **training), out_folder)
+    checkpointer = Checkpointer(resume_file(out_folder), checkpoint_every,
+                                fingerprint([settings, training, seed, str(device)], [latents_file]))
+    checkpoints.save_dit(pretrain_dit(model, latents, seed=seed, device=device, checkpointer=checkpointer, **training),
+                         out_folder)
+    checkpointer.remove()
+
+
+def resume_file(output: str) -> str:
+    """Where the job writing `output` keeps its resume checkpoint."""
+    return f"{output}.resume.pt"
 
 
 def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str, method: str,
-             classes: list[int] | None, settings: dict, device: str) -> None:
+             classes: list[int] | None, settings: dict, device: str, checkpoint_every: int = 200) -> None:
     """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
-    subset). `settings`: config["finetune"] with the method's overrides and its two criteria forms."""
+    subset). `settings`: config["finetune"] with the method's overrides and its two criteria forms.
+    With `gpus` > 1 the job runs as that many data-parallel processes; rank 0 writes the outputs."""
+    settings = {k: v for k, v in settings.items() if k != "classes_per_phase"}
+    gpus = settings.pop("gpus", 1)
+    job = (latents_file, dit_path, weights_out, losses_out, method, classes, settings, checkpoint_every)
+    if gpus == 1:
+        _finetune_rank(0, 1, pick_device(device), *job)
+    else:
+        parallel.spawn(_finetune_rank, gpus, pick_device(device), *job)
+
+
+def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
+                   weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
+                   checkpoint_every: int) -> None:
     from .pretrained import load_base_dit
 
-    device = pick_device(device)
     model = load_base_dit(dit_path, device)
     latents = LatentSet(load_torch(latents_file), device, classes)
+    checkpointer = Checkpointer(resume_file(weights_out), checkpoint_every,
+                                fingerprint([method, classes, settings, world_size, device.type],
+                                            [latents_file, dit_path]))
     start = time.time()
-    settings = {k: v for k, v in settings.items() if k != "classes_per_phase"}
-    model_params, ema_params, rows = finetune_dit(model, latents, device=device, **settings)
+    model_params, ema_params, rows = finetune_dit(model, latents, device=device, checkpointer=checkpointer,
+                                                  **settings)
+    if rank != 0:
+        return
     checkpoints.save_difffit(model_params, ema_params, weights_out,
-                             {"method": method, "steps": len(rows), "wall_s": round(time.time() - start, 1)})
+                             {"method": method, "steps": len(rows), "processes": world_size,
+                              "wall_s": round(time.time() - start, 1)})
     with atomic_path(losses_out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
         writer.writerows(rows)
+    checkpointer.remove()
 
 
 def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, train_pack: str, pack_out: str,
-             images_out: str, timing_out: str, ipc: int, settings: dict, device: str) -> None:
+             images_out: str | None, timing_out: str, ipc: int, settings: dict, device: str,
+             classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
-    each, None = all classes), or no weights for the plain base DiT."""
+    each, None = all classes), or no weights for the plain base DiT. `classes`: only these class
+    indices (one chunk of a set scattered over jobs, joined by `gather_generated`; each phase then
+    generates its classes in the chunk); `images_out` None: no PNG folder (the gather writes it)."""
     from .generate import generate_set
     from .pretrained import load_base_dit, resolve_vae_folder
     from .vae import load_vae
@@ -90,18 +123,55 @@ def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, tra
     start = time.time()
     model = load_base_dit(dit_path, device)
     parts = []
-    for delta, classes in zip(weights, phases) if weights else [(None, None)]:
+    for delta, phase in zip(weights, phases) if weights else [(None, None)]:
+        if classes is not None:
+            phase = list(classes) if phase is None else [c for c in phase if c in classes]
+            if not phase:
+                continue
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
-        parts.append(generate_set(model, vae, class_ids=real.class_ids, ipc=ipc, device=device, classes=classes,
+        parts.append(generate_set(model, vae, class_ids=real.class_ids, ipc=ipc, device=device, classes=phase,
                                   **settings))
     images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     pack = data.RealPack(images, labels, real.class_names, real.class_ids)
     pack.save(pack_out)
-    sets.write_image_folder(images, labels, real.class_names, images_out)
+    if images_out is not None:
+        sets.write_image_folder(images, labels, real.class_names, images_out)
+    chunk = {} if classes is None else {"classes": [int(c) for c in classes]}
     save_json({"images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
-               "device": str(device), **settings, **job_environment()}, timing_out)
+               "device": str(device), **chunk, **settings, **job_environment()}, timing_out)
+
+
+def gather_generated(chunk_packs: list[str], chunk_timings: list[str], pack_out: str, images_out: str,
+                     timing_out: str) -> None:
+    """Join the class chunks of a scattered generation into the set one job would have written: the
+    same pack (noise depends only on (seed, class, index)), images and run record, whose wall time
+    and images are the chunks' sums; `chunks` lists each job's classes, images, time and host."""
+    import json
+
+    packs = [data.RealPack.load(p) for p in chunk_packs]
+    first = packs[0]
+    seen = set()
+    for path, pack in zip(chunk_packs, packs):
+        if pack.class_names != first.class_names or pack.class_ids != first.class_ids:
+            raise ValueError(f"{path}: classes differ from those of {chunk_packs[0]}")
+        present = set(pack.labels.unique().tolist())
+        if present & seen:
+            raise ValueError(f"{path}: classes {sorted(present & seen)} are also in another chunk")
+        seen |= present
+    images, labels = torch.cat([p.images for p in packs]), torch.cat([p.labels for p in packs])
+    data.RealPack(images, labels, first.class_names, first.class_ids).save(pack_out)
+    sets.write_image_folder(images, labels, first.class_names, images_out)
+
+    records = [json.loads(Path(p).read_text()) for p in chunk_timings]
+    per_job = ("images", "wall_s", "seconds_per_image", "classes", "host", "slurm_job_id")
+    wall_s = sum(r["wall_s"] for r in records)
+    save_json({**{k: v for k, v in records[0].items() if k not in per_job},
+               "images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
+               "chunks": [{k: r.get(k) for k in ("classes", "images", "wall_s", "host", "slurm_job_id")}
+                          for r in records],
+               **job_environment()}, timing_out)
 
 
 def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, seed: int) -> None:
@@ -169,13 +239,16 @@ def tsne(set_packs: dict[str, str], feature_net_file: str, features_file: str, o
 
 
 def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, epochs: int, batch_size: int,
-             lr: float, width_factor: float, record: dict, device: str) -> None:
+             lr: float, width_factor: float, record: dict, device: str, checkpoint_every: int = 10) -> None:
     train, test = data.RealPack.load(set_pack), data.RealPack.load(test_pack)
-    result = train_and_evaluate(train.images, train.labels, test.images, test.labels, arch=arch,
-                                num_classes=len(test.class_names), epochs=epochs, seed=seed,
-                                device=pick_device(device), batch_size=batch_size, lr=lr,
-                                width_factor=width_factor)
+    settings = dict(arch=arch, num_classes=len(test.class_names), epochs=epochs, seed=seed, batch_size=batch_size,
+                    lr=lr, width_factor=width_factor)
+    checkpointer = Checkpointer(resume_file(out), checkpoint_every,
+                                fingerprint([settings, device], [set_pack, test_pack]))
+    result = train_and_evaluate(train.images, train.labels, test.images, test.labels, device=pick_device(device),
+                                checkpointer=checkpointer, **settings)
     save_json(record | result | job_environment(), out)
+    checkpointer.remove()
 
 
 def make_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int], archs: list[str],

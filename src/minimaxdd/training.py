@@ -83,6 +83,7 @@ class Trainer:
         self.ema_decay = ema_decay
         self.diffusion = GaussianDiffusion(linear_betas(NUM_TIMESTEPS))
         self.generator = torch.Generator(device).manual_seed(seed)
+        torch.manual_seed(seed)  # the DiT's label dropout draws from the global RNG, randomly seeded since torch 2.x
         self.device = device
         self.minimax = minimax
         if minimax:

@@ -106,3 +106,20 @@ def final_outputs():
         outputs.append(f"{EXP}/tables/table9.csv")
     outputs += [f"{EXP}/tables/study_{name}.csv" for name in STUDIES]
     return outputs
+
+
+def generation_chunks():
+    """Class-index ranges `first-last` (inclusive) of the jobs that generate one set, from
+    `generate.classes_per_job`; [] when one job generates every class (the default)."""
+    per_job = config["generate"]["classes_per_job"]
+    if per_job is None:
+        return []
+    from minimaxdd.data import resolve_classes
+
+    count = len(resolve_classes(config["dataset"])[0])
+    return [f"{start}-{min(start + per_job, count) - 1}" for start in range(0, count, per_job)]
+
+
+def chunk_file(method, ipc, chunk, suffix):
+    """A file of one class chunk of a generated set: `.pt` its pack, `.json` its run record."""
+    return f"{EXP}/sets/{method}/ipc{ipc}/chunks/{chunk}{suffix}"
