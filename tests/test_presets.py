@@ -1,5 +1,6 @@
 """The paper presets plan the expected jobs against a fake ImageNet tree (dry runs only)."""
 
+import json
 import re
 import subprocess
 import sys
@@ -7,8 +8,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 import yaml
 from PIL import Image
+from safetensors.torch import save_file
+
+from minimaxdd.dit import DiT, DiTConfig
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -28,9 +33,16 @@ def fake_imagenet(tmp_path_factory):
             folder.mkdir(parents=True)
             for i in range(count):
                 (folder / f"{wnid}_{i}.JPEG").hardlink_to(tiny)
-    (root / "DiT-XL-2-256x256.pt").touch()
-    (root / "sd-vae-ft-mse").mkdir()
-    (root / "sd-vae-ft-mse" / "config.json").write_text("{}")
+    # Stand-ins with DiT-XL/2's and SD-VAE's interfaces: the workflow-start checks read their headers.
+    stand_in = DiT(DiTConfig(hidden_size=16, depth=1, num_heads=1))
+    torch.save({k: v for k, v in stand_in.state_dict().items() if "gamma" not in k}, root / "DiT-XL-2-256x256.pt")
+    vae = root / "sd-vae-ft-mse"
+    vae.mkdir()
+    (vae / "config.json").write_text(json.dumps({"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3,
+                                                 "latent_channels": 4, "block_out_channels": [128, 256, 512, 512]}))
+    save_file({"encoder.conv_in.weight": torch.zeros(128, 3, 3, 3), "encoder.conv_out.weight": torch.zeros(8, 512, 3, 3),
+               "decoder.conv_in.weight": torch.zeros(512, 4, 3, 3), "decoder.conv_out.weight": torch.zeros(3, 128, 3, 3)},
+              vae / "diffusion_pytorch_model.safetensors")
     return root
 
 

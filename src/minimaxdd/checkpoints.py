@@ -25,26 +25,80 @@ def save_dit(model: DiT, folder: str | Path) -> None:
 
 def load_dit(folder: str | Path, device: torch.device | str = "cpu") -> DiT:
     folder = Path(folder)
+    model = DiT(read_dit_config(folder))
+    weights_file = folder / "model.safetensors"
+    try:
+        state = load_file(weights_file)
+    except Exception as err:  # a truncated or foreign file
+        reason = unreadable_reason(err, weights_file)
+        raise CheckpointError(f"{weights_file} is not a readable safetensors file ({reason})") from err
+    load_into(model, state, source=str(weights_file))
+    return model.to(device).eval()
+
+
+def read_dit_config(folder: str | Path) -> DiTConfig:
+    """The DiTConfig of a folder in our base-model format; CheckpointError names the file at fault."""
+    folder = Path(folder)
     config_file, weights_file = folder / "config.json", folder / "model.safetensors"
     if not config_file.is_file() or not weights_file.is_file():
         raise CheckpointError(f"{folder}: expected config.json and model.safetensors of a DiT")
-    model = DiT(DiTConfig(**json.loads(config_file.read_text())))
-    load_into(model, load_file(weights_file), source=str(weights_file))
-    return model.to(device).eval()
+    try:
+        return DiTConfig(**json.loads(config_file.read_text()))
+    except (ValueError, TypeError) as err:  # bad JSON, or keys that are no DiTConfig field
+        raise CheckpointError(f"{config_file} is no DiT configuration ({unreadable_reason(err)})") from err
+
+
+def unreadable_reason(err: BaseException, path: str | Path | None = None) -> str:
+    """Why a file could not be read, in a few words: what the file is when that says it (empty, text),
+    else the first sentence of the exception."""
+    if path is not None and (what := _what_file(Path(path))):
+        return what
+    text = str(err).strip().splitlines()
+    first = text[0].split(". ")[0][:200] if text else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
+
+
+def _what_file(path: Path) -> str | None:
+    try:
+        size = path.stat().st_size
+        if size == 0:
+            return "it is an empty file"
+        with open(path, "rb") as f:
+            head = f.read(512)
+            f.seek(max(0, size - 65_557))  # a zip archive (torch.save's format) ends with its directory record
+            tail = f.read()
+    except OSError:
+        return None
+    if head.startswith(b"PK\x03\x04") and b"PK\x05\x06" not in tail:
+        return f"it is a truncated zip archive of {size} bytes: a download or copy cut short?"
+    try:
+        text = head.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    if "\0" in text or not text.strip():
+        return None
+    return f"it is a text file starting {text.strip().splitlines()[0][:60]!r}"
+
+
+def mismatch(expected: dict[str, tuple], given: dict[str, tuple]) -> str | None:
+    """What keeps weights of shapes `given` from loading into a model of shapes `expected`; None if
+    they fit. Difffit gammas may be absent (they start at 1)."""
+    missing = [k for k in expected if k not in given and "gamma" not in k]
+    unexpected = [k for k in given if k not in expected]
+    wrong_shape = [f"{k}: {tuple(given[k])} != {tuple(shape)}" for k, shape in expected.items()
+                   if k in given and tuple(given[k]) != tuple(shape)]
+    parts = [f"{label} {items[:5]}" + (f" and {len(items) - 5} more" if len(items) > 5 else "")
+             for label, items in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", wrong_shape))
+             if items]
+    return ", ".join(parts) or None
 
 
 def load_into(model: DiT, state: dict[str, torch.Tensor], source: str) -> None:
     """Strict load, except that Difffit gammas may be absent (they start at 1)."""
-    expected = model.state_dict()
-    missing = [k for k in expected if k not in state and "gamma" not in k]
-    unexpected = [k for k in state if k not in expected]
-    wrong_shape = [f"{k}: {tuple(state[k].shape)} != {tuple(v.shape)}" for k, v in expected.items()
-                   if k in state and state[k].shape != v.shape]
-    if missing or unexpected or wrong_shape:
-        raise CheckpointError(
-            f"{source} does not fit the DiT: missing {missing[:5]}, unexpected {unexpected[:5]}, "
-            f"shape mismatch {wrong_shape[:5]}"
-        )
+    expected = {k: v.shape for k, v in model.state_dict().items()}
+    problem = mismatch(expected, {k: v.shape for k, v in state.items()})
+    if problem:
+        raise CheckpointError(f"{source} does not fit the DiT: {problem}")
     model.load_state_dict(state, strict=False)
 
 

@@ -39,12 +39,24 @@ DEFAULTS = {
     "class_ids": None, "resolution": 16, "channels": 1, "test_fraction": 0.2, "split_seed": 0,
     "skip_bad_images": False,
 }
+SHOWN_IGNORED = 50  # non-image entries listed one by one in the prepare log
 # What a broken file can raise inside PIL's or gzip's decoders.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
 
 
 class DatasetError(ValueError):
     """Bad dataset config or input file; the one-line message names the config key or the file."""
+
+
+class BadImageError(DatasetError):
+    """An image file that cannot be decoded (truncated, corrupt, no image at all, a broken link)."""
+
+    def __init__(self, path: Path, reason: str):
+        super().__init__(f"{path}: unreadable image ({reason}); set dataset.skip_bad_images: true to skip such files")
+        self.path, self.reason = path, reason
+
+    def __reduce__(self):  # picklable (exceptions are rebuilt from their arguments)
+        return type(self), (self.path, self.reason)
 
 
 @dataclass
@@ -176,6 +188,10 @@ def _read_class_list(classes) -> list[str] | None:
         names = [str(c) for c in classes]
     if not names:
         raise DatasetError("dataset.classes is empty")
+    for name in names:
+        # a class name is one folder name: "a/b", ".." or "" would read (and write) outside its folder
+        if name in ("", ".", "..") or "/" in name or "\0" in name:
+            raise DatasetError(f"dataset.classes: {name!r} is not a folder name (one name, no '/', not '.' or '..')")
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:
         raise DatasetError(f"dataset.classes lists {duplicates} more than once")
@@ -199,18 +215,30 @@ def _split_dir(ds: dict, split: str) -> Path:
     return path
 
 
-def _imagefolder_files(ds: dict, names: list[str], split: str) -> list[list[Path]]:
-    """Sorted image files of each class; hidden files (e.g. macOS '._x.jpg') and non-images are skipped."""
+def _imagefolder_files(ds: dict, names: list[str], split: str, ignored: list[Path] | None = None) -> list[list[Path]]:
+    """Sorted image files of each class, by extension (case-insensitive, IMAGE_EXTENSIONS).
+
+    Hidden files (e.g. macOS '._x.jpg', '.DS_Store'), sub-folders and files without an image
+    extension are ignored (appended to `ignored` when given); a file with an image extension that
+    cannot be decoded, a broken link included, is a bad image, found when decoding.
+    """
     split_dir = _split_dir(ds, split)
     files = []
     for name in names:
         folder = split_dir / name
         if not folder.is_dir():
             raise DatasetError(f"class {name!r} of dataset.classes has no folder {folder}")
-        images = sorted(p for p in folder.iterdir()
-                        if p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and p.is_file())
+        images, others = [], []
+        for p in sorted(folder.iterdir()):
+            is_image = p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".") and not p.is_dir()
+            (images if is_image else others).append(p)
         if not images:
-            raise DatasetError(f"class folder {folder} holds no images")
+            ignored_entries = "1 other entry" if len(others) == 1 else f"{len(others)} other entries"
+            hint = f" ({ignored_entries} ignored, e.g. {others[0].name!r})" if others else ""
+            raise DatasetError(f"class folder {folder} holds no images{hint}; "
+                               f"image extensions: {' '.join(sorted(IMAGE_EXTENSIONS))}")
+        if ignored is not None:
+            ignored.extend(others)
         files.append(images)
     return files
 
@@ -282,24 +310,36 @@ def _idx_labels(ds: dict, names: list[str], split: str) -> np.ndarray:
 # ----------------------------------------------------------------------------------------------
 
 def _load_imagefolder(ds: dict, names: list[str], split: str) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode every image of a split. Printed lines (the prepare job's log) list every ignored
+    non-image entry and every skipped unreadable image with its reason."""
     mode = "L" if ds["channels"] == 1 else "RGB"
-    files = _imagefolder_files(ds, names, split)  # every folder problem surfaces before decoding
+    ignored: list[Path] = []
+    files = _imagefolder_files(ds, names, split, ignored)  # every folder problem surfaces before decoding
+    for path in ignored[:SHOWN_IGNORED]:
+        print(f"{split}: ignored {path} (hidden, a folder, or no image extension)")
+    if len(ignored) > SHOWN_IGNORED:
+        print(f"{split}: ignored {len(ignored) - SHOWN_IGNORED} more entries (hidden, folders, or no image extension)")
     items = [(path, k) for k, paths in enumerate(files) for path in paths]
     images, labels, bad = [], [], []
     for path, k in tqdm(items, desc=f"decode {split}", unit="img", disable=len(items) < 500):
         try:
             images.append(_decode(path, mode, ds["resolution"]))
             labels.append(k)
-        except DatasetError:
+        except BadImageError as error:
             if not ds["skip_bad_images"]:
                 raise
+            print(f"{split}: skipped {error.path}: {error.reason}")
             bad.append(path)
     if bad:
         shown = ", ".join(str(p) for p in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}")
-        empty = sorted(set(range(len(names))) - set(labels))
+        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
+        empty = [k for k in range(len(names)) if counts[k] == 0]
         if empty:
-            raise DatasetError(f"class folder {files[empty[0]][0].parent} holds no readable images")
+            raise DatasetError(f"class folder {files[empty[0]][0].parent} holds no readable images "
+                               "(every one was skipped: dataset.skip_bad_images)")
+        print(f"{split}: {len(bad)} unreadable image(s) skipped; images per class now: "
+              + ", ".join(f"{name}={int(n)}" for name, n in zip(names, counts)))
     x = torch.from_numpy(np.stack(images))
     x = x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2).contiguous()
     return x, np.asarray(labels, dtype=np.int64)
@@ -311,9 +351,7 @@ def _decode(path: Path, mode: str, resolution: int) -> np.ndarray:
             img.load()  # Image.open is lazy: truncation only shows when pixels are read
             img = to_mode(img, mode)
     except DECODE_ERRORS as e:
-        reason = " ".join(str(e).split()) or type(e).__name__
-        raise DatasetError(f"{path}: unreadable image ({reason}); "
-                           "set dataset.skip_bad_images: true to skip such files") from e
+        raise BadImageError(path, " ".join(str(e).split()) or type(e).__name__) from e
     return np.asarray(center_crop_arr(img, resolution))
 
 

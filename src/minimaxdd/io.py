@@ -7,6 +7,7 @@ killed job never leaves a file that a later run would take as complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -19,6 +20,15 @@ from typing import Any, Iterator
 import torch
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+UMASK = _umask()  # mkstemp / mkdtemp make private (0600 / 0700) entries; artifacts get the usual modes
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds."""
@@ -29,7 +39,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
+    except OSError as error:  # a full disk, named: the bare errno message does not say where
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from error
+        raise
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -42,9 +57,18 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
         yield tmp
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
+        os.chmod(tmp, 0o777 & ~UMASK)
+        if path.exists():  # keep the old version aside until the new one is in place, then drop it
+            old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+    except OSError as error:  # a full disk, named: the bare errno message does not say where
+        if error.errno == errno.ENOSPC:
+            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from error
+        raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

@@ -8,6 +8,8 @@ every upstream artifact it can: a generation-only setting reuses the base method
 
 from __future__ import annotations
 
+import difflib
+
 REAL_METHODS = ("random", "kcenter", "herding")
 FINETUNED_BUILTINS = {"difffit": ("off", "off"), "minimax": ("minimax", "minimax")}
 FINETUNE_KEYS = ("rep_weight", "div_weight", "memory_size", "epochs")
@@ -86,7 +88,9 @@ def check(name: str, config: dict) -> None:
         return
     if base != "dit" and criteria(base, config) is None:
         known = ["dit", *FINETUNED_BUILTINS, *config["variants"], *REAL_METHODS, "full"]
-        raise MethodError(f"unknown method {base!r}; known: {', '.join(known)} (add others under `variants`)")
+        close = difflib.get_close_matches(base, known, n=1)
+        hint = f"did you mean {close[0]!r}? " if close else ""
+        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)} (add others under `variants`)")
     for key in overrides:
         allowed = GENERATE_KEYS if base == "dit" else STUDY_PARAMETERS
         if key not in allowed:

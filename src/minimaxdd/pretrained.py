@@ -13,12 +13,14 @@ import json
 import math
 import re
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file
 
-from .checkpoints import CheckpointError, load_dit, load_into
+from .checkpoints import CheckpointError, load_dit, load_into, mismatch, read_dit_config, unreadable_reason
 from .dit import DiT, DiTConfig
 
 # Shapes do not tell the number of heads; the DiT model zoo (XL, L, B, S) does.
@@ -43,12 +45,15 @@ DIFFUSERS_RENAMES = [
 
 
 def resolve_dit_source(path: str | Path) -> str:
-    """"original" for a checkpoint file, "diffusers" for a diffusers DiT folder; else CheckpointError."""
+    """"original" for a checkpoint file, "minimaxdd" for a base DiT trained by this workflow (another
+    experiment's base/dit), "diffusers" for a diffusers DiT folder; else CheckpointError."""
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
     if path.is_file():
         return "original"
+    if (path / "model.safetensors").is_file():
+        return "minimaxdd"
     transformer_folder(path)
     return "diffusers"
 
@@ -58,10 +63,109 @@ def resolve_vae_folder(path: str | Path) -> Path:
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path} does not exist")
+    if path.is_file():
+        raise CheckpointError(f"{path} is a file; expected a diffusers AutoencoderKL folder (config.json and "
+                              "weights) or a pipeline folder with vae/")
     for folder in (path / "vae", path):
         if (folder / "config.json").is_file():
             return folder
     raise CheckpointError(f"{path}: no config.json; expected a diffusers pipeline folder with vae/ or a VAE folder")
+
+
+# -- checks without loading the weights (run when the workflow starts) -----------------------------
+
+@dataclass(frozen=True)
+class VaeInfo:
+    folder: Path
+    in_channels: int  # image channels it encodes
+    latent_channels: int
+    downsample: int  # image side / latent side
+
+
+def inspect_vae(path: str | Path) -> VaeInfo:
+    """Check a diffusers AutoencoderKL folder without loading its weights: its config.json, and that
+    the weights file's header holds the convolutions that config implies, of the right shapes."""
+    folder = resolve_vae_folder(path)
+    config_file = folder / "config.json"
+    config = _read_json(config_file)
+    if config.get("_class_name") != "AutoencoderKL":
+        raise CheckpointError(f"{config_file} has _class_name {config.get('_class_name')!r}, "
+                              "not 'AutoencoderKL': no diffusers VAE")
+    # diffusers' AutoencoderKL defaults, for keys a config may omit
+    in_channels, out_channels = config.get("in_channels", 3), config.get("out_channels", 3)
+    latent, blocks = config.get("latent_channels", 4), list(config.get("block_out_channels", [64]))
+    weights = next((folder / name for name in DIFFUSERS_WEIGHTS if (folder / name).is_file()), None)
+    if weights is None:
+        raise CheckpointError(f"{folder}: no weights file (one of {DIFFUSERS_WEIGHTS})")
+    expected = {  # (out, in, 3, 3) convolutions at both ends of the encoder and the decoder
+        "encoder.conv_in.weight": (blocks[0], in_channels, 3, 3),
+        "encoder.conv_out.weight": (2 * latent, blocks[-1], 3, 3),
+        "decoder.conv_in.weight": (blocks[-1], latent, 3, 3),
+        "decoder.conv_out.weight": (out_channels, blocks[0], 3, 3),
+    }
+    shapes = read_shapes(weights)
+    problem = mismatch(expected, {k: v for k, v in shapes.items() if k in expected})
+    if problem:
+        raise CheckpointError(f"{weights} does not fit {config_file}: {problem}")
+    return VaeInfo(folder, in_channels, latent, 2 ** (len(blocks) - 1))
+
+
+def inspect_dit(path: str | Path) -> DiTConfig:
+    """The configuration of the DiT weights at `path`, after checking every key and shape against
+    it, without loading the weights (checkpoints are memory-mapped, safetensors read by header)."""
+    path = Path(path)
+    kind = resolve_dit_source(path)
+    if kind == "minimaxdd":
+        config, weights = read_dit_config(path), path / "model.safetensors"
+        state = read_shapes(weights)
+    elif kind == "original":
+        weights = path
+        tensors = read_original_checkpoint(path, mmap=True)
+        config = infer_config(tensors, path, None)
+        state = {k: tuple(v.shape) for k, v in tensors.items()}
+    else:
+        folder = transformer_folder(path)
+        config = diffusers_config(folder, None)
+        weights = next(folder / name for name in DIFFUSERS_WEIGHTS if (folder / name).is_file())
+        meta = {k: torch.empty(shape, device="meta") for k, shape in read_shapes(weights).items()}
+        state = {k: tuple(v.shape) for k, v in convert_diffusers_state(meta, weights, compare_copies=False).items()}
+        state["pos_embed"] = (1, (config.input_size // config.patch_size) ** 2, config.hidden_size)
+    if config.hidden_size % config.num_heads:
+        raise CheckpointError(f"{path}: hidden size {config.hidden_size} does not split into {config.num_heads} heads")
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in DiT(config).state_dict().items()}
+    problem = mismatch(expected, state)
+    if problem:
+        raise CheckpointError(f"{weights} does not fit a DiT with {describe(config)}: {problem}")
+    return config
+
+
+def describe(config: DiTConfig) -> str:
+    return (f"hidden size {config.hidden_size}, depth {config.depth}, patch {config.patch_size}, "
+            f"{config.in_channels} latent channels of {config.input_size}x{config.input_size}, "
+            f"{config.num_classes} classes")
+
+
+def read_shapes(file: Path) -> dict[str, tuple]:
+    """Tensor name -> shape of a weights file, from its header (safetensors) or memory-mapped (torch)."""
+    if file.suffix == ".safetensors":
+        try:
+            with safe_open(file, framework="pt") as f:
+                return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
+        except Exception as err:  # a truncated file, or no safetensors file at all
+            reason = unreadable_reason(err, file)
+            raise CheckpointError(f"{file} is not a readable safetensors file ({reason})") from err
+    return {k: tuple(v.shape) for k, v in read_original_checkpoint(file, mmap=True).items()}
+
+
+def _read_json(file: Path) -> dict:
+    try:
+        config = json.loads(file.read_text())
+    except (ValueError, UnicodeDecodeError) as err:
+        raise CheckpointError(f"{file} is not valid JSON ({unreadable_reason(err)})") from err
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{file} holds no JSON object")
+    return config
 
 
 def load_base_dit(path: str | Path, device="cpu") -> DiT:
@@ -79,7 +183,10 @@ def load_pretrained_dit(path: str | Path, device="cpu", num_heads: int | None = 
     value for the hidden size, else hidden_size // 64); a diffusers config states it.
     """
     path = Path(path)
-    if resolve_dit_source(path) == "original":
+    kind = resolve_dit_source(path)
+    if kind == "minimaxdd":
+        return load_dit(path, device)
+    if kind == "original":
         state = read_original_checkpoint(path)
         model = build_dit(infer_config(state, path, num_heads), path)
         source = path
@@ -101,15 +208,24 @@ def build_dit(config: DiTConfig, path: Path) -> DiT:
 
 # -- facebookresearch/DiT checkpoints --------------------------------------------------------------
 
-def read_original_checkpoint(path: Path) -> dict[str, torch.Tensor]:
-    """A state dict saved with torch.save, bare or as a training checkpoint's "ema" (else "model")."""
+def read_original_checkpoint(path: Path, mmap: bool = False) -> dict[str, torch.Tensor]:
+    """A state dict saved with torch.save, bare or as a training checkpoint's "ema" (else "model").
+
+    mmap: map the file instead of reading it (for looking at shapes only); a file in torch's legacy
+    (pre-zip) format cannot be mapped and is read.
+    """
     try:
         # DiT's training checkpoints also store their argparse arguments.
         with torch.serialization.safe_globals([argparse.Namespace]):
-            checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+            try:
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
+            except Exception:
+                if not mmap:
+                    raise
+                # a legacy file, or a broken one (then the plain load names the actual problem)
+                checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # whatever the file is (random bytes, text, a foreign pickle), it is no checkpoint
-        reason = str(err).splitlines()[0][:200] if str(err) else ""
-        raise CheckpointError(f"{path} is not a readable torch checkpoint ({type(err).__name__}: {reason})") from err
+        raise CheckpointError(f"{path} is not a readable torch checkpoint ({unreadable_reason(err, path)})") from err
     if isinstance(checkpoint, dict):
         checkpoint = checkpoint.get("ema", checkpoint.get("model", checkpoint))
     if not isinstance(checkpoint, dict) or not all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
@@ -132,7 +248,7 @@ def infer_config(state: dict[str, torch.Tensor], path: Path, num_heads: int | No
         in_channels=in_channels,
         hidden_size=hidden,
         depth=depth,
-        num_heads=num_heads or ZOO_NUM_HEADS.get(hidden, hidden // 64),
+        num_heads=num_heads or ZOO_NUM_HEADS.get(hidden, max(1, hidden // 64)),
         mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / hidden,
         num_classes=state["y_embedder.embedding_table.weight"].shape[0] - 1,  # last row: the null class
         learn_sigma=state["final_layer.linear.weight"].shape[0] == patch * patch * 2 * in_channels,
@@ -150,10 +266,7 @@ def transformer_folder(path: Path) -> Path:
             f"{path}: no config.json; expected a diffusers DiT pipeline folder (with transformer/) "
             "or its transformer folder"
         )
-    try:
-        config = json.loads(config_file.read_text())
-    except ValueError as err:
-        raise CheckpointError(f"{config_file} is not valid JSON: {err}") from err
+    config = _read_json(config_file)
     if config.get("_class_name") not in DIFFUSERS_DIT_CLASSES or config.get("norm_type") != "ada_norm_zero":
         raise CheckpointError(
             f"{config_file} describes a {config.get('_class_name')} with norm_type {config.get('norm_type')!r}, "
@@ -192,9 +305,12 @@ def diffusers_config(folder: Path, num_heads: int | None) -> DiTConfig:
 
 
 def read_weights(file: Path) -> dict[str, torch.Tensor]:
-    if file.suffix == ".safetensors":
+    if file.suffix != ".safetensors":
+        return read_original_checkpoint(file)
+    try:
         return load_file(file)
-    return torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # a truncated file, or no safetensors file at all
+        raise CheckpointError(f"{file} is not a readable safetensors file ({unreadable_reason(err, file)})") from err
 
 
 def dit_name(diffusers_name: str) -> str:
@@ -205,7 +321,8 @@ def dit_name(diffusers_name: str) -> str:
     return diffusers_name  # unknown: kept, so that the load names it
 
 
-def convert_diffusers_state(state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:
+def convert_diffusers_state(state: dict[str, torch.Tensor], source: Path,
+                            compare_copies: bool = True) -> dict[str, torch.Tensor]:
     """diffusers DiT weights under facebookresearch/DiT names; unknown keys pass through (and fail the load).
 
     The timestep embedder's first linear needs no column permutation: diffusers' DiT embeds with
@@ -220,7 +337,8 @@ def convert_diffusers_state(state: dict[str, torch.Tensor], source: Path) -> dic
             continue
         if (m := re.fullmatch(r"transformer_blocks\.(\d+)\.norm1\.emb\.(.+)", key)) and m.group(1) != "0":
             # a block's copy of the shared embedders
-            if not torch.equal(value, state.get(f"transformer_blocks.0.norm1.emb.{m.group(2)}", value.new_empty(0))):
+            shared = state.get(f"transformer_blocks.0.norm1.emb.{m.group(2)}", value.new_empty(0))
+            if compare_copies and not torch.equal(value, shared):
                 differing.append(int(m.group(1)))
             continue
         if m := re.fullmatch(r"transformer_blocks\.(\d+)\.attn1\.to_([qkv])\.(weight|bias)", key):
