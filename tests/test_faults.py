@@ -21,7 +21,7 @@ from PIL import Image
 from snakemake.utils import validate
 
 from minimaxdd import config as checks
-from minimaxdd import io
+from minimaxdd import data, io, stages
 from minimaxdd.checkpoints import CheckpointError, save_dit
 from minimaxdd.data import IMAGE_EXTENSIONS, DatasetError, class_image_counts, load_split
 from minimaxdd.dit import DiT, DiTConfig
@@ -494,3 +494,13 @@ def test_corrupt_image_stops_prepare_and_keeps_earlier_results(unicode_run, tmp_
     assert not (workdir / "results" / "broken" / "data").exists() or \
         not any((workdir / "results" / "broken" / "data").iterdir())  # no pack, no temp file
     assert state_of(workdir / "results" / "e2e") == before
+
+
+def test_ipc_above_the_readable_images_names_the_class(tmp_path):
+    """After dataset.skip_bad_images, a class may hold fewer readable images than the file count."""
+    pack = data.RealPack(torch.zeros(5, 1, 8, 8, dtype=torch.uint8), torch.tensor([0, 0, 0, 1, 1]),
+                         ["chien", "chat"], [0, 1])
+    pack.save(tmp_path / "train.pt")
+    with pytest.raises(ValueError, match=r"ipcs: IPC 3 exceeds the readable training images of class 'chat' \(2\)"):
+        stages.select_random(str(tmp_path / "train.pt"), str(tmp_path / "out.pt"), str(tmp_path / "images"), 3, 0)
+    assert not (tmp_path / "out.pt").exists()

@@ -176,6 +176,7 @@ def gather_generated(chunk_packs: list[str], chunk_timings: list[str], pack_out:
 
 def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, seed: int) -> None:
     real = data.RealPack.load(train_pack)
+    _check_ipc(real, ipc)
     _save_subset(real, sets.random_subset(real.labels, ipc, seed), pack_out, images_out)
 
 
@@ -183,9 +184,19 @@ def select_coreset(train_pack: str, features_file: str, pack_out: str, images_ou
                    method: str) -> None:
     """Herding or k-center, per class, on the feature network's embedding of the training split."""
     real = data.RealPack.load(train_pack)
+    _check_ipc(real, ipc)
     features = load_torch(features_file)["features"].numpy()
     index = torch.from_numpy(coreset.select_per_class(features, real.labels.numpy(), ipc, method))
     _save_subset(real, index, pack_out, images_out)
+
+
+def _check_ipc(real: data.RealPack, ipc: int) -> None:
+    """The workflow-start check counts files; this one counts the images prepare could read."""
+    counts = torch.bincount(real.labels, minlength=len(real.class_names)).tolist()
+    short = [f"'{name}' ({n})" for name, n in zip(real.class_names, counts) if n < ipc]
+    if short:
+        raise ValueError(f"ipcs: IPC {ipc} exceeds the readable training images of class {', '.join(short)} "
+                         "(unreadable files were skipped: dataset.skip_bad_images)")
 
 
 def _save_subset(real: data.RealPack, index: torch.Tensor, pack_out: str, images_out: str) -> None:
