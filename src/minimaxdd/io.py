@@ -29,6 +29,13 @@ def _umask() -> int:
 UMASK = _umask()  # mkstemp / mkdtemp make private (0600 / 0700) entries; artifacts get the usual modes
 
 
+def _named(error: OSError, path: Path) -> OSError:
+    """A full disk, named: the bare errno message does not say where."""
+    if error.errno == errno.ENOSPC:
+        return OSError(errno.ENOSPC, f"No space left on device while writing {path}")
+    return error
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to `path`; rename it to `path` only if the block succeeds."""
@@ -41,10 +48,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         yield tmp
         os.chmod(tmp, 0o666 & ~UMASK)
         os.replace(tmp, path)
-    except OSError as error:  # a full disk, named: the bare errno message does not say where
-        if error.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from error
-        raise
+    except OSError as error:
+        raise _named(error, path)
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -65,10 +70,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, path)
-    except OSError as error:  # a full disk, named: the bare errno message does not say where
-        if error.errno == errno.ENOSPC:
-            raise OSError(errno.ENOSPC, f"No space left on device while writing {path}") from error
-        raise
+    except OSError as error:
+        raise _named(error, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 
