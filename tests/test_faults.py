@@ -504,3 +504,9 @@ def test_ipc_above_the_readable_images_names_the_class(tmp_path):
     with pytest.raises(ValueError, match=r"ipcs: IPC 3 exceeds the readable training images of class 'chat' \(2\)"):
         stages.select_random(str(tmp_path / "train.pt"), str(tmp_path / "out.pt"), str(tmp_path / "images"), 3, 0)
     assert not (tmp_path / "out.pt").exists()
+
+
+def test_a_batch_that_does_not_split_over_the_fine_tuning_processes(tmp_path):
+    make_tree(tmp_path)
+    check_fails(r"^finetune.batch_size \(8\) must divide evenly over finetune.gpus \(3 processes\)$",
+                dataset=dataset(tmp_path), finetune={"gpus": 3})

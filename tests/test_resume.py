@@ -180,12 +180,6 @@ def test_data_parallel_fine_tuning_on_two_gloo_processes(tmp_path):
         torch.testing.assert_close(double[name], value, rtol=1e-2, atol=1e-3)
 
 
-def test_batch_that_does_not_split_over_processes_is_refused(tmp_path):
-    write_finetune_inputs(tmp_path)
-    with pytest.raises(Exception, match=r"finetune.batch_size \(4\) must divide evenly over finetune.gpus \(3"):
-        run_finetune_stage(tmp_path, "ddp", gpus=3)
-
-
 WRITER = textwrap.dedent("""
     import sys, time
     from minimaxdd.io import atomic_path
@@ -214,11 +208,11 @@ def test_a_writer_killed_mid_write_leaves_the_earlier_file_and_no_complete_looki
 # -- the workflow, killed and rerun -----------------------------------------------------------------
 
 def killed_config():
-    """The tiny config with a fine-tuning long enough (~500 steps) to be killed in the middle."""
+    """The tiny config with a fine-tuning long enough (~350 steps) to be killed in the middle."""
     from test_workflow import TINY
 
-    return TINY | {"methods": ["random", "minimax"], "ipcs": [2], "studies": [], "expansion": {"methods": []},
-                   "finetune": TINY["finetune"] | {"batch_size": 32, "epochs": 12},
+    return TINY | {"methods": ["minimax"], "ipcs": [2], "studies": [], "expansion": {"methods": []},
+                   "finetune": TINY["finetune"] | {"batch_size": 32, "epochs": 8},
                    "validate": TINY["validate"] | {"archs": ["convnet"]}, "checkpoint": {"every_steps": 50}}
 
 
@@ -229,7 +223,7 @@ def test_workflow_killed_during_fine_tuning_resumes_to_the_same_bytes(tmp_path):
 
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     exp = "results/tiny"
-    targets = [f"{exp}/validate/{method}/ipc2/convnet/seed0.json" for method in ("random", "minimax")]
+    targets = [f"{exp}/validate/minimax/ipc2/convnet/seed0.json"]
     for workdir in (straight, killed):
         write_config(workdir, killed_config())
     snakemake(straight, *targets)
@@ -255,7 +249,5 @@ def test_workflow_killed_during_fine_tuning_resumes_to_the_same_bytes(tmp_path):
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
     images = [sorted((w / exp / "sets/minimax/ipc2/images").rglob("*.png")) for w in (straight, killed)]
     assert images[0] and [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
-    for method in ("random", "minimax"):
-        records = [json.loads((w / exp / f"validate/{method}/ipc2/convnet/seed0.json").read_text())
-                   for w in (straight, killed)]
-        assert records[0]["accuracy"] == records[1]["accuracy"]
+    records = [json.loads((w / exp / "validate/minimax/ipc2/convnet/seed0.json").read_text()) for w in (straight, killed)]
+    assert records[0]["accuracy"] == records[1]["accuracy"]

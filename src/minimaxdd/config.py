@@ -107,6 +107,10 @@ def class_phases(config: dict) -> list[list[int] | None]:
 
 def check(config: dict) -> None:
     """Raise ConfigError for a config that would fail later."""
+    finetune = config["finetune"]
+    if finetune["batch_size"] % finetune["gpus"]:
+        raise ConfigError(f"finetune.batch_size ({finetune['batch_size']}) must divide evenly over finetune.gpus "
+                          f"({finetune['gpus']} processes)")
     dataset = config["dataset"]
     try:
         counts = data.class_image_counts(dataset)
