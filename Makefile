@@ -6,7 +6,7 @@ CORES ?= all
 # Pinned so that pip takes a local CPU wheel where one is offered; override on a GPU box, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test report clean
+.PHONY: run test test-slurm report clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,10 @@ run: $(BIN)/snakemake
 
 test: $(BIN)/snakemake
 	$(BIN)/python -m pytest
+
+# The workflow on a real single-node SLURM (needs root and Debian's slurm-wlm + munge: .ci/slurm.sh install).
+test-slurm: $(BIN)/snakemake
+	$(BIN)/python -m pytest -m slurm tests/test_slurm.py
 
 report: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --report report.html

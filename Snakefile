@@ -32,6 +32,18 @@ include: "workflow/rules/validate.smk"
 include: "workflow/rules/tables.smk"
 
 
+# Seconds of work each: on a cluster they run in the snakemake process instead of as jobs.
+localrules:
+    all,
+    tables,
+    study,
+    table5,
+    table9,
+    analysis_tables,
+    loss_curves,
+    sample_grid,
+
+
 rule all:
     input:
         final_outputs(),

@@ -74,6 +74,9 @@ else:
         script:
             "../scripts/generate.py"
 
+    localrules:
+        gather_generated,  # concatenation: in the snakemake process on a cluster
+
     rule gather_generated:
         """The chunks of a generated set joined into its pack, images and run record."""
         input:
