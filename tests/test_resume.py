@@ -216,19 +216,22 @@ def killed_config():
                    "validate": TINY["validate"] | {"archs": ["convnet"]}, "checkpoint": {"every_steps": 50}}
 
 
-def test_workflow_killed_during_fine_tuning_resumes_to_the_same_bytes(tmp_path):
-    """SIGKILL the whole workflow mid fine-tuning, rerun: the fine-tuned weights, the generated images
-    and the accuracies equal those of an uninterrupted run (which also shows two runs are identical)."""
+EXP = "results/tiny"
+
+
+@pytest.fixture(scope="module")
+def straight_and_killed(tmp_path_factory):
+    """The same config run twice from scratch, the second one SIGKILLed (the whole workflow) in the
+    middle of fine-tuning and then rerun."""
     from test_workflow import SNAKEMAKE, snakemake, write_config
 
-    straight, killed = tmp_path / "straight", tmp_path / "killed"
-    exp = "results/tiny"
-    targets = [f"{exp}/validate/minimax/ipc2/convnet/seed0.json"]
+    straight, killed = tmp_path_factory.mktemp("straight"), tmp_path_factory.mktemp("killed")
+    targets = [f"{EXP}/validate/minimax/ipc2/convnet/seed0.json"]
     for workdir in (straight, killed):
         write_config(workdir, killed_config())
     snakemake(straight, *targets)
 
-    checkpoint = killed / exp / "finetune/minimax/phase0/weights.safetensors.resume.pt"
+    checkpoint = killed / EXP / "finetune/minimax/phase0/weights.safetensors.resume.pt"
     run = subprocess.Popen([*SNAKEMAKE, "--directory", str(killed), "--cores", "2", *targets], start_new_session=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
@@ -237,17 +240,28 @@ def test_workflow_killed_during_fine_tuning_resumes_to_the_same_bytes(tmp_path):
         time.sleep(0.05)
     os.killpg(run.pid, signal.SIGKILL)
     run.wait()
-    assert not (killed / exp / "finetune/minimax/phase0/weights.safetensors").exists()
+    assert not (killed / EXP / "finetune/minimax/phase0/weights.safetensors").exists()
 
     snakemake(killed, "--unlock")
     snakemake(killed, *targets)
-    log = (killed / exp / "logs/finetune_minimax_phase0.log").read_text()
-    assert "resuming from checkpoint" in log and not checkpoint.exists()
+    return straight, killed
 
-    weights = [load_file(w / exp / "finetune/minimax/phase0/weights.safetensors") for w in (straight, killed)]
+
+def test_workflow_killed_during_fine_tuning_resumes_to_the_same_weights(straight_and_killed):
+    straight, killed = straight_and_killed
+    log = (killed / EXP / "logs/finetune_minimax_phase0.log").read_text()
+    assert "resuming from checkpoint" in log
+    assert not (killed / EXP / "finetune/minimax/phase0/weights.safetensors.resume.pt").exists()
+    weights = [load_file(w / EXP / "finetune/minimax/phase0/weights.safetensors") for w in (straight, killed)]
     assert weights[0].keys() == weights[1].keys()
     assert all(torch.equal(weights[0][k], weights[1][k]) for k in weights[0])
-    images = [sorted((w / exp / "sets/minimax/ipc2/images").rglob("*.png")) for w in (straight, killed)]
-    assert images[0] and [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
-    records = [json.loads((w / exp / "validate/minimax/ipc2/convnet/seed0.json").read_text()) for w in (straight, killed)]
+
+
+def test_two_runs_give_byte_identical_images_and_identical_accuracies(straight_and_killed):
+    images = [sorted((w / EXP / "sets/minimax/ipc2/images").rglob("*.png")) for w in straight_and_killed]
+    assert images[0] and [p.relative_to(straight_and_killed[0]) for p in images[0]] == \
+        [p.relative_to(straight_and_killed[1]) for p in images[1]]
+    assert [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
+    records = [json.loads((w / EXP / "validate/minimax/ipc2/convnet/seed0.json").read_text())
+               for w in straight_and_killed]
     assert records[0]["accuracy"] == records[1]["accuracy"]
