@@ -31,11 +31,17 @@ def fingerprint(settings: Any, inputs: list[str | os.PathLike] = ()) -> str:
 class Checkpointer:
     """Save every `every` steps to `path` (None: never); `load` returns the state of a matching checkpoint."""
 
-    def __init__(self, path: str | os.PathLike | None, every: int, fingerprint: str = "", log: Callable = print):
+    def __init__(self, path: str | os.PathLike | None = None, every: int = 1, fingerprint: str = "",
+                 log: Callable = print):
         self.path = Path(path) if path else None
         self.every = every
         self.fingerprint = fingerprint
         self.log = log
+
+    @classmethod
+    def next_to(cls, output: str | os.PathLike, every: int, settings: Any, inputs: list) -> Checkpointer:
+        """The checkpoint of the job writing `output`: `<output>.resume.pt`."""
+        return cls(f"{output}.resume.pt", every, fingerprint(settings, inputs))
 
     def load(self) -> dict | None:
         if self.path is None or not self.path.exists():

@@ -8,6 +8,7 @@ output and params and calls one of these. Every job is a fresh process, so the h
 from __future__ import annotations
 
 import csv
+import json
 import time
 from pathlib import Path
 
@@ -17,7 +18,7 @@ from . import checkpoints, coreset, data, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, job_environment, load_torch, pick_device, save_json, save_torch
-from .resume import Checkpointer, fingerprint
+from .resume import Checkpointer
 from .training import LatentSet, finetune_dit, pretrain_dit
 from .validate import train_and_evaluate
 
@@ -55,16 +56,11 @@ def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
     latents = LatentSet(cache, device)
-    checkpointer = Checkpointer(resume_file(out_folder), checkpoint_every,
-                                fingerprint([settings, training, seed, str(device)], [latents_file]))
+    checkpointer = Checkpointer.next_to(out_folder, checkpoint_every, [settings, training, seed, str(device)],
+                                        [latents_file])
     checkpoints.save_dit(pretrain_dit(model, latents, seed=seed, device=device, checkpointer=checkpointer, **training),
                          out_folder)
     checkpointer.remove()
-
-
-def resume_file(output: str) -> str:
-    """Where the job writing `output` keeps its resume checkpoint."""
-    return f"{output}.resume.pt"
 
 
 def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str, method: str,
@@ -88,9 +84,8 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_fil
 
     model = load_base_dit(dit_path, device)
     latents = LatentSet(load_torch(latents_file), device, classes)
-    checkpointer = Checkpointer(resume_file(weights_out), checkpoint_every,
-                                fingerprint([method, classes, settings, world_size, device.type],
-                                            [latents_file, dit_path]))
+    checkpointer = Checkpointer.next_to(weights_out, checkpoint_every,
+                                        [method, classes, settings, world_size, device.type], [latents_file, dit_path])
     start = time.time()
     model_params, ema_params, rows = finetune_dit(model, latents, device=device, checkpointer=checkpointer,
                                                   **settings)
@@ -148,8 +143,6 @@ def gather_generated(chunk_packs: list[str], chunk_timings: list[str], pack_out:
     """Join the class chunks of a scattered generation into the set one job would have written: the
     same pack (noise depends only on (seed, class, index)), images and run record, whose wall time
     and images are the chunks' sums; `chunks` lists each job's classes, images, time and host."""
-    import json
-
     packs = [data.RealPack.load(p) for p in chunk_packs]
     first = packs[0]
     seen = set()
@@ -254,8 +247,7 @@ def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, e
     train, test = data.RealPack.load(set_pack), data.RealPack.load(test_pack)
     settings = dict(arch=arch, num_classes=len(test.class_names), epochs=epochs, seed=seed, batch_size=batch_size,
                     lr=lr, width_factor=width_factor)
-    checkpointer = Checkpointer(resume_file(out), checkpoint_every,
-                                fingerprint([settings, device], [set_pack, test_pack]))
+    checkpointer = Checkpointer.next_to(out, checkpoint_every, [settings, device], [set_pack, test_pack])
     result = train_and_evaluate(train.images, train.labels, test.images, test.labels, device=pick_device(device),
                                 checkpointer=checkpointer, **settings)
     save_json(record | result | job_environment(), out)

@@ -242,7 +242,7 @@ def pretrain_dit(model: DiT, latents: LatentSet, *, steps: int, batch_size: int,
     params = {k: p for k, p in model.named_parameters() if p.requires_grad}
     trainer = Trainer(model, params, lr, ema_decay, seed, device)
     batches = RandomBatches(len(latents), batch_size, trainer.generator, device)
-    train_steps(trainer, latents, batches, steps, checkpointer or Checkpointer(None, 1), "train base DiT")
+    train_steps(trainer, latents, batches, steps, checkpointer or Checkpointer(), "train base DiT")
     ema_model = copy.deepcopy(model).eval()
     with torch.no_grad():
         for name, param in ema_model.named_parameters():
@@ -272,6 +272,6 @@ def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, div
     trainer = Trainer(model, params, lr, ema_decay, seed, device, minimax)
     trainer.shard(batch_size)  # fail before any work when the batch does not split over the processes
     batches = EpochBatches(len(latents), batch_size, trainer.generator, device)
-    rows = train_steps(trainer, latents, batches, epochs * batches.per_epoch, checkpointer or Checkpointer(None, 1),
+    rows = train_steps(trainer, latents, batches, epochs * batches.per_epoch, checkpointer or Checkpointer(),
                        f"fine-tune ({representativeness}, {diversity})")
     return {k: p.detach().clone() for k, p in params.items()}, trainer.ema, rows

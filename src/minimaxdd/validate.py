@@ -93,7 +93,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[2 * epochs // 3, 5 * epochs // 6], gamma=0.2)  # stepped per epoch
 
-    checkpointer = checkpointer or Checkpointer(None, 1)
+    checkpointer = checkpointer or Checkpointer()
     first, epoch_loss = 0, float("nan")
     saved = checkpointer.load()
     if saved:
