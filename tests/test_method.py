@@ -16,9 +16,9 @@ from minimaxdd.vae import build_tiny_vae
 TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=4, num_heads=2, num_classes=3)
 
 
-def tiny_dit(seed=0):
+def tiny_dit(seed=0, config=TINY):
     torch.manual_seed(seed)
-    model = DiT(TINY)
+    model = DiT(config)
     # adaLN-Zero makes a fresh DiT output zeros; perturb so that tests see real computation.
     with torch.no_grad():
         for p in model.parameters():
@@ -197,6 +197,8 @@ def test_difffit_trainable_set():
 
 
 def test_gammas_start_as_identity():
+    gammas = [p for name, p in DiT(TINY).named_parameters() if "gamma" in name]
+    assert gammas and all(torch.equal(p, torch.ones_like(p)) for p in gammas)
     model = tiny_dit()
     x, t, y = torch.randn(2, 2, 4, 4), torch.tensor([3, 700]), torch.tensor([0, 2])
     before = model(x, t, y)

@@ -118,7 +118,7 @@ def test_validation_training_resumes(tmp_path, monkeypatch):
         patch.setattr(torch.optim.SGD, "step", step)
         with pytest.raises(KeyboardInterrupt):
             train_classifier(x, y, checkpointer=checkpointer, **settings)
-    resumed, record = train_classifier(x, y, checkpointer=checkpointer, **settings)
+    resumed, _ = train_classifier(x, y, checkpointer=checkpointer, **settings)
     assert all(torch.equal(v, expected.state_dict()[k]) for k, v in resumed.state_dict().items())
 
 
@@ -139,14 +139,8 @@ def test_nan_latents_stop_fine_tuning_at_the_first_step():
 
 def write_finetune_inputs(folder, label_dropout=True):
     save_torch(latent_cache(), folder / "latents.pt")
-    model = tiny_dit()
-    if not label_dropout:
-        torch.manual_seed(0)
-        model = DiT(dataclasses.replace(TINY, class_dropout_prob=0.0))
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn_like(p))
-    checkpoints.save_dit(model, folder / "dit")
+    config = TINY if label_dropout else dataclasses.replace(TINY, class_dropout_prob=0.0)
+    checkpoints.save_dit(tiny_dit(config=config), folder / "dit")
 
 
 def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):

@@ -10,8 +10,9 @@ import pytest
 import torch
 
 from minimaxdd import checkpoints, data, stages
-from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
+from minimaxdd.dit import DiTConfig, mark_difffit_trainable
 from minimaxdd.vae import build_tiny_vae, save_vae
+from test_method import tiny_dit
 from test_workflow import TINY, snakemake, write_config
 
 # -- one set generated in chunks is the set generated in one job ---------------------------------------
@@ -25,12 +26,8 @@ SETTINGS = {"steps": 3, "guidance_scale": 2.0, "batch_size": 3, "seed": 7}  # ba
 def models(tmp_path_factory):
     """A tiny random-weight DiT and VAE on disk, a Difffit delta per phase and a train pack."""
     root = tmp_path_factory.mktemp("models")
-    torch.manual_seed(0)
-    dit = DiT(DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=16, depth=2, num_heads=2,
-                        num_classes=CLASSES + 2))
-    with torch.no_grad():  # adaLN-Zero makes a fresh DiT output zeros
-        for p in dit.parameters():
-            p.add_(0.05 * torch.randn_like(p))
+    dit = tiny_dit(config=DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=16, depth=2,
+                                    num_heads=2, num_classes=CLASSES + 2))
     checkpoints.save_dit(dit, root / "dit")
     save_vae(build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2), root / "vae")
     names = mark_difffit_trainable(dit)
@@ -124,7 +121,6 @@ SMALL = dict(GRID, methods=["random", "dit", "minimax"], ipcs=[1],
              validate=dict(GRID["validate"], archs=["convnet"], seeds=[0]))
 LARGE = dict(GRID, methods=["random", "herding", "dit", "difffit", "minimax", "full"], ipcs=[1, 2, 3],
              validate=dict(GRID["validate"], archs=["convnet", "resnetap10"], seeds=[0, 1, 2]))
-DIGITS = 10  # classes of the digits dataset
 
 
 def dry_run(workdir: Path, config: dict) -> str:

@@ -24,6 +24,7 @@ GENERATED = [m for m in unique(VALIDATED + config["expansion"]["methods"]) if me
 FINETUNE_JOBS = unique(method_names.finetune_name(m) for m in GENERATED if method_names.split(m)[0] != "dit")
 FINETUNED = [m for m in METHODS if method_names.criteria(m, config)]
 VARIANTS_IN_TABLE = [m for m in METHODS if m in config["variants"]]
+TABLE5_METHODS = [m for m in ["difffit", *VARIANTS_IN_TABLE, "minimax"] if m in METHODS]
 PHASES = checks.class_phases(config)
 
 

@@ -45,14 +45,14 @@ rule study:
 rule table5:
     """The criteria ablation (Table 5): each fine-tuned method with the form of each term."""
     input:
-        records=[record(m, ipc, a, s) for m in ["difffit", *VARIANTS_IN_TABLE, "minimax"] if m in METHODS
+        records=[record(m, ipc, a, s) for m in TABLE5_METHODS
                  for ipc in IPCS for a in ARCHS for s in SEEDS],
     output:
         csv=report(f"{EXP}/tables/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5: criteria ablation"}),
         md=f"{EXP}/tables/table5.md",
     params:
-        methods=[m for m in ["difffit", *VARIANTS_IN_TABLE, "minimax"] if m in METHODS],
+        methods=TABLE5_METHODS,
         forms={m: method_names.criteria(m, config) for m in FINETUNED},
         ipcs=IPCS,
         archs=ARCHS,
