@@ -15,7 +15,6 @@ from . import data, methods, pretrained
 # The schema the Snakefile validates against (present in a source checkout, the way the workflow runs).
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
-REAL_SUBSET_METHODS = ("random", "kcenter", "herding")
 
 
 class ConfigError(ValueError):
@@ -134,7 +133,7 @@ def check(config: dict) -> None:
     except methods.MethodError as error:
         raise ConfigError(f"{key}: {error}") from None
 
-    real = [m for m in config["methods"] if m in REAL_SUBSET_METHODS]
+    real = [m for m in config["methods"] if m in methods.REAL_METHODS]
     if real:
         ipc = max(config["ipcs"])
         name, fewest = min(counts.items(), key=lambda item: item[1])

@@ -76,6 +76,7 @@ def finetune_settings(name: str, config: dict) -> dict:
 def generate_settings(name: str, config: dict) -> dict:
     _, overrides = split(name)
     settings = dict(config["generate"])
+    settings.pop("classes_per_job", None)  # how the classes are split over jobs changes no image
     return settings | {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
 
 

@@ -168,16 +168,8 @@ def _read_json(file: Path) -> dict:
     return config
 
 
-def load_base_dit(path: str | Path, device="cpu") -> DiT:
-    """The base DiT of a run: a tiny one trained here (our folder format) or pretrained weights."""
-    path = Path(path)
-    if (path / "model.safetensors").is_file():
-        return load_dit(path, device)
-    return load_pretrained_dit(path, device)
-
-
 def load_pretrained_dit(path: str | Path, device="cpu", num_heads: int | None = None) -> DiT:
-    """Our DiT with pretrained weights, in eval mode.
+    """Our DiT with pretrained weights (or a tiny one trained here, in our folder format), in eval mode.
 
     num_heads: for the original checkpoint, whose shapes do not tell it (default: the model zoo's
     value for the hidden size, else hidden_size // 64); a diffusers config states it.

@@ -80,9 +80,9 @@ def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str
 def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
                    weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
                    checkpoint_every: int) -> None:
-    from .pretrained import load_base_dit
+    from .pretrained import load_pretrained_dit
 
-    model = load_base_dit(dit_path, device)
+    model = load_pretrained_dit(dit_path, device)
     latents = LatentSet(load_torch(latents_file), device, classes)
     checkpointer = Checkpointer.next_to(weights_out, checkpoint_every,
                                         [method, classes, settings, world_size, device.type], [latents_file, dit_path])
@@ -109,14 +109,14 @@ def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, tra
     indices (one chunk of a set scattered over jobs, joined by `gather_generated`; each phase then
     generates its classes in the chunk); `images_out` None: no PNG folder (the gather writes it)."""
     from .generate import generate_set
-    from .pretrained import load_base_dit, resolve_vae_folder
+    from .pretrained import load_pretrained_dit, resolve_vae_folder
     from .vae import load_vae
 
     device = pick_device(device)
     real = data.RealPack.load(train_pack)
     vae = load_vae(resolve_vae_folder(vae_path), device)
     start = time.time()
-    model = load_base_dit(dit_path, device)
+    model = load_pretrained_dit(dit_path, device)
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:

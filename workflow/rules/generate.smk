@@ -4,12 +4,6 @@
 CHUNKS = generation_chunks()
 
 
-def generation_settings(method):
-    """The sampling settings of a method; how the classes are split over jobs changes no image."""
-    settings = method_names.generate_settings(method, config)
-    return {k: v for k, v in settings.items() if k != "classes_per_job"}
-
-
 if not CHUNKS:
 
     rule generate:
@@ -26,7 +20,7 @@ if not CHUNKS:
         wildcard_constraints:
             method=one_of(GENERATED),
         params:
-            settings=lambda w: generation_settings(w.method),
+            settings=lambda w: method_names.generate_settings(w.method, config),
             phases=PHASES,
         threads: 1  # small models: two jobs side by side beat one job on two threads
         priority: 5  # the critical path: base models -> fine-tune -> generate
@@ -64,7 +58,7 @@ else:
             method=one_of(GENERATED),
             chunk=one_of(CHUNKS),
         params:
-            settings=lambda w: generation_settings(w.method),
+            settings=lambda w: method_names.generate_settings(w.method, config),
             phases=lambda w: [PHASES[i] for i in chunk_phases(w.chunk)],
             classes=lambda w: chunk_classes(w.chunk),
         threads: 1
