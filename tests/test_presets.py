@@ -80,10 +80,23 @@ def extra_study_runs(config: dict) -> int:
     return total
 
 
+@pytest.fixture(scope="module")
+def planned(fake_imagenet, tmp_path_factory):
+    """The planned job counts of a preset; each preset is dry-run once for all tests."""
+    plans = {}
+
+    def jobs(preset: str) -> Counter:
+        if preset not in plans:
+            plans[preset] = dry_run(preset, fake_imagenet, tmp_path_factory.mktemp(preset) / "run")
+        return plans[preset]
+
+    return jobs
+
+
 @pytest.mark.parametrize("preset", ["imagewoof", "imagenette", "imageidc", "imagenet100"])
-def test_preset_plans_the_paper_grid(preset, fake_imagenet, tmp_path):
+def test_preset_plans_the_paper_grid(preset, planned):
     config = yaml.safe_load((REPO / f"configs/{preset}.yaml").read_text())
-    jobs = dry_run(preset, fake_imagenet, tmp_path / "run")
+    jobs = planned(preset)
     assert config["dataset"]["resolution"] == 256 and config["generate"]["steps"] == 50
     assert config["generate"]["guidance_scale"] == 4.0 and config["finetune"]["batch_size"] == 8
     assert "base_vae" not in jobs and "base_dit" not in jobs  # pretrained weights, nothing trained from scratch
@@ -96,13 +109,13 @@ def test_preset_plans_the_paper_grid(preset, fake_imagenet, tmp_path):
     assert jobs["validate_full"] == len(config["validate"]["archs"]) * len(config["validate"]["seeds"])
 
 
-def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(fake_imagenet, tmp_path):
-    jobs = dry_run("imagenet100", fake_imagenet, tmp_path / "run")
+def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):
+    jobs = planned("imagenet100")
     assert jobs["finetune"] == 10  # one method (minimax) x 10 phases
     assert jobs["generate"] == 2  # per IPC; each job samples every class with its phase's model
 
 
-def test_imagewoof_studies_share_the_main_finetuning(fake_imagenet, tmp_path):
-    jobs = dry_run("imagewoof", fake_imagenet, tmp_path / "run")
+def test_imagewoof_studies_share_the_main_finetuning(planned):
+    jobs = planned("imagewoof")
     # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 4 training sweeps
     assert jobs["finetune"] == 7 + 4 + 4 + 3 + 5

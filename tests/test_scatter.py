@@ -77,10 +77,16 @@ def assert_same_set(one: Path, gathered: Path):
         assert (one / "images" / name).read_bytes() == (gathered / "images" / name).read_bytes()
 
 
+@pytest.fixture(scope="module")
+def one_job(models, tmp_path_factory):
+    """The set one job generates with the per-phase deltas (read only by the tests)."""
+    return generate(models, tmp_path_factory.mktemp("one"), weights=models[1], phases=PHASES)
+
+
 @pytest.mark.parametrize("chunks", [[[0, 1], [2, 3], [4]], [[0, 1, 2, 3, 4]], [[0], [1], [2], [3], [4]]])
-def test_chunked_generation_with_phases_equals_one_job(models, tmp_path, chunks):
+def test_chunked_generation_with_phases_equals_one_job(models, one_job, tmp_path, chunks):
     _, deltas = models
-    one = generate(models, tmp_path / "one", weights=deltas, phases=PHASES)
+    one = one_job
     gathered, timings = chunked(models, tmp_path / "gathered", chunks, weights=deltas, phases=PHASES)
     assert_same_set(one, gathered)
 
