@@ -7,8 +7,6 @@ import json
 import os
 import re
 import struct
-import subprocess
-import sys
 import zlib
 from pathlib import Path
 
@@ -28,9 +26,9 @@ from minimaxdd.dit import DiT, DiTConfig
 from minimaxdd.pretrained import inspect_dit, load_pretrained_dit
 from minimaxdd.vae import build_tiny_vae, save_vae
 
-REPO = Path(__file__).resolve().parents[1]
+from test_workflow import REPO, snakemake, write_config
+
 SCHEMA = REPO / "workflow" / "schemas" / "config.schema.yaml"
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
 
 TINY_MODELS = {
     "tiny_vae": {"block_channels": [8, 8], "latent_channels": 2, "steps": 10, "batch_size": 8},
@@ -384,15 +382,6 @@ def test_disk_full_leaves_the_earlier_file_and_no_temp(tmp_path, monkeypatch):
 
 # ---------------------------------------------------------------------------------------------- the workflow
 
-def run_snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
-                          capture_output=True, text=True, timeout=300)
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
-
-
 def test_no_rule_runs_a_shell_command():
     """Config values reach jobs as Python objects (script:), never through a shell command line."""
     rules = [REPO / "Snakefile", *sorted((REPO / "workflow" / "rules").glob("*.smk"))]
@@ -430,7 +419,7 @@ def unicode_run(tmp_path_factory):
     }
     write_config(workdir, config)
     # Table 1 and the sets (not the analyses and figures), to keep the run short
-    result = run_snakemake(workdir, "results/e2e/tables/table1.csv")
+    result = snakemake(workdir, "results/e2e/tables/table1.csv", check=False)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     return workdir, config
 
@@ -464,7 +453,7 @@ def test_bad_config_stops_the_workflow_and_keeps_earlier_results(unicode_run, fa
     try:
         write_config(workdir, broken)
         for args in (["--dry-run"], []):
-            result = run_snakemake(workdir, *args)
+            result = snakemake(workdir, *args, check=False)
             assert result.returncode != 0, (args, result.stdout[-2000:])
             # a real run reports on stderr; Snakemake prints a dry run's report, errors included, on stdout
             output = result.stderr if not args else result.stdout + result.stderr
@@ -484,7 +473,7 @@ def test_corrupt_image_stops_prepare_and_keeps_earlier_results(unicode_run, tmp_
     before = state_of(workdir / "results" / "e2e")
     try:
         write_config(workdir, broken)
-        result = run_snakemake(workdir)
+        result = snakemake(workdir, check=False)
     finally:
         write_config(workdir, config)
     assert result.returncode != 0
