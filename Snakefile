@@ -1,23 +1,23 @@
 # Minimax-diffusion dataset distillation (Gu et al., CVPR 2024) as a Snakemake workflow.
 # Run: snakemake --cores all   (add --configfile configs/<preset>.yaml for a paper-scale run)
 
-from snakemake.utils import min_version, validate
+from snakemake.utils import min_version
 
-from minimaxdd import config as checks
+from minimaxdd import plan as planning
 
 min_version("8.0")
-
-
-configfile: "config.yaml"
 
 
 report: "workflow/report/workflow.rst"
 
 
-checks.normalize(config)
-validate(config, "workflow/schemas/config.schema.yaml")
-checks.canonicalize(config)
-checks.check(config)
+# A --configfile is the whole config (with the schema's defaults); without one, the embedded default
+# config.yaml is. --config values go on top of either. The two files are never merged.
+loaded = planning.load_config(planning.read_config(config, workflow.overwrite_configfiles))
+config.clear()
+config.update(loaded)
+# The data and model checks run once, in the main process, before any job; jobs only slice the plan.
+PLAN = planning.check(config) if workflow.is_main_process else planning.Plan(config)
 
 
 include: "workflow/rules/common.smk"
@@ -42,9 +42,14 @@ localrules:
     analysis_tables,
     loss_curves,
     sample_grid,
+    validation_curves,
+
+
+onstart:
+    planning.start_run(PLAN)
 
 
 rule all:
     input:
-        final_outputs(),
+        PLAN.final_outputs(),
     default_target: True

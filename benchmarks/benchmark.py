@@ -30,13 +30,13 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import augment_batch, cutmix  # noqa: E402
+from minimaxdd.augment import augment_batch, cutmix, normalize  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
-from minimaxdd.validate import to_model_input  # noqa: E402
+from minimaxdd.validate import to_unit  # noqa: E402
 
 MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate")
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
@@ -206,7 +206,7 @@ def bench_generate(b: Bench, dit: DiT, vae, args):
         def generate(batch=batch):  # as generate.generate_set does for one batch
             noise = torch.randn(args.gen_steps + 1, batch, *shape, device=b.device)
             labels = torch.randint(NUM_CLASSES_REAL, (batch,), device=b.device)
-            decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance))
+            decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance, guidance_channels=3))
 
         b.measure(name, generate, items=batch, unit="images/s", per="image",
                   settings={"batch": batch, "steps": args.gen_steps, "guidance": args.guidance,
@@ -219,13 +219,13 @@ def bench_validate(b: Bench, tiny: bool, res: int):
     width = 0.25 if tiny else 1.0
     net = build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device).train()
     opt = torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
-    x = to_model_input(torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8), b.device)
+    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
     y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
     if b.cuda:
         torch.backends.cudnn.benchmark = True  # as validate.train_classifier
 
     def step():  # the inner loop of validate.train_classifier
-        images, y_a, y_b, lam = cutmix(augment_batch(x), y)
+        images, y_a, y_b, lam = cutmix(normalize(augment_batch(to_unit(x, b.device))), y)
         logits = net(images)
         loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
         opt.zero_grad(set_to_none=True)
@@ -234,7 +234,8 @@ def bench_validate(b: Bench, tiny: bool, res: int):
 
     b.measure("validate", step, items=VAL_BATCH, unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
-                        "optimizer": "SGD(momentum 0.9)", "augment": "random resized crop + flip + cutmix"})
+                        "optimizer": "SGD(momentum 0.9)",
+                        "augment": "random resized crop + flip + ColorJitter + Lighting + cutmix"})
 
 
 # -- output -------------------------------------------------------------------------------------

@@ -15,10 +15,7 @@ import pandas as pd
 import pytest
 import torch
 from PIL import Image
-from snakemake.utils import validate
-
-from minimaxdd import config as checks
-from minimaxdd import data, io, stages
+from minimaxdd import checks, data, io, plan, stages
 from minimaxdd.checkpoints import CheckpointError, save_dit
 from minimaxdd.data import IMAGE_EXTENSIONS, DatasetError, class_image_counts, load_split
 from minimaxdd.dit import DiT, DiTConfig
@@ -52,18 +49,16 @@ def make_tree(root: Path, classes=("cat", "dog"), n_train=3, n_val=1, size=12) -
 
 
 def dataset(root, **overrides) -> dict:
-    return {"kind": "imagefolder", "root": None if root is None else str(root), "resolution": 8, "channels": 1,
-            **overrides}
+    """An imagefolder dataset section with the schema's defaults filled in."""
+    section = {"kind": "imagefolder", "root": None if root is None else str(root), "resolution": 8, "channels": 1,
+               **overrides}
+    return plan.load_config({"experiment": "faults", "dataset": section})["dataset"]
 
 
 def full_config(**sections) -> dict:
     """A config as the Snakefile sees it: schema-checked, defaults filled in."""
-    config = {"experiment": "faults", "device": "cpu", "methods": ["random"], "ipcs": [1],
-              "base_models": json.loads(json.dumps(TINY_MODELS)), **sections}
-    checks.normalize(config)
-    validate(config, str(SCHEMA))
-    checks.canonicalize(config)
-    return config
+    return plan.load_config({"experiment": "faults", "device": "cpu", "methods": ["random"], "ipcs": [1],
+                             "base_models": json.loads(json.dumps(TINY_MODELS)), **sections})
 
 
 def check_fails(match: str, **sections) -> str:
@@ -119,7 +114,7 @@ def test_ipc_zero_negative_and_unknown_names():
                                                  r"dataset; known: .*skip_bad_images"):
         full_config(dataset={"skip_bad_image": True})
     with pytest.raises(checks.ConfigError, match=r"^experiment: required key is missing"):
-        checks.normalize({"methods": ["random"]})
+        plan.load_config({"methods": ["random"]})
     message = check_fails(r"^methods: unknown method 'minmax'; did you mean 'minimax'\? known: dit, difffit, minimax",
                           methods=["random", "minmax"])
     assert "variants" in message
@@ -248,12 +243,12 @@ def test_pretrained_dit_faults(tmp_path):
     good = tmp_path / "good.pt"
     torch.save(dit_state(), good)
     for methods in (["dit"], ["random", "minimax"]):  # a fitting DiT passes
-        checks.check(full_config(dataset=ds, base_models={**TINY_MODELS, "dit": str(good)}, methods=methods,
-                                 finetune={"batch_size": 2}))
+        checks.check(full_config(dataset=ds, base_models={**TINY_MODELS, "dit": str(good), "dit_num_heads": 2},
+                                 methods=methods, finetune={"batch_size": 2}))
 
     def fails(path, match, **dataset_changes):
         return check_fails(match, dataset={**ds, **dataset_changes}, methods=["dit"],
-                           base_models={**TINY_MODELS, "dit": str(path)})
+                           base_models={**TINY_MODELS, "dit": str(path), "dit_num_heads": 2})
 
     text = tmp_path / "DiT-XL-2-256x256.pt"
     text.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:abc\n")  # an LFS pointer, say
@@ -344,11 +339,8 @@ def test_disk_full_leaves_the_earlier_file_and_no_temp(tmp_path, monkeypatch):
     os.utime(out / "pack.pt", ns=(1, 1))  # mtimes an accidental rewrite could not keep
     before = state_of(out)
 
-    real_save = torch.save
-
     def save_half_then_fail(obj, f, *args, **kwargs):  # half a file on disk, then the disk is full
-        real_save(obj, f, *args, **kwargs)
-        Path(f).write_bytes(Path(f).read_bytes()[:10])
+        f.write(b"half")
         enospc()
 
     monkeypatch.setattr(torch, "save", save_half_then_fail)
@@ -490,7 +482,8 @@ def test_ipc_above_the_readable_images_names_the_class(tmp_path):
                          ["chien", "chat"], [0, 1])
     pack.save(tmp_path / "train.pt")
     with pytest.raises(ValueError, match=r"ipcs: IPC 3 exceeds the readable training images of class 'chat' \(2\)"):
-        stages.select_random(str(tmp_path / "train.pt"), str(tmp_path / "out.pt"), str(tmp_path / "images"), 3, 0)
+        stages.select_random(train=str(tmp_path / "train.pt"), pack=str(tmp_path / "out.pt"),
+                             images=str(tmp_path / "images"), ipc=3, seed=0)
     assert not (tmp_path / "out.pt").exists()
 
 

@@ -1,5 +1,7 @@
 """The method's math: minimax terms, memories, diffusion loss and sampler, Difffit, checkpoints."""
 
+import dataclasses
+
 import pytest
 import torch
 from diffusers import DDPMScheduler
@@ -169,15 +171,32 @@ def test_sampler_with_guidance_runs_all_respaced_steps():
     calls = []
     original = model.forward_with_guidance
 
-    def spy(x, t, y, scale):
+    def spy(x, t, y, scale, channels):
         calls.append(int(t[0]))
-        return original(x, t, y, scale)
+        return original(x, t, y, scale, channels)
 
     model.forward_with_guidance = spy
     noise = torch.randn(steps + 1, 2, 2, 4, 4)
     out = sample_latents(model, GaussianDiffusion.respaced(steps), torch.tensor([0, 1]), noise, 4.0)
     assert calls == respaced_timesteps(steps)[::-1]
     assert out.shape == (2, 2, 4, 4) and torch.isfinite(out).all()
+
+
+def test_guidance_leaves_the_unguided_channels_and_the_variance_conditional():
+    """The reference's forward_with_cfg guides eps[:, :3] of 4 channels; channel 3 and the variance
+    are the conditional pass's (MinimaxDiffusion models.py L318-334)."""
+    model = tiny_dit(config=dataclasses.replace(TINY, in_channels=4))
+    x, t, y = torch.randn(2, 4, 4, 4), torch.tensor([500, 20]), torch.tensor([0, 1])
+    with torch.no_grad():
+        cond = model(x, t, y)
+        uncond = model(x, t, torch.full_like(y, model.num_classes))
+        guided = model.forward_with_guidance(x, t, y, 4.0, channels=3)
+        every = model.forward_with_guidance(x, t, y, 4.0)
+    expected = uncond[:, :3] + 4.0 * (cond[:, :3] - uncond[:, :3])
+    assert torch.allclose(guided[:, :3], expected, atol=1e-5)
+    assert torch.allclose(guided[:, 3:], cond[:, 3:], atol=1e-6)  # channel 3 and the 4 variance channels
+    assert torch.allclose(every[:, :4], uncond[:, :4] + 4.0 * (cond[:, :4] - uncond[:, :4]), atol=1e-5)
+    assert not torch.allclose(guided[:, 3], every[:, 3])
 
 
 # -- Difffit ----------------------------------------------------------------------------------------
@@ -223,6 +242,17 @@ def test_finetune_changes_only_difffit_parameters_and_logs_three_terms():
     assert changed and changed <= set(params) and set(params) == set(ema)
 
 
+def test_finetune_stops_after_train_steps_when_given():
+    """The reference samples its step-12000 checkpoint, not the end of epoch 8 (run.sh)."""
+    cache = {"mean": torch.randn(12, 2, 2, 4, 4).half(), "std": torch.full((12, 2, 2, 4, 4), 0.1).half(),
+             "scaling_factor": 1.0, "labels": torch.arange(12) % 3, "class_ids": [0, 1, 2]}
+    settings = dict(representativeness="off", diversity="off", batch_size=4, epochs=2, lr=1e-2, ema_decay=0.5,
+                    seed=0, device=torch.device("cpu"), log=lambda _: None)
+    latents = LatentSet(cache, torch.device("cpu"))
+    assert len(finetune_dit(tiny_dit(), latents, train_steps=4, **settings)[2]) == 4
+    assert len(finetune_dit(tiny_dit(), latents, train_steps=None, **settings)[2]) == 6  # 2 epochs of 3 batches
+
+
 def test_checkpoint_round_trip_and_difffit_delta(tmp_path):
     model = tiny_dit()
     checkpoints.save_dit(model, tmp_path / "dit")
@@ -253,7 +283,8 @@ def test_ipc_prefix_property_holds_across_batch_sizes():
     model = tiny_dit()
     torch.manual_seed(0)
     vae = build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2).eval()
-    common = dict(class_ids=[0, 2], steps=4, guidance_scale=2.0, seed=5, device=torch.device("cpu"))
+    common = dict(class_ids=[0, 2], steps=4, guidance_scale=2.0, guidance_channels=3, precision="fp32", seed=5,
+                  device=torch.device("cpu"))
     small, small_labels = generate_set(model, vae, ipc=2, batch_size=3, **common)
     large, large_labels = generate_set(model, vae, ipc=3, batch_size=4, **common)
     for c in range(2):

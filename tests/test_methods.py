@@ -6,7 +6,7 @@ from minimaxdd import methods
 
 CONFIG = {
     "finetune": {"batch_size": 8, "epochs": 8, "lr": 1e-3, "ema_decay": 0.9999, "memory_size": 64,
-                 "rep_weight": 0.002, "div_weight": 0.008, "seed": 0},
+                 "rep_weight": 0.002, "div_weight": 0.008, "seed": 0, "train_steps": None},
     "generate": {"steps": 50, "guidance_scale": 4.0, "batch_size": 64, "seed": 0},
     "variants": {"rep_mean": {"representativeness": "mean", "diversity": "off"}},
 }
@@ -16,6 +16,14 @@ def test_study_points_share_the_default_and_name_the_rest():
     assert methods.study_point("minimax", "rep_weight", 0.002, CONFIG) == "minimax"
     assert methods.study_point("minimax", "rep_weight", 0.01, CONFIG) == "minimax@rep_weight=0.01"
     assert methods.study_point("minimax", "steps", 100, CONFIG) == "minimax@steps=100"
+
+
+def test_an_epochs_study_trains_by_epochs_when_the_method_trains_by_steps():
+    by_steps = {**CONFIG, "finetune": {**CONFIG["finetune"], "train_steps": 12000}}
+    assert methods.study_point("minimax", "epochs", 8, by_steps) == "minimax@epochs=8"  # not the 12000-step model
+    assert methods.finetune_settings("minimax@epochs=8", by_steps)["train_steps"] is None
+    assert methods.finetune_settings("minimax", by_steps)["train_steps"] == 12000
+    assert methods.study_point("minimax", "epochs", 8, CONFIG) == "minimax"
 
 
 def test_generation_overrides_reuse_the_finetuning():

@@ -51,7 +51,8 @@ def dry_run(preset: str, imagenet: Path, workdir: Path) -> Counter:
     config["dataset"]["root"] = str(imagenet)
     for key in ("classes", "class_ids"):
         config["dataset"][key] = str(REPO / config["dataset"][key])
-    config["base_models"] = {"dit": str(imagenet / "DiT-XL-2-256x256.pt"), "vae": str(imagenet / "sd-vae-ft-mse")}
+    config["base_models"] = {"dit": str(imagenet / "DiT-XL-2-256x256.pt"), "vae": str(imagenet / "sd-vae-ft-mse"),
+                             "dit_num_heads": 1}  # the stand-in's hidden size is no model-zoo size
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -70,11 +71,13 @@ def validations(config: dict, methods: list[str]) -> int:
 
 def extra_study_runs(config: dict) -> int:
     """Validation runs the studies add: a value equal to the main run's setting adds none (the presets'
-    study IPCs and archs are inside the main grid)."""
+    study IPCs and archs are inside the main grid), except an epochs value when the main run trains
+    for finetune.train_steps."""
     total = 0
     for study in config.get("studies", []):
         section = "finetune" if study["parameter"] in config["finetune"] else "generate"
-        new_values = [v for v in study["values"] if v != config[section][study["parameter"]]]
+        by_steps = study["parameter"] == "epochs" and config["finetune"].get("train_steps")
+        new_values = [v for v in study["values"] if v != config[section][study["parameter"]] or by_steps]
         total += (len(new_values) * len(study.get("ipcs", config["ipcs"]))
                   * len(study.get("archs", config["validate"]["archs"])) * len(config["validate"]["seeds"]))
     return total
@@ -117,5 +120,34 @@ def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):
 
 def test_imagewoof_studies_share_the_main_finetuning(planned):
     jobs = planned("imagewoof")
-    # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 4 training sweeps
-    assert jobs["finetune"] == 7 + 4 + 4 + 3 + 5
+    # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 3 weight and memory
+    # sweeps, and one per epochs value: the main model trains for 12,000 steps, not 8 epochs
+    assert jobs["finetune"] == 7 + 4 + 4 + 3 + 6
+
+
+def reference_epochs(ipc: int, classes: int) -> int:
+    """IDC's `ipc_epoch` as MinimaxDiffusion's copy defines it (argument.py L18-43, factor 1)."""
+    epochs = 3000 if ipc == 1 else 2000 if ipc <= 10 else 1500 if ipc <= 50 else 1000 if ipc <= 200 else 500
+    if classes == 100:
+        epochs = int(2 / 3 * epochs)
+        epochs -= epochs % 100
+    return epochs
+
+
+@pytest.mark.parametrize("preset", ["imagewoof", "imagenette", "imageidc", "imagenet100"])
+def test_presets_follow_the_reference_protocol(preset):
+    """Each value of docs/protocol.md, from the reference's code (MM = vimar-gu/MinimaxDiffusion)."""
+    config = yaml.safe_load((REPO / f"configs/{preset}.yaml").read_text())
+    classes = len((REPO / config["dataset"]["classes"]).read_text().split())
+    validate, finetune, generate = config["validate"], config["finetune"], config["generate"]
+    assert validate["epochs"] == {ipc: reference_epochs(ipc, classes) for ipc in (10, 20, 50, 70, 100)}
+    assert validate["full_epochs"] == 300  # MM argument.py: --epochs 300 for the full set
+    assert (validate["batch_size"], validate["lr"], validate["weight_decay"]) == (64, 0.01, 0.0005)  # MM: nclass > 100 only
+    assert (validate["resolution"], validate["augment"], validate["normalize"]) == (224, "idc", "imagenet")
+    assert (validate["evaluations"], validate["report"], validate["precision"]) == (100, "best", "fp32")
+    assert validate["archs"] == ["convnet", "resnetap10", "resnet18"] and validate["width_factor"] == 1.0
+    assert (finetune["train_steps"], finetune["precision"], finetune["lr"], finetune["ema_decay"]) == \
+        (12000, "fp32", 0.001, 0.9999)
+    assert (finetune["memory_size"], finetune["rep_weight"], finetune["div_weight"]) == (64, 0.002, 0.008)
+    assert (generate["guidance_scale"], generate["guidance_channels"], generate["precision"]) == (4.0, 3, "fp32")
+    assert generate["steps"] == 50

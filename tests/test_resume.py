@@ -19,7 +19,7 @@ from minimaxdd.dit import DiT
 from minimaxdd.io import save_torch
 from minimaxdd.resume import Checkpointer, fingerprint
 from minimaxdd.training import LatentSet, Trainer, finetune_dit, pretrain_dit
-from minimaxdd.validate import train_classifier
+
 from test_method import TINY, tiny_dit
 
 CPU = torch.device("cpu")
@@ -99,29 +99,6 @@ def test_base_dit_training_resumes(tmp_path, monkeypatch):
     assert all(torch.equal(v, expected[k]) for k, v in resumed.state_dict().items())
 
 
-def test_validation_training_resumes(tmp_path, monkeypatch):
-    x = torch.randint(0, 256, (20, 1, 16, 16), dtype=torch.uint8)
-    y = torch.arange(20) % 4
-    settings = dict(arch="convnet", num_classes=4, epochs=5, seed=3, width_factor=0.125, batch_size=8, progress=False)
-    expected, _ = train_classifier(x, y, **settings)
-
-    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
-    real_step, count = torch.optim.SGD.step, {"n": 0}
-
-    def step(self, *args, **kwargs):  # 3 batches per epoch: stop in epoch 4, after the checkpoint of epoch 2
-        count["n"] += 1
-        if count["n"] > 10:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(torch.optim.SGD, "step", step)
-        with pytest.raises(KeyboardInterrupt):
-            train_classifier(x, y, checkpointer=checkpointer, **settings)
-    resumed, _ = train_classifier(x, y, checkpointer=checkpointer, **settings)
-    assert all(torch.equal(v, expected.state_dict()[k]) for k, v in resumed.state_dict().items())
-
-
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path, monkeypatch):
     checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
     stop_after(monkeypatch, 5, error=FloatingPointError)
@@ -147,8 +124,9 @@ def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):
     settings = {k: v for k, v in FINETUNE.items() if k not in ("device", "log")}
     settings |= {"representativeness": forms[0], "diversity": forms[1], "gpus": gpus}
     out = folder / name
-    stages.finetune(str(folder / "latents.pt"), str(folder / "dit"), str(out / "weights.safetensors"),
-                    str(out / "losses.csv"), "minimax", None, settings, "cpu", checkpoint_every=4)
+    stages.finetune(latents=str(folder / "latents.pt"), dit=str(folder / "dit"),
+                    weights=str(out / "weights.safetensors"), losses=str(out / "losses.csv"), method="minimax",
+                    classes=None, finetune=settings, dit_num_heads=None, device="cpu", checkpoint_every_steps=4)
     with open(out / "losses.csv") as f:
         return load_file(out / "weights.safetensors"), list(csv.DictReader(f))
 
@@ -258,4 +236,4 @@ def test_two_runs_give_byte_identical_images_and_identical_accuracies(straight_a
     assert [p.read_bytes() for p in images[0]] == [p.read_bytes() for p in images[1]]
     records = [json.loads((w / EXP / "validate/minimax/ipc2/convnet/seed0.json").read_text())
                for w in straight_and_killed]
-    assert records[0]["accuracy"] == records[1]["accuracy"]
+    assert records[0]["curve"] == records[1]["curve"]

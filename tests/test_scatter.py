@@ -19,7 +19,8 @@ from test_workflow import TINY, snakemake, write_config
 
 CLASSES = 5
 PHASES = [[0, 1, 2], [3, 4]]  # finetune.classes_per_phase = 3
-SETTINGS = {"steps": 3, "guidance_scale": 2.0, "batch_size": 3, "seed": 7}  # batches straddle classes
+SETTINGS = {"steps": 3, "guidance_scale": 2.0, "guidance_channels": 3, "precision": "fp32", "batch_size": 3,
+            "seed": 7}  # batches straddle classes
 
 
 @pytest.fixture(scope="module")
@@ -46,9 +47,10 @@ def models(tmp_path_factory):
 def generate(models, out: Path, *, weights, phases, classes=None, images=True):
     root, _ = models
     out.mkdir(parents=True, exist_ok=True)
-    stages.generate(str(root / "dit"), str(root / "vae"), weights, phases, str(root / "train.pt"),
-                    str(out / "pack.pt"), str(out / "images") if images else None, str(out / "generation.json"),
-                    2, SETTINGS, "cpu", classes=classes)
+    stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights,
+                    pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
+                    generate=SETTINGS, dit_num_heads=None, device="cpu",
+                    images=str(out / "images") if images else None, classes=classes)
     return out
 
 
@@ -62,7 +64,8 @@ def chunked(models, out: Path, chunks, *, weights, phases):
         assert not (job / "images").exists()
         packs.append(str(job / "pack.pt"))
         timings.append(str(job / "generation.json"))
-    stages.gather_generated(packs, timings, str(out / "pack.pt"), str(out / "images"), str(out / "generation.json"))
+    stages.gather_generated(packs=packs, timings=timings, pack=str(out / "pack.pt"), images=str(out / "images"),
+                            timing=str(out / "generation.json"))
     return out, timings
 
 

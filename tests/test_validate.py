@@ -3,9 +3,23 @@
 import pytest
 import torch
 
+import numpy as np
+from PIL import Image
+
 from minimaxdd.augment import augment_batch, cutmix, random_flip, random_resized_crop
 from minimaxdd.nets import ARCHS, arch_label, build_net, convnet_depth
-from minimaxdd.validate import evaluate, train_and_evaluate
+from minimaxdd.resume import Checkpointer
+from minimaxdd.validate import (evaluate, evaluation_epochs, resize_for_validation, train_and_evaluate,
+                                train_classifier)
+
+# Parameter counts of IDC's nets for 3 x 224 / 256 px images and 10 classes, built from
+# snu-mllab/Efficient-Dataset-Condensation models/convnet.py (ConvNet depth 6, width 128, instance
+# norm), models/resnet_ap.py (ResNetAP depth 10) and models/resnet.py (ResNet depth 18), as
+# train.py L35-67 defines them (identical in vimar-gu/MinimaxDiffusion train_models/).
+REFERENCE_PARAMS = {
+    224: {"convnet": 754_570, "resnetap10": 4_910_922, "resnet18": 11_181_642},
+    256: {"convnet": 763_530, "resnetap10": 4_910_922, "resnet18": 11_181_642},
+}
 
 
 @pytest.mark.parametrize("arch", ARCHS)
@@ -30,6 +44,21 @@ def test_unknown_arch_names_the_valid_ones():
     with pytest.raises(ValueError) as err:
         build_net("nope", 3, 10, 32)
     assert all(name in str(err.value) for name in ARCHS)
+
+
+@pytest.mark.parametrize("resolution", sorted(REFERENCE_PARAMS))
+@pytest.mark.parametrize("arch", ARCHS)
+def test_nets_have_the_reference_parameter_counts(arch, resolution):
+    net = build_net(arch, 3, 10, resolution)
+    assert sum(p.numel() for p in net.parameters()) == REFERENCE_PARAMS[resolution][arch]
+
+
+def test_gray_convnet_pads_its_first_conv_by_three_as_idc():
+    net = build_net("convnet", 1, 10, 28, width_factor=0.125)
+    assert net.features[0].padding == (3, 3) and net.features[4].padding == (1, 1)
+    assert net.classifier.in_features == 16 * 4 * 4  # IDC sizes 28 px gray images as 32 px
+    with torch.no_grad():
+        assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
 
 
 def test_resnetap_has_no_strided_layer():
@@ -83,6 +112,22 @@ def test_cutmix_lambda_is_the_unchanged_area_fraction():
     assert lam == 1.0 and torch.equal(mixed, x) and torch.equal(y_b, y)
 
 
+def test_cutmix_box_sides_are_even_as_idc():
+    # IDC misc/utils.py L170-186: the box spans centre -+ int(side * sqrt(1 - lam)) // 2
+    x = torch.arange(4, dtype=torch.float32).reshape(4, 1, 1, 1).expand(4, 1, 31, 31)
+    inner = 0
+    for seed in range(40):
+        torch.manual_seed(seed)
+        mixed, y_a, y_b, lam = cutmix(x, torch.arange(4))
+        moved = (mixed != x).any(dim=(0, 1))
+        if lam < 1 and moved.any():
+            rows, cols = moved.any(1).nonzero().flatten(), moved.any(0).nonzero().flatten()
+            if rows.min() > 0 and cols.min() > 0 and rows.max() < 30 and cols.max() < 30:
+                assert len(rows) % 2 == 0 and len(cols) % 2 == 0
+                inner += 1
+    assert inner > 0
+
+
 def toy_split(per_class, seed):
     """Three classes of 16x16 gray images: horizontal stripes, vertical stripes, checkerboard.
 
@@ -101,10 +146,74 @@ def test_convnet_learns_an_easy_problem():
     train_x, train_y = toy_split(12, seed=0)
     test_x, test_y = toy_split(20, seed=1)
     record = train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet", num_classes=3,
-                                epochs=12, seed=0, batch_size=12, progress=False)
-    assert record["accuracy"] > 90.0
-    assert record["train_images"] == 36 and record["epochs"] == 12
+                                epochs=12, seed=0, batch_size=12, progress=False, resolution=None)
+    assert record["accuracy_last"] > 90.0
+    assert record["train_images"] == 36 and record["epochs"] == 12 and record["resolution"] == 16
     assert (record["arch"], record["seed"], record["device"]) == ("convnet", 0, "cpu")
+    assert (record["augment"], record["normalize"]) == ("idc", "imagenet")
+
+
+def test_scores_follow_the_reference_cadence_and_report_last_and_best():
+    train_x, train_y = toy_split(4, seed=0)
+    test_x, test_y = toy_split(4, seed=1)
+    record = train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet", num_classes=3, epochs=9,
+                                seed=0, batch_size=6, width_factor=0.125, evaluations=4, progress=False,
+                                resolution=None)
+    epochs, accuracies = zip(*record["curve"])
+    assert list(epochs) == evaluation_epochs(9, 4) == [2, 4, 6, 8, 9]
+    assert record["accuracy_last"] == accuracies[-1] and record["accuracy_best"] == max(accuracies)
+    assert record["best_epoch"] == epochs[accuracies.index(max(accuracies))]
+    assert "accuracy" not in record
+
+
+def test_evaluation_epochs_are_those_of_idc():
+    # IDC argument.py L443 (every epochs // 100) and train.py L130-142 (epoch % every == 0, from 1)
+    for epochs, every in ((2000, 20), (1500, 15), (300, 3)):
+        assert evaluation_epochs(epochs) == list(range(every, epochs + 1, every))
+        assert len(evaluation_epochs(epochs)) == 100
+    assert evaluation_epochs(60) == list(range(1, 61))  # IDC divides by zero here; we score every epoch
+    assert evaluation_epochs(350) == list(range(3, 349, 3)) + [350]  # the last epoch is always scored
+    assert evaluation_epochs(300, evaluations=1) == [300]
+
+
+def test_resumed_validation_gives_the_same_curve_and_weights(tmp_path, monkeypatch):
+    train_x, train_y = toy_split(3, seed=0)  # 9 images, batch 4: 3 steps per epoch
+    test_x, test_y = toy_split(2, seed=1)
+    settings = dict(arch="convnet", num_classes=3, epochs=6, seed=1, width_factor=0.125, batch_size=4,
+                    evaluations=3, progress=False, test_x=test_x, test_y=test_y)
+    expected_model, expected = train_classifier(train_x, train_y, **settings)
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
+    real_step, count = torch.optim.SGD.step, {"n": 0}
+
+    def step(self, *args, **kwargs):  # stop in epoch 5, after the checkpoint of epoch 4
+        count["n"] += 1
+        if count["n"] > 13:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.SGD, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train_classifier(train_x, train_y, checkpointer=checkpointer, **settings)
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["curve"] == expected["curve"][:2]
+    model, resumed = train_classifier(train_x, train_y, checkpointer=checkpointer, **settings)
+    for key in ("curve", "accuracy_last", "accuracy_best", "best_epoch", "final_loss"):
+        assert resumed[key] == expected[key]
+    assert all(torch.equal(v, expected_model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
+def test_resize_for_validation_matches_pil_resize_and_centre_crop():
+    g = torch.Generator().manual_seed(0)
+    smooth = torch.nn.functional.interpolate(torch.rand(2, 3, 32, 40, generator=g), (256, 320), mode="bicubic")
+    images = (smooth.clamp(0, 1) * 255).round().to(torch.uint8)
+    out = resize_for_validation(images, 224)
+    assert out.shape == (2, 3, 224, 224) and out.dtype == torch.uint8
+    for image, got in zip(images, out):  # torchvision: Resize(224) on PIL (bilinear), CenterCrop(224)
+        pil = Image.fromarray(image.permute(1, 2, 0).numpy()).resize((280, 224), Image.BILINEAR)
+        want = torch.from_numpy(np.array(pil)).permute(2, 0, 1)[:, :, 28:252]
+        assert (got.int() - want.int()).abs().max() <= 1
+    square = images[..., :256]
+    assert resize_for_validation(square, None) is square and resize_for_validation(square, 256) is square
 
 
 def test_same_seed_gives_the_same_run():
@@ -112,9 +221,9 @@ def test_same_seed_gives_the_same_run():
     test_x, test_y = toy_split(4, seed=1)
     run = lambda seed: train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet",
                                           num_classes=3, epochs=2, seed=seed, batch_size=5,
-                                          progress=False)
+                                          progress=False, resolution=None)
     first, again, other = run(3), run(3), run(4)
-    assert (first["accuracy"], first["final_loss"]) == (again["accuracy"], again["final_loss"])
+    assert (first["curve"], first["final_loss"]) == (again["curve"], again["final_loss"])
     assert first["final_loss"] != other["final_loss"]
 
 
@@ -126,7 +235,7 @@ def test_evaluate_counts_top1_in_percent():
     x = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
     x[:, 0, 0, 0] = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 3, 3])
-    assert evaluate(FirstPixelIsClass(), x, y, "cpu", batch_size=3) == 80.0
+    assert evaluate(FirstPixelIsClass(), x, y, "cpu", batch_size=3, normalize="half") == 80.0
 
 
 @pytest.mark.parametrize("change,message", [
@@ -138,9 +247,11 @@ def test_evaluate_counts_top1_in_percent():
 def test_bad_training_inputs_are_refused(change, message):
     x, y = toy_split(2, seed=0)
     bad_x, bad_y = change(x, y)
+    settings = dict(arch="convnet", num_classes=3, seed=0, progress=False, resolution=None)
     with pytest.raises(ValueError, match=message):
-        train_and_evaluate(bad_x, bad_y, x, y, arch="convnet", num_classes=3, epochs=1, seed=0,
-                           progress=False)
+        train_and_evaluate(bad_x, bad_y, x, y, epochs=1, **settings)
     with pytest.raises(ValueError, match="epochs"):
-        train_and_evaluate(x, y, x, y, arch="convnet", num_classes=3, epochs=0, seed=0,
-                           progress=False)
+        train_and_evaluate(x, y, x, y, epochs=0, **settings)
+    for key in ("augment", "normalize"):
+        with pytest.raises(ValueError, match=f"unknown {key} 'nope'"):
+            train_and_evaluate(x, y, x, y, epochs=1, **settings, **{key: "nope"})

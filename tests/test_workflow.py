@@ -33,8 +33,8 @@ TINY = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), "--cores", "2", *args],
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None = "2") -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *(["--cores", cores] if cores else []), *args],
                             capture_output=True, text=True, timeout=600)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
@@ -72,8 +72,12 @@ def test_tiny_workflow_produces_table1(tiny_run):
     assert (tables / "accuracy_vs_ipc.png").stat().st_size > 1000
 
     record = json.loads((tiny_run / "results/tiny/validate/minimax/ipc2/convnet/seed0.json").read_text())
-    assert {"accuracy", "epochs", "wall_s", "device", "method", "ipc", "arch", "seed"} <= set(record)
+    assert {"accuracy_best", "accuracy_last", "best_epoch", "curve", "epochs", "wall_s", "device", "method", "ipc",
+            "arch", "seed"} <= set(record)
     assert record["epochs"] == 1 and record["device"] == "cpu"
+    assert record["curve"] == [[1, record["accuracy_last"]]] and record["accuracy_best"] == record["accuracy_last"]
+    assert markdown.startswith("Top-1 accuracy (%) on the real test split: best top-1 of the periodic test")
+    assert (tiny_run / "results/tiny/figures/validation_curves_ipc2.png").stat().st_size > 1000
 
 
 def test_tiny_workflow_artifacts(tiny_run):
@@ -171,7 +175,7 @@ def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
     validations = [o for o in outputs if "/validate/" in o]
     assert len(validations) == 7 * 2  # 7 methods x 2 archs x 1 seed at IPC 2
     assert all("ipc2" in o for o in validations)
-    assert all("/validate/" in o or "/tables/" in o for o in outputs)
+    assert all("/validate/" in o or "/tables/" in o or o.endswith("/validation_curves_ipc2.png") for o in outputs)
 
 
 @pytest.mark.parametrize(

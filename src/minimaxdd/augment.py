@@ -1,7 +1,12 @@
-"""Training augmentation of the IDC validation protocol, vectorised over a batch on its device.
+"""Pixel pipeline of the IDC validation protocol, vectorised over a batch on its device.
 
-Every random draw comes from torch's global RNG, so `torch.manual_seed` in the caller makes a run
-repeatable. Nothing here depends on how the pixels are scaled: [0, 1] and normalized batches alike.
+IDC (snu-mllab/Efficient-Dataset-Condensation, which the paper's code vimar-gu/MinimaxDiffusion
+copies unchanged in data.py and misc/utils.py) trains on ImageNet subsets with, per image,
+  ToTensor -> RandomResizedCrop(scale 0.5-1) -> horizontal flip -> ColorJitter(0.4, 0.4, 0.4)
+  -> Lighting(0.1, ImageNet PCA) -> Normalize(ImageNet mean / std)      (IDC data.py L291-320)
+and then CutMix on the batch (IDC train.py L200-212). The augmentations here act on [0, 1]
+pixels, before `normalize`; every random draw comes from torch's global RNG, so
+`torch.manual_seed` in the caller makes a run repeatable.
 """
 
 from __future__ import annotations
@@ -12,6 +17,30 @@ import torch
 from torch.nn import functional as F
 
 CROP_TRIES = 10  # as torchvision's RandomResizedCrop
+AUGMENTS = ("idc", "crop_flip")
+
+# Per-channel pixel statistics (IDC data.py L15-16). "half" maps [0, 1] to [-1, 1].
+# Gray images under "imagenet" take the mean of the three channels' values (our choice: IDC has none).
+NORMALIZATIONS = {"imagenet": ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+                  "half": ((0.5, 0.5, 0.5), (0.5, 0.5, 0.5))}
+
+# AlexNet-style PCA lighting noise of ImageNet pixels (IDC data.py L292-298).
+LIGHTING_STD = 0.1
+EIGVAL = (0.2175, 0.0188, 0.0045)
+EIGVEC = ((-0.5675, 0.7192, 0.4009),
+          (-0.5808, -0.0045, -0.8140),
+          (-0.5836, -0.6948, 0.4203))
+GRAY_WEIGHTS = (0.299, 0.587, 0.114)  # IDC misc/utils.py L234
+
+
+def normalize(x: torch.Tensor, kind: str = "imagenet") -> torch.Tensor:
+    """(x - mean) / std per channel of [0, 1] images, with the statistics `NORMALIZATIONS[kind]`."""
+    if kind not in NORMALIZATIONS:
+        raise ValueError(f"unknown normalization {kind!r}; valid names: {', '.join(NORMALIZATIONS)}")
+    mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype) for v in NORMALIZATIONS[kind])
+    if x.shape[1] == 1:
+        mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
+    return (x - mean[:, None, None]) / std[:, None, None]
 
 
 def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.5, 1.0),
@@ -20,8 +49,8 @@ def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.5, 1.0)
 
     Boxes follow torchvision's RandomResizedCrop: area fraction uniform in `scale`, aspect ratio
     log-uniform in `ratio`, the first of 10 draws that fits the image (else the whole image),
-    placed uniformly. The default scale (0.5, 1.0), not torchvision's (0.08, 1.0), is what IDC's
-    code (and the paper's) uses for ImageNet-size images.
+    placed uniformly. Scale (0.5, 1.0) is IDC's (data.py L304). The box is continuous, not
+    rounded to whole pixels as torchvision's.
     """
     n, _, h, w = x.shape
     area = torch.empty(n, CROP_TRIES, device=x.device).uniform_(*scale)
@@ -47,30 +76,73 @@ def random_flip(x: torch.Tensor, p: float = 0.5) -> torch.Tensor:
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
-def augment_batch(x: torch.Tensor) -> torch.Tensor:
-    """The per-step augmentation before CutMix: random resized crop, then horizontal flip."""
-    return random_flip(random_resized_crop(x))
+def grayscale(x: torch.Tensor) -> torch.Tensor:
+    """N x 1 x H x W luma 0.299 R + 0.587 G + 0.114 B (IDC misc/utils.py L231-237); gray stays gray."""
+    if x.shape[1] == 1:
+        return x
+    return torch.einsum("nchw,c->nhw", x, x.new_tensor(GRAY_WEIGHTS)).unsqueeze(1)
+
+
+def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
+                 saturation: float = 0.4) -> torch.Tensor:
+    """IDC's ColorJitter (misc/utils.py L240-289), not torchvision's, batched.
+
+    Each op blends the image towards a target, x.lerp(target, a) with a ~ U(-var, var) per image:
+    brightness towards black, contrast towards the mean of the image's luma, saturation towards
+    its luma; nothing is clamped. IDC runs the three in a random order per image (L286), but they
+    commute (each is linear and the luma weights sum to 1), so a fixed order gives the same
+    images up to rounding. var = 0 draws a = 0: the op is the identity, as IDC's skipping it.
+    """
+    var = torch.tensor([brightness, contrast, saturation], device=x.device, dtype=x.dtype)
+    a = (torch.rand(x.shape[0], 3, device=x.device, dtype=x.dtype) * 2 - 1) * var
+    a_brightness, a_contrast, a_saturation = a.T[:, :, None, None, None]
+    x = x - a_brightness * x
+    x = x.lerp(grayscale(x).mean(dim=(1, 2, 3), keepdim=True), a_contrast)
+    return x.lerp(grayscale(x), a_saturation)
+
+
+def lighting(x: torch.Tensor, std: float = LIGHTING_STD) -> torch.Tensor:
+    """IDC's Lighting (misc/utils.py L207-228), batched: add eigvec @ (a * eigval), a ~ N(0, std)^3
+    per image, to every pixel; nothing is clamped. A gray image gets the luma of that shift."""
+    alpha = torch.randn(x.shape[0], 3, device=x.device, dtype=x.dtype) * std
+    shift = (alpha * x.new_tensor(EIGVAL)) @ x.new_tensor(EIGVEC).T  # N x 3 RGB offsets
+    if x.shape[1] == 1:
+        shift = shift @ x.new_tensor(GRAY_WEIGHTS)[:, None]
+    return x + shift[:, :, None, None]
+
+
+def augment_batch(x: torch.Tensor, kind: str = "idc") -> torch.Tensor:
+    """Per-step augmentation of [0, 1] images before normalization and CutMix.
+
+    "idc": random resized crop, flip, color jitter, lighting (IDC data.py L299-305);
+    "crop_flip": random resized crop and flip only.
+    """
+    if kind not in AUGMENTS:
+        raise ValueError(f"unknown augmentation {kind!r}; valid names: {', '.join(AUGMENTS)}")
+    x = random_flip(random_resized_crop(x))
+    return lighting(color_jitter(x)) if kind == "idc" else x
 
 
 def cutmix(x: torch.Tensor, y: torch.Tensor, beta: float = 1.0, prob: float = 1.0
            ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
-    """CutMix (Yun et al. 2019) as IDC applies it: one box for the whole batch.
+    """CutMix (Yun et al. 2019) as IDC applies it (train.py L200-212, misc/utils.py L156-186).
 
-    With probability `prob`, draws lam ~ Beta(beta, beta), a box of area about (1 - lam) * H * W
-    centred uniformly (clipped at the border), and pastes that box from a permutation of the
-    batch. Returns (mixed x, y_a, y_b, lam) with lam the fraction of each image left unchanged,
-    recomputed from the clipped box, so the loss is lam * CE(y_a) + (1 - lam) * CE(y_b).
-    IDC evaluates ImageNet subsets with beta = 1 and prob = 1.
+    With probability `prob`, draws lam ~ Beta(beta, beta) and one box for the whole batch: sides
+    2 * (int(side * sqrt(1 - lam)) // 2) around a uniform centre, clipped at the border; pastes
+    that box from a permutation of the batch. Returns (mixed x, y_a, y_b, lam) with lam the
+    fraction of each image left unchanged, recomputed from the clipped box, so the loss is
+    lam * CE(y_a) + (1 - lam) * CE(y_b). IDC uses beta = 1 and prob = 1 for ImageNet
+    (argument.py L138-139).
     """
     if torch.rand(()).item() >= prob:
         return x, y, y, 1.0
     n, _, h, w = x.shape
     lam = torch.distributions.Beta(float(beta), float(beta)).sample().item()
     cut = math.sqrt(1 - lam)
-    cut_h, cut_w = int(h * cut), int(w * cut)
+    half_h, half_w = int(h * cut) // 2, int(w * cut) // 2
     cy, cx = torch.randint(h, ()).item(), torch.randint(w, ()).item()
-    top, bottom = max(cy - cut_h // 2, 0), min(cy - cut_h // 2 + cut_h, h)
-    left, right = max(cx - cut_w // 2, 0), min(cx - cut_w // 2 + cut_w, w)
+    top, bottom = max(cy - half_h, 0), min(cy + half_h, h)
+    left, right = max(cx - half_w, 0), min(cx + half_w, w)
     perm = torch.randperm(n, device=x.device)
     mixed = x.clone()
     mixed[:, :, top:bottom, left:right] = x[perm, :, top:bottom, left:right]

@@ -33,12 +33,6 @@ IDX_FILES = {  # split -> (images, labels)
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-# Mirrors the config schema's defaults, so the module also works on a partial dict.
-DEFAULTS = {
-    "kind": "digits", "root": None, "train_dir": "train", "test_dir": "val", "classes": None,
-    "class_ids": None, "resolution": 16, "channels": 1, "test_fraction": 0.2, "split_seed": 0,
-    "skip_bad_images": False,
-}
 SHOWN_IGNORED = 50  # non-image entries listed one by one in the prepare log
 # What a broken file can raise inside PIL's or gzip's decoders.
 DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, zlib.error, Image.DecompressionBombError)
@@ -86,7 +80,7 @@ class RealPack:
 
 def resolve_classes(dataset: dict) -> tuple[list[str], list[int]]:
     """Class names (label order) and the generator conditioning id of each class."""
-    ds = {**DEFAULTS, **dataset}
+    ds = dataset
     names = _class_names(ds)
     ids = ds["class_ids"]
     if ids is None:
@@ -111,7 +105,7 @@ def _ids_from_file(path: str, names: list[str]) -> list[int]:
 
 def class_image_counts(dataset: dict) -> dict[str, int]:
     """Train images per class, without decoding any image (for checking configs before any job)."""
-    ds = {**DEFAULTS, **dataset}
+    ds = dataset
     names, _ = resolve_classes(ds)
     if ds["kind"] == "digits":
         counts = np.bincount(_digits_split(ds, "train")[1], minlength=len(names))
@@ -127,7 +121,7 @@ def load_split(dataset: dict, split: str) -> RealPack:
     """Decode one split ("train" or "test") into a RealPack."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-    ds = {**DEFAULTS, **dataset}
+    ds = dataset
     names, ids = resolve_classes(ds)
     res, channels = ds["resolution"], ds["channels"]
     if ds["kind"] == "digits":

@@ -15,6 +15,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .io import autocast
+
 NUM_TIMESTEPS = 1000
 
 
@@ -143,21 +145,23 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 
 
 @torch.no_grad()
-def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None):
+def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None,
+                   guidance_channels: int | None = None, precision: str = "fp32"):
     """Ancestral sampling of a batch.
 
     `noise` has shape (steps + 1, N, C, H, W): noise[0] is the starting point, noise[k] the noise
     added by the k-th reverse step. Passing it in (rather than drawing it here) is what lets image i
-    of class c depend only on its own seed, whatever batch it is sampled in.
+    of class c depend only on its own seed, whatever batch it is sampled in. `guidance_channels`:
+    see DiT.forward_with_guidance.
     """
     x = noise[0]
     indices = range(diffusion.num_timesteps - 1, -1, -1)
     for k, index in enumerate(progress(indices) if progress else indices, start=1):
         t = torch.full((x.shape[0],), int(diffusion.timestep_map[index]), dtype=torch.long, device=x.device)
-        with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=x.device.type == "cuda"):
+        with autocast(x.device, precision):
             if guidance_scale == 1.0:
                 out = model(x, t, labels)
             else:
-                out = model.forward_with_guidance(x, t, labels, guidance_scale)
+                out = model.forward_with_guidance(x, t, labels, guidance_scale, guidance_channels)
         x = diffusion.p_step(out.float(), x, index, noise[k])
     return x

@@ -219,19 +219,20 @@ class DiT(nn.Module):
             x = block(x, c)
         return self.unpatchify(self.final_layer(x, c))
 
-    def forward_with_guidance(self, x, t, y, guidance_scale):
+    def forward_with_guidance(self, x, t, y, guidance_scale, channels: int | None = None):
         """One batched pass for the conditional and the unconditional prediction.
 
-        Guidance is applied to all noise channels (the standard form; the DiT reference applies it
-        to the first three only for bit-exact reproduction of its paper). The variance channels
+        Classifier-free guidance of the first `channels` noise channels (None: all of them). The
+        DiT and MinimaxDiffusion references guide the first 3 of the 4 (models.py `forward_with_cfg`:
+        `eps, rest = model_out[:, :3], model_out[:, 3:]`); the other noise channels and the variance
         come from the conditional branch.
         """
         null = torch.full_like(y, self.num_classes)
         out = self.forward(torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, null]))
         cond, uncond = out.chunk(2)
-        eps_cond, rest = cond[:, : self.in_channels], cond[:, self.in_channels :]
-        eps = uncond[:, : self.in_channels] + guidance_scale * (eps_cond - uncond[:, : self.in_channels])
-        return torch.cat([eps, rest], dim=1)
+        guided = self.in_channels if channels is None else min(channels, self.in_channels)
+        eps = uncond[:, :guided] + guidance_scale * (cond[:, :guided] - uncond[:, :guided])
+        return torch.cat([eps, cond[:, guided:]], dim=1)
 
 
 def sincos_pos_embed(embed_dim: int, grid_size: int) -> np.ndarray:

@@ -1,4 +1,5 @@
-"""Figures of the report: t-SNE of features (Fig. 3), fine-tuning loss curves and sample grids."""
+"""Figures of the report: t-SNE of features (Fig. 3), fine-tuning loss curves, validation curves
+and sample grids."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from sklearn.manifold import TSNE  # noqa: E402
 
 from .analysis import as_matrix  # noqa: E402
 from .io import atomic_path  # noqa: E402
-from .tables import label  # noqa: E402
+from .nets import arch_label  # noqa: E402
+from .tables import label, load_records  # noqa: E402
 
 LOSS_TERMS = ("diffusion", "representativeness", "diversity")
 
@@ -36,6 +38,28 @@ def plot_loss_curves(loss_files: dict[str, str], path) -> None:
         ax.set(title=f"{term} term (unweighted)", xlabel="fine-tuning step")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    _save(fig, path)
+
+
+def plot_validation_curves(record_paths: list[str], path, methods: list[str], archs: list[str], title: str,
+                           resolution: int) -> None:
+    """Test accuracy over validation training, one panel per net, one line per method (mean over
+    seeds, shaded ± std): where the best of the evaluations falls, and how far the last is from it."""
+    records = load_records(record_paths)
+    fig, axes = plt.subplots(1, len(archs), figsize=(4.5 * len(archs), 3.4), squeeze=False)
+    for ax, arch in zip(axes[0], archs):
+        for method in methods:
+            runs = records[(records.method == method) & (records.arch == arch)]
+            curves = pd.DataFrame([dict(run) for run in runs.curve])  # columns: evaluated epochs
+            if curves.empty:
+                continue
+            mean, std = curves.mean(), curves.std().fillna(0.0)
+            ax.plot(mean.index, mean.values, label=label(method))
+            ax.fill_between(mean.index, mean - std, mean + std, alpha=0.15)
+        ax.set(title=f"{title}: {arch_label(arch, resolution)}", xlabel="epoch", ylabel="test top-1 accuracy (%)")
+        ax.grid(alpha=0.3)
+    axes[0][-1].legend(fontsize=8)
     fig.tight_layout()
     _save(fig, path)
 

@@ -31,7 +31,7 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 
 @torch.no_grad()
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
-                 batch_size: int, seed: int, device: torch.device,
+                 guidance_channels: int | None, precision: str, batch_size: int, seed: int, device: torch.device,
                  classes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
     their labels (indices into class_ids, the generator's id of each class)."""
@@ -45,7 +45,7 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
         batch = jobs[start : start + batch_size]
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
-        latents = sample_latents(model, diffusion, labels, noise, guidance_scale)
+        latents = sample_latents(model, diffusion, labels, noise, guidance_scale, None, guidance_channels, precision)
         images.append(decode_latents(vae, latents))
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return torch.cat(images), labels

@@ -10,10 +10,12 @@ import contextlib
 import errno
 import json
 import os
+import re
 import shutil
 import socket
 import tempfile
 import traceback
+import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -27,6 +29,15 @@ def _umask() -> int:
 
 
 UMASK = _umask()  # mkstemp / mkdtemp make private (0600 / 0700) entries; artifacts get the usual modes
+
+# The names atomic_path and atomic_dir give their temporaries (mkstemp / mkdtemp put 8 random
+# characters between prefix and suffix); atomic_dir also keeps the old version in a `.old` folder.
+TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
+TEMP_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}\.(tmp|old)")
+
+
+class ArtifactError(ValueError):
+    """An artifact that is there but cannot be read; the message names it."""
 
 
 def _named(error: OSError, path: Path) -> OSError:
@@ -76,13 +87,70 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
+def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
+    """Remove the temporaries that killed jobs left under `folder`; returns them. Only safe while no
+    job is writing there."""
+    removed = []
+    for parent, folders, files in os.walk(folder):
+        for name in [n for n in folders if TEMP_FOLDER.fullmatch(n)]:
+            folders.remove(name)  # not walked into: it goes as a whole
+            shutil.rmtree(Path(parent, name))
+            removed.append(Path(parent, name))
+        for name in filter(TEMP_FILE.fullmatch, files):
+            Path(parent, name).unlink()
+            removed.append(Path(parent, name))
+    return sorted(removed)
+
+
 def save_torch(obj: Any, path: str | os.PathLike) -> None:
-    with atomic_path(path) as tmp:
-        torch.save(obj, tmp)
+    # Saved to a file object, the archive's root folder is "archive", not the temporary's random
+    # name: the same content gives the same bytes.
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        try:
+            torch.save(obj, f)
+        except RuntimeError as error:  # torch reports a failed write, a full disk too, as a RuntimeError
+            if (cause := _os_error(error)) is None:
+                raise
+            raise cause from None  # the OSError behind it, for atomic_path to name
+
+
+def _os_error(error: BaseException | None) -> OSError | None:
+    while error is not None and not isinstance(error, OSError):
+        error = error.__cause__ or error.__context__
+    return error
 
 
 def load_torch(path: str | os.PathLike) -> Any:
-    return torch.load(path, map_location="cpu", weights_only=False)
+    with open(path, "rb") as f:  # a missing file fails here, named
+        try:
+            return torch.load(f, map_location="cpu", weights_only=False)
+        except Exception as error:  # torch reports a cut file as EOFError, RuntimeError or OSError (EINVAL)
+            if _whole_zip(f):
+                raise  # the file is sound (it is torch.save's zip archive): the fault lies elsewhere
+            raise ArtifactError(f"{path} is truncated or corrupt (no complete torch archive); "
+                                "delete it, and the next workflow run rebuilds it") from error
+
+
+def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:
+    """The torch artifacts under `folder` that are no complete zip archive (a truncated copy, say):
+    a cheap look at each archive's central directory at its end, not a read of the data."""
+    damaged = []
+    for path in sorted(Path(folder).rglob("*.pt")):
+        try:
+            with zipfile.ZipFile(path):
+                pass
+        except (zipfile.BadZipFile, OSError):
+            damaged.append(path)
+    return damaged
+
+
+def _whole_zip(f) -> bool:
+    """Whether a file is a complete zip archive whose members match their checksums."""
+    try:
+        f.seek(0)
+        return zipfile.ZipFile(f).testzip() is None
+    except Exception:  # whatever stops zipfile reading it
+        return False
 
 
 def save_json(obj: Any, path: str | os.PathLike) -> None:
@@ -98,6 +166,17 @@ def save_text(text: str, path: str | os.PathLike) -> None:
 def job_environment() -> dict:
     """Where a job ran, for its run record: the host, and the SLURM job id under a SLURM executor."""
     return {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
+
+
+PRECISIONS = ("fp32", "bf16")
+
+
+def autocast(device: torch.device, precision: str):
+    """bf16 autocast on CUDA when asked (the losses are computed in float32 by the diffusion code);
+    fp32 (with TF32 matmuls on CUDA, as the reference runs) otherwise, and always on the CPU."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bf16")
 
 
 def pick_device(requested: str = "auto") -> torch.device:

@@ -29,9 +29,11 @@ def split(name: str) -> tuple[str, dict[str, str]]:
 
 
 def study_point(base: str, parameter: str, value, config: dict) -> str:
-    """The method name of one study point; the config's own value maps to the base method."""
+    """The method name of one study point; the config's own value maps to the base method (but not
+    an epochs value when the base method trains for `finetune.train_steps` instead)."""
     section = "finetune" if parameter in FINETUNE_KEYS else "generate"
-    if config[section][parameter] == value:
+    by_steps = parameter == "epochs" and config["finetune"]["train_steps"] is not None
+    if config[section][parameter] == value and not by_steps:
         return base
     return f"{base}@{parameter}={value}"
 
@@ -61,11 +63,14 @@ def _typed(value: str, like):
 
 
 def finetune_settings(name: str, config: dict) -> dict:
-    """config["finetune"] with the name's overrides, plus the two criteria forms."""
+    """config["finetune"] with the name's overrides, plus the two criteria forms (the class phases
+    are the job's own setting)."""
     base, overrides = split(name)
     forms = criteria(base, config)
-    settings = dict(config["finetune"])
+    settings = {k: v for k, v in config["finetune"].items() if k != "classes_per_phase"}
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in FINETUNE_KEYS}
+    if "epochs" in overrides:  # a point of an epochs study trains for its epochs, not for train_steps
+        settings["train_steps"] = None
     settings |= {"representativeness": forms[0], "diversity": forms[1]}
     if forms == ("off", "off"):  # no criteria: their settings must not trigger reruns
         for key in ("memory_size", "rep_weight", "div_weight"):

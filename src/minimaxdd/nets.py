@@ -18,7 +18,12 @@ def instance_norm(channels: int) -> nn.GroupNorm:
 
 
 def convnet_depth(resolution: int) -> int:
-    """Depth of the ConvNet for an image side: ConvNet-3 at 32 px up to ConvNet-6 at 256 px."""
+    """Depth of the ConvNet for an image side: ConvNet-3 at 32 px up to ConvNet-6 at 224-256 px.
+
+    IDC takes the depth from --depth; its ImageNet setup swaps ConvNet for ResNetAP and caps the
+    depth at 4 (argument.py L298-299, L329-331), both dropped in the paper's copy of the code
+    (MinimaxDiffusion argument.py), which the paper runs as ConvNet-6: a 3 x 3 last map at 224 px.
+    """
     if resolution <= 32:
         return 3
     if resolution <= 64:
@@ -39,7 +44,9 @@ def arch_label(arch: str, resolution: int) -> str:
 
 
 class ConvNet(nn.Module):
-    """`depth` x (conv3x3 -> instance norm -> ReLU -> avgpool 2x2), then a linear classifier."""
+    """`depth` x (conv3x3 -> instance norm -> ReLU -> avgpool 2x2), then a linear classifier
+    (IDC models/convnet.py). As there, a gray image's first conv pads by 3, not 1 (L119), which
+    grows the image by 4 px (IDC sizes the classifier for it only at 28 px, L110-111)."""
 
     def __init__(self, in_channels: int, num_classes: int, resolution: int, width: int = 128):
         super().__init__()
@@ -47,13 +54,15 @@ class ConvNet(nn.Module):
         layers = []
         for i in range(depth):
             layers += [
-                nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=1),
+                nn.Conv2d(in_channels if i == 0 else width, width, 3, padding=3 if in_channels == 1 and i == 0 else 1),
                 instance_norm(width),
                 nn.ReLU(inplace=True),
                 nn.AvgPool2d(2),
             ]
         self.features = nn.Sequential(*layers)
-        side = resolution // 2**depth
+        side = resolution + 4 if in_channels == 1 else resolution
+        for _ in range(depth):
+            side //= 2
         self.classifier = nn.Linear(width * side * side, num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +105,8 @@ class BasicBlock(nn.Module):
 def resnet_stem(in_channels: int, width: int, resolution: int, pool_downsample: bool) -> nn.Sequential:
     """Conv -> instance norm -> ReLU, then shrink the image by 1 (<= 64 px), 2 (<= 128 px) or 4.
 
-    The three tiers are those of IDC's code. Above 128 px ResNet-18 takes the ImageNet stem
+    The three tiers are those of IDC's code (models/resnet.py L23-51 and L133-138,
+    models/resnet_ap.py L49-77 and L165-170). Above 128 px ResNet-18 takes the ImageNet stem
     (7x7 stride-2 conv, 3x3 stride-2 max-pool); ResNetAP keeps the 7x7 conv at stride 1 and
     shrinks by 4x4 average pooling, true to its "no strided layers" design.
     """
@@ -147,11 +157,12 @@ def _check_arch(arch: str) -> None:
 
 
 def build_net(arch: str, in_channels: int, num_classes: int, resolution: int, width_factor: float = 1.0) -> nn.Module:
-    """`width_factor` scales every layer's channels (1.0: the paper's nets; smaller for CPU demos)."""
+    """`width_factor` scales every layer's channels (1.0: the paper's nets; smaller for CPU demos),
+    truncated as IDC's int(128 * width) and int(64 * width) (train.py L61, models/resnet_ap.py L207)."""
     _check_arch(arch)
     if arch == "convnet":
-        return ConvNet(in_channels, num_classes, resolution, width=max(1, round(128 * width_factor)))
-    width = max(1, round(64 * width_factor))
+        return ConvNet(in_channels, num_classes, resolution, width=max(1, int(128 * width_factor)))
+    width = max(1, int(64 * width_factor))
     if arch == "resnetap10":
         return ResNet((1, 1, 1, 1), in_channels, num_classes, resolution, pool_downsample=True, width=width)
     return ResNet((2, 2, 2, 2), in_channels, num_classes, resolution, pool_downsample=False, width=width)

@@ -23,7 +23,7 @@ from safetensors.torch import load_file
 from .checkpoints import CheckpointError, load_dit, load_into, mismatch, read_dit_config, unreadable_reason
 from .dit import DiT, DiTConfig
 
-# Shapes do not tell the number of heads; the DiT model zoo (XL, L, B, S) does.
+# Shapes do not tell the number of heads; for the hidden sizes of the DiT model zoo (XL, L, B, S) it does.
 ZOO_NUM_HEADS = {1152: 16, 1024: 16, 768: 12, 384: 6}
 DIFFUSERS_DIT_CLASSES = ("DiTTransformer2DModel", "Transformer2DModel")
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
@@ -110,9 +110,10 @@ def inspect_vae(path: str | Path) -> VaeInfo:
     return VaeInfo(folder, in_channels, latent, 2 ** (len(blocks) - 1))
 
 
-def inspect_dit(path: str | Path) -> DiTConfig:
+def inspect_dit(path: str | Path, num_heads: int | None = None) -> DiTConfig:
     """The configuration of the DiT weights at `path`, after checking every key and shape against
-    it, without loading the weights (checkpoints are memory-mapped, safetensors read by header)."""
+    it, without loading the weights (checkpoints are memory-mapped, safetensors read by header).
+    num_heads: as for load_pretrained_dit, so that this refuses what a job would."""
     path = Path(path)
     kind = resolve_dit_source(path)
     if kind == "minimaxdd":
@@ -121,11 +122,11 @@ def inspect_dit(path: str | Path) -> DiTConfig:
     elif kind == "original":
         weights = path
         tensors = read_original_checkpoint(path, mmap=True)
-        config = infer_config(tensors, path, None)
+        config = infer_config(tensors, path, num_heads)
         state = {k: tuple(v.shape) for k, v in tensors.items()}
     else:
         folder = transformer_folder(path)
-        config = diffusers_config(folder, None)
+        config = diffusers_config(folder, num_heads)
         weights = next(folder / name for name in DIFFUSERS_WEIGHTS if (folder / name).is_file())
         meta = {k: torch.empty(shape, device="meta") for k, shape in read_shapes(weights).items()}
         state = {k: tuple(v.shape) for k, v in convert_diffusers_state(meta, weights, compare_copies=False).items()}
@@ -172,7 +173,7 @@ def load_pretrained_dit(path: str | Path, device="cpu", num_heads: int | None = 
     """Our DiT with pretrained weights (or a tiny one trained here, in our folder format), in eval mode.
 
     num_heads: for the original checkpoint, whose shapes do not tell it (default: the model zoo's
-    value for the hidden size, else hidden_size // 64); a diffusers config states it.
+    value for the hidden size; CheckpointError for another size); a diffusers config states it.
     """
     path = Path(path)
     kind = resolve_dit_source(path)
@@ -233,6 +234,11 @@ def infer_config(state: dict[str, torch.Tensor], path: Path, num_heads: int | No
     if lacking:
         raise CheckpointError(f"{path} is not a DiT checkpoint: it lacks {lacking}")
     hidden, in_channels, patch, _ = state["x_embedder.proj.weight"].shape
+    num_heads = num_heads or ZOO_NUM_HEADS.get(hidden)
+    if num_heads is None:  # a guess could load without complaint and compute garbage
+        raise CheckpointError(f"{path}: hidden size {hidden} is no DiT model-zoo size ({sorted(ZOO_NUM_HEADS)}), "
+                              "so the head count cannot be known from the weights; set base_models.dit_num_heads "
+                              "in the config")
     depth = 1 + max(int(m.group(1)) for k in state if (m := re.match(r"blocks\.(\d+)\.", k)))
     return DiTConfig(
         input_size=math.isqrt(state["pos_embed"].shape[1]) * patch,
@@ -240,7 +246,7 @@ def infer_config(state: dict[str, torch.Tensor], path: Path, num_heads: int | No
         in_channels=in_channels,
         hidden_size=hidden,
         depth=depth,
-        num_heads=num_heads or ZOO_NUM_HEADS.get(hidden, max(1, hidden // 64)),
+        num_heads=num_heads,
         mlp_ratio=state["blocks.0.mlp.fc1.weight"].shape[0] / hidden,
         num_classes=state["y_embedder.embedding_table.weight"].shape[0] - 1,  # last row: the null class
         learn_sigma=state["final_layer.linear.weight"].shape[0] == patch * patch * 2 * in_channels,

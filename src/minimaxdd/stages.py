@@ -1,8 +1,11 @@
-"""One function per workflow stage: paths and settings in, artifacts out (written atomically).
+"""One function per workflow stage, named as its rule: paths and settings in, artifacts out
+(written atomically).
 
-The package knows nothing of Snakemake: each `workflow/scripts/*.py` unpacks the job's input,
-output and params and calls one of these. Every job is a fresh process, so the heavy imports
-(diffusers, scikit-learn, matplotlib: seconds each) stay inside the stages that need them.
+Each stage takes keyword arguments only: its rule's named inputs and outputs, the settings the
+plan gives the rule (plan.py), and the runtime values that change no result (device, checkpoint
+interval). `run` makes that call for a Snakemake job; tests call the stages directly. Every job
+is a fresh process, so the heavy imports (diffusers, scikit-learn, matplotlib: seconds each) stay
+inside the stages that need them.
 """
 
 from __future__ import annotations
@@ -17,60 +20,75 @@ import torch
 from . import checkpoints, coreset, data, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
-from .io import atomic_path, job_environment, load_torch, pick_device, save_json, save_torch
+from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
 from .resume import Checkpointer
 from .training import LatentSet, finetune_dit, pretrain_dit
 from .validate import train_and_evaluate
 
 
-def prepare(dataset: dict, train_out: str, test_out: str) -> None:
-    for split, out in (("train", train_out), ("test", test_out)):
+def run(stage, job) -> None:
+    """Run one Snakemake job (duck-typed; the package imports no Snakemake): call `stage` with the
+    job's named inputs and outputs, its `settings` param and the runtime values of the loaded config,
+    with its prints and progress bars in the job's log."""
+    from .plan import runtime
+
+    files = {}
+    for name, value in [*job.input.items(), *job.output.items()]:
+        if name in files:
+            raise ValueError(f"rule {job.rule}: {name!r} names both an input and an output")
+        files[name] = value if isinstance(value, str) else list(value)
+    settings = job.params.settings if "settings" in job.params.keys() else {}
+    with job_context(job.log[0], job.threads):
+        stage(**files, **settings, **runtime(job.config, stage.__name__))
+
+
+def prepare(*, train: str, test: str, dataset: dict) -> None:
+    for split, out in (("train", train), ("test", test)):
         data.load_split(dataset, split).save(out)
 
 
-def train_base_vae(train_pack: str, out_folder: str, settings: dict, seed: int, device: str) -> None:
+def base_vae(*, train: str, vae: str, tiny_vae: dict, seed: int, device: str) -> None:
     from .vae import save_vae, train_tiny_vae
 
-    pack = data.RealPack.load(train_pack)
-    vae = train_tiny_vae(pack.images, seed=seed, device=pick_device(device), **settings)
-    save_vae(vae, out_folder)
+    pack = data.RealPack.load(train)
+    save_vae(train_tiny_vae(pack.images, seed=seed, device=pick_device(device), **tiny_vae), vae)
 
 
-def encode(train_pack: str, vae_path: str, out: str, batch_size: int, device: str) -> None:
+def encode(*, train: str, vae: str, latents: str, batch_size: int, device: str) -> None:
     from .pretrained import resolve_vae_folder
     from .vae import encode_images, load_vae
 
     device = pick_device(device)
-    pack = data.RealPack.load(train_pack)
-    cache = encode_images(load_vae(resolve_vae_folder(vae_path), device), pack.images, batch_size, device)
-    save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names}, out)
+    pack = data.RealPack.load(train)
+    cache = encode_images(load_vae(resolve_vae_folder(vae), device), pack.images, batch_size, device)
+    save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names},
+               latents)
 
 
-def train_base_dit(latents_file: str, out_folder: str, settings: dict, seed: int, device: str,
-                   checkpoint_every: int = 200) -> None:
+def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
+             checkpoint_every_steps: int) -> None:
     device = pick_device(device)
-    cache = load_torch(latents_file)
-    settings = dict(settings)
+    cache = load_torch(latents)
+    settings = dict(tiny_dit)
     training = {k: settings.pop(k) for k in ("steps", "batch_size", "lr", "ema_decay")}
     channels, size = cache["mean"].shape[2], cache["mean"].shape[-1]
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
-    latents = LatentSet(cache, device)
-    checkpointer = Checkpointer.next_to(out_folder, checkpoint_every, [settings, training, seed, str(device)],
-                                        [latents_file])
-    checkpoints.save_dit(pretrain_dit(model, latents, seed=seed, device=device, checkpointer=checkpointer, **training),
-                         out_folder)
+    checkpointer = Checkpointer.next_to(dit, checkpoint_every_steps, [settings, training, seed, str(device)], [latents])
+    checkpoints.save_dit(pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer, **training),
+                         dit)
     checkpointer.remove()
 
 
-def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str, method: str,
-             classes: list[int] | None, settings: dict, device: str, checkpoint_every: int = 200) -> None:
+def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, classes: list[int] | None,
+             finetune: dict, dit_num_heads: int | None, device: str, checkpoint_every_steps: int) -> None:
     """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
-    subset). `settings`: config["finetune"] with the method's overrides and its two criteria forms.
-    With `gpus` > 1 the job runs as that many data-parallel processes; rank 0 writes the outputs."""
-    settings = {k: v for k, v in settings.items() if k != "classes_per_phase"}
-    gpus = settings.pop("gpus", 1)
-    job = (latents_file, dit_path, weights_out, losses_out, method, classes, settings, checkpoint_every)
+    subset). `finetune`: the method's fine-tuning settings (plan: config["finetune"] with the method's
+    overrides and its two criteria forms). With `gpus` > 1 the job runs as that many data-parallel
+    processes; rank 0 writes the outputs."""
+    settings = dict(finetune)
+    gpus = settings.pop("gpus")
+    job = (latents, dit, dit_num_heads, weights, losses, method, classes, settings, checkpoint_every_steps)
     if gpus == 1:
         _finetune_rank(0, 1, pick_device(device), *job)
     else:
@@ -78,11 +96,11 @@ def finetune(latents_file: str, dit_path: str, weights_out: str, losses_out: str
 
 
 def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
-                   weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
+                   dit_num_heads: int | None, weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
                    checkpoint_every: int) -> None:
     from .pretrained import load_pretrained_dit
 
-    model = load_pretrained_dit(dit_path, device)
+    model = load_pretrained_dit(dit_path, device, dit_num_heads)
     latents = LatentSet(load_torch(latents_file), device, classes)
     checkpointer = Checkpointer.next_to(weights_out, checkpoint_every,
                                         [method, classes, settings, world_size, device.type], [latents_file, dit_path])
@@ -101,22 +119,22 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_fil
     checkpointer.remove()
 
 
-def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, train_pack: str, pack_out: str,
-             images_out: str | None, timing_out: str, ipc: int, settings: dict, device: str,
+def generate(*, dit: str, vae: str, train: str, weights: list[str], pack: str, timing: str, ipc: int,
+             phases: list, generate: dict, dit_num_heads: int | None, device: str, images: str | None = None,
              classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
     each, None = all classes), or no weights for the plain base DiT. `classes`: only these class
     indices (one chunk of a set scattered over jobs, joined by `gather_generated`; each phase then
-    generates its classes in the chunk); `images_out` None: no PNG folder (the gather writes it)."""
+    generates its classes in the chunk, and no PNG folder is written: the gather writes it)."""
     from .generate import generate_set
     from .pretrained import load_pretrained_dit, resolve_vae_folder
     from .vae import load_vae
 
     device = pick_device(device)
-    real = data.RealPack.load(train_pack)
-    vae = load_vae(resolve_vae_folder(vae_path), device)
+    real = data.RealPack.load(train)
+    autoencoder = load_vae(resolve_vae_folder(vae), device)
     start = time.time()
-    model = load_pretrained_dit(dit_path, device)
+    model = load_pretrained_dit(dit, device, dit_num_heads)
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:
@@ -125,62 +143,59 @@ def generate(dit_path: str, vae_path: str, weights: list[str], phases: list, tra
                 continue
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
-        parts.append(generate_set(model, vae, class_ids=real.class_ids, ipc=ipc, device=device, classes=phase,
-                                  **settings))
-    images, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        parts.append(generate_set(model, autoencoder, class_ids=real.class_ids, ipc=ipc, device=device,
+                                  classes=phase, **generate))
+    pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
-    pack = data.RealPack(images, labels, real.class_names, real.class_ids)
-    pack.save(pack_out)
-    if images_out is not None:
-        sets.write_image_folder(images, labels, real.class_names, images_out)
+    data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
+    if images is not None:
+        sets.write_image_folder(pixels, labels, real.class_names, images)
     chunk = {} if classes is None else {"classes": [int(c) for c in classes]}
-    save_json({"images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
-               "device": str(device), **chunk, **settings, **job_environment()}, timing_out)
+    save_json({"images": len(pixels), "wall_s": wall_s, "seconds_per_image": wall_s / len(pixels),
+               "device": str(device), **chunk, **generate, **job_environment()}, timing)
 
 
-def gather_generated(chunk_packs: list[str], chunk_timings: list[str], pack_out: str, images_out: str,
-                     timing_out: str) -> None:
+def gather_generated(*, packs: list[str], timings: list[str], pack: str, images: str, timing: str) -> None:
     """Join the class chunks of a scattered generation into the set one job would have written: the
     same pack (noise depends only on (seed, class, index)), images and run record, whose wall time
     and images are the chunks' sums; `chunks` lists each job's classes, images, time and host."""
-    packs = [data.RealPack.load(p) for p in chunk_packs]
-    first = packs[0]
+    loaded = [data.RealPack.load(p) for p in packs]
+    first = loaded[0]
     seen = set()
-    for path, pack in zip(chunk_packs, packs):
-        if pack.class_names != first.class_names or pack.class_ids != first.class_ids:
-            raise ValueError(f"{path}: classes differ from those of {chunk_packs[0]}")
-        present = set(pack.labels.unique().tolist())
+    for path, chunk in zip(packs, loaded):
+        if chunk.class_names != first.class_names or chunk.class_ids != first.class_ids:
+            raise ValueError(f"{path}: classes differ from those of {packs[0]}")
+        present = set(chunk.labels.unique().tolist())
         if present & seen:
             raise ValueError(f"{path}: classes {sorted(present & seen)} are also in another chunk")
         seen |= present
-    images, labels = torch.cat([p.images for p in packs]), torch.cat([p.labels for p in packs])
-    data.RealPack(images, labels, first.class_names, first.class_ids).save(pack_out)
-    sets.write_image_folder(images, labels, first.class_names, images_out)
+    pixels, labels = torch.cat([p.images for p in loaded]), torch.cat([p.labels for p in loaded])
+    data.RealPack(pixels, labels, first.class_names, first.class_ids).save(pack)
+    sets.write_image_folder(pixels, labels, first.class_names, images)
 
-    records = [json.loads(Path(p).read_text()) for p in chunk_timings]
+    records = [json.loads(Path(p).read_text()) for p in timings]
     per_job = ("images", "wall_s", "seconds_per_image", "classes", "host", "slurm_job_id")
     wall_s = sum(r["wall_s"] for r in records)
     save_json({**{k: v for k, v in records[0].items() if k not in per_job},
-               "images": len(images), "wall_s": wall_s, "seconds_per_image": wall_s / len(images),
+               "images": len(pixels), "wall_s": wall_s, "seconds_per_image": wall_s / len(pixels),
                "chunks": [{k: r.get(k) for k in ("classes", "images", "wall_s", "host", "slurm_job_id")}
                           for r in records],
-               **job_environment()}, timing_out)
+               **job_environment()}, timing)
 
 
-def select_random(train_pack: str, pack_out: str, images_out: str, ipc: int, seed: int) -> None:
-    real = data.RealPack.load(train_pack)
+def select_random(*, train: str, pack: str, images: str, ipc: int, seed: int) -> None:
+    real = data.RealPack.load(train)
     _check_ipc(real, ipc)
-    _save_subset(real, sets.random_subset(real.labels, ipc, seed), pack_out, images_out)
+    _save_subset(real, sets.random_subset(real.labels, ipc, seed), pack, images)
 
 
-def select_coreset(train_pack: str, features_file: str, pack_out: str, images_out: str, ipc: int,
-                   method: str) -> None:
+def select_coreset(*, train: str, features: str, pack: str, images: str, ipc: int, method: str) -> None:
     """Herding or k-center, per class, on the feature network's embedding of the training split."""
-    real = data.RealPack.load(train_pack)
+    real = data.RealPack.load(train)
     _check_ipc(real, ipc)
-    features = load_torch(features_file)["features"].numpy()
-    index = torch.from_numpy(coreset.select_per_class(features, real.labels.numpy(), ipc, method))
-    _save_subset(real, index, pack_out, images_out)
+    embedding = load_torch(features)["features"].numpy()
+    index = torch.from_numpy(coreset.select_per_class(embedding, real.labels.numpy(), ipc, method))
+    _save_subset(real, index, pack, images)
 
 
 def _check_ipc(real: data.RealPack, ipc: int) -> None:
@@ -198,102 +213,116 @@ def _save_subset(real: data.RealPack, index: torch.Tensor, pack_out: str, images
     sets.write_image_folder(subset.images, subset.labels, subset.class_names, images_out)
 
 
-def expand_set(train_pack: str, set_pack: str, pack_out: str) -> None:
+def expand_set(*, train: str, generated: str, pack: str) -> None:
     """The full training split plus a generated set, for dataset expansion (Table 9)."""
-    real, extra = data.RealPack.load(train_pack), data.RealPack.load(set_pack)
+    real, extra = data.RealPack.load(train), data.RealPack.load(generated)
     data.RealPack(torch.cat([real.images, extra.images]), torch.cat([real.labels, extra.labels]),
-                  real.class_names, real.class_ids).save(pack_out)
+                  real.class_names, real.class_ids).save(pack)
 
 
-def feature_net(train_pack: str, test_pack: str, model_out: str, features_out: str, settings: dict,
-                device: str) -> None:
+def feature_net(*, train: str, test: str, model: str, features: str, epochs: int, seed: int, batch_size: int,
+                lr: float, width_factor: float, device: str) -> None:
     device = pick_device(device)
-    train, test = data.RealPack.load(train_pack), data.RealPack.load(test_pack)
-    model, record = train_feature_net(train.images, train.labels, test.images, test.labels, model_out,
-                                      num_classes=len(train.class_names), device=device, **settings)
+    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    net, record = train_feature_net(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels, model,
+                                    num_classes=len(train_pack.class_names), device=device, epochs=epochs, seed=seed,
+                                    batch_size=batch_size, lr=lr, width_factor=width_factor)
     print(f"feature network: {record}")
-    features = embed_images(model, train.images, device)
-    save_torch({"features": features, "labels": train.labels}, features_out)
+    save_torch({"features": embed_images(net, train_pack.images, device), "labels": train_pack.labels}, features)
 
 
-def analyze(set_pack: str, feature_net_file: str, features_file: str, out: str, *, record: dict, k: int,
+def analyze(*, pack: str, model: str, features: str, metrics: str, method: str, ipc: int, k: int,
             device: str) -> None:
     """Distribution metrics of one surrogate set against the full training split, in feature space."""
     from . import analysis
 
     device = pick_device(device)
-    real = load_torch(features_file)["features"]
-    fake = embed_images(load_feature_net(feature_net_file, device), data.RealPack.load(set_pack).images, device)
+    real = load_torch(features)["features"]
+    fake = embed_images(load_feature_net(model, device), data.RealPack.load(pack).images, device)
     sigma = analysis.median_bandwidth(real, real[:0])  # one bandwidth, from the real data alone
-    metrics = {"mmd": analysis.mmd(real, fake, sigma), "bandwidth": sigma, **analysis.prdc(real, fake, k),
-               "frechet": analysis.frechet_distance(real, fake)}
-    save_json(record | metrics, out)
+    save_json({"method": method, "ipc": ipc, "mmd": analysis.mmd(real, fake, sigma), "bandwidth": sigma,
+               **analysis.prdc(real, fake, k), "frechet": analysis.frechet_distance(real, fake)}, metrics)
 
 
-def tsne(set_packs: dict[str, str], feature_net_file: str, features_file: str, out: str, *, title: str,
-         seed: int, device: str) -> None:
+def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: list[str], ipc: int, seed: int,
+         device: str) -> None:
     from . import figures
 
     device = pick_device(device)
-    model = load_feature_net(feature_net_file, device)
-    points = {method: embed_images(model, data.RealPack.load(p).images, device).numpy()
-              for method, p in set_packs.items()}
-    real = load_torch(features_file)["features"].numpy()
-    figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed), out, title)
+    net = load_feature_net(model, device)
+    points = {method: embed_images(net, data.RealPack.load(p).images, device).numpy()
+              for method, p in zip(methods, packs)}
+    real = load_torch(features)["features"].numpy()
+    figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed), figure, f"IPC {ipc}")
 
 
-def validate(set_pack: str, test_pack: str, out: str, *, arch: str, seed: int, epochs: int, batch_size: int,
-             lr: float, width_factor: float, record: dict, device: str, checkpoint_every: int = 10) -> None:
-    train, test = data.RealPack.load(set_pack), data.RealPack.load(test_pack)
-    settings = dict(arch=arch, num_classes=len(test.class_names), epochs=epochs, seed=seed, batch_size=batch_size,
-                    lr=lr, width_factor=width_factor)
-    checkpointer = Checkpointer.next_to(out, checkpoint_every, [settings, device], [set_pack, test_pack])
-    result = train_and_evaluate(train.images, train.labels, test.images, test.labels, device=pick_device(device),
-                                checkpointer=checkpointer, **settings)
-    save_json(record | result | job_environment(), out)
+def validate(*, train: str, test: str, record: str, method: str, ipc: int | None, arch: str, seed: int,
+             epochs: int, batch_size: int, lr: float, weight_decay: float, width_factor: float,
+             resolution: int | None, augment: str, normalize: str, evaluations: int, precision: str, device: str,
+             checkpoint_every_epochs: int) -> None:
+    """Train `arch` on the set `train` (a surrogate set, or the whole training split for `full`) and
+    test it on the real test split, with the IDC protocol (validate.py). The rule `validate_full`
+    runs this stage too."""
+    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
+                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, width_factor=width_factor,
+                    resolution=resolution, augment=augment, normalize=normalize, evaluations=evaluations,
+                    precision=precision)
+    checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test])
+    result = train_and_evaluate(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
+                                device=pick_device(device), checkpointer=checkpointer, **settings)
+    save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()
 
 
-def make_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int], archs: list[str],
-                resolution: int) -> None:
-    from . import tables
+def tables(*, records: list[str], csv: str, md: str, plot: str, methods: list[str], ipcs: list[int],
+           archs: list[str], resolution: int, report: str) -> None:
+    from . import tables as paper_tables
 
-    tables.write_table1(records, Path(out_dir), methods, ipcs, archs, resolution)
-
-
-def study_table(records: list[str], timings: list[str], out_csv: str, study: dict, points: list[str],
-                resolution: int) -> None:
-    from . import tables
-
-    tables.write_study(records, timings, Path(out_csv), study, points, resolution)
+    paper_tables.write_table1(records, csv, md, plot, methods, ipcs, archs, resolution, report)
 
 
-def table5(records: list[str], out_csv: str, methods: list[str], forms: dict, ipcs: list[int], archs: list[str],
-           resolution: int) -> None:
-    from . import tables
+def study(*, records: list[str], timings: list[str], csv: str, md: str, plot: str, study: dict, points: list[str],
+          resolution: int, report: str) -> None:
+    from . import tables as paper_tables
 
-    tables.write_table5(records, Path(out_csv), methods, forms, ipcs, archs, resolution)
-
-
-def table9(records: list[str], out_csv: str, resolution: int) -> None:
-    from . import tables
-
-    tables.write_table9(records, Path(out_csv), resolution)
+    paper_tables.write_study(records, timings, csv, md, plot, study, points, resolution, report)
 
 
-def make_analysis_tables(records: list[str], out_dir: str, methods: list[str], ipcs: list[int]) -> None:
-    from . import tables
+def table5(*, records: list[str], csv: str, md: str, methods: list[str], forms: dict, ipcs: list[int],
+           archs: list[str], resolution: int, report: str) -> None:
+    from . import tables as paper_tables
 
-    tables.write_analysis_tables(records, Path(out_dir), methods, ipcs)
+    paper_tables.write_table5(records, csv, md, methods, forms, ipcs, archs, resolution, report)
 
 
-def loss_curves(loss_files: dict[str, str], out: str) -> None:
+def table9(*, records: list[str], csv: str, md: str, resolution: int, report: str) -> None:
+    from . import tables as paper_tables
+
+    paper_tables.write_table9(records, csv, md, resolution, report)
+
+
+def analysis_tables(*, records: list[str], table2: str, table2_md: str, table10: str, table10_md: str,
+                    methods: list[str], ipcs: list[int]) -> None:
+    from . import tables as paper_tables
+
+    paper_tables.write_analysis_tables(records, (table2, table2_md), (table10, table10_md), methods, ipcs)
+
+
+def loss_curves(*, losses: list[str], figure: str, methods: list[str]) -> None:
     from . import figures
 
-    figures.plot_loss_curves(loss_files, out)
+    figures.plot_loss_curves(dict(zip(methods, losses)), figure)
 
 
-def sample_grid(set_packs: dict[str, str], out: str, per_class: int) -> None:
+def validation_curves(*, records: list[str], figure: str, methods: list[str], archs: list[str], ipc: int,
+                      resolution: int) -> None:
     from . import figures
 
-    figures.plot_sample_grid({m: data.RealPack.load(p) for m, p in set_packs.items()}, out, per_class)
+    figures.plot_validation_curves(records, figure, methods, archs, f"IPC {ipc}", resolution)
+
+
+def sample_grid(*, packs: list[str], figure: str, methods: list[str], per_class: int) -> None:
+    from . import figures
+
+    figures.plot_sample_grid({m: data.RealPack.load(p) for m, p in zip(methods, packs)}, figure, per_class)

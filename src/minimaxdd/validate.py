@@ -1,9 +1,12 @@
 """Validation of a surrogate set (IDC protocol): train a classifier on it, test on real images.
 
-Protocol, as in IDC's and the paper's train.py: SGD (lr 0.01, momentum 0.9, weight decay 5e-4),
-batch 64 reshuffled every epoch, lr x 0.2 after 2/3 and after 5/6 of the epochs, and at every
-step random resized crop (scale 0.5-1) + horizontal flip + CutMix (beta 1, always on), with
-cross-entropy. The reported accuracy is top-1 on the test split after the last epoch.
+Protocol, as in IDC's train.py and the paper's copy of it (vimar-gu/MinimaxDiffusion train.py):
+SGD (lr 0.01, momentum 0.9, weight decay 5e-4; IDC argument.py L120-123), batch 64 reshuffled
+every epoch, lr x 0.2 after 2/3 and after 5/6 of the epochs (train.py L109-110), and at every step
+the augmentation of `augment.augment_batch` then CutMix (beta 1, always on), with cross-entropy.
+Images are resized and centre-cropped to 224 px once (data.py L275-277), and the test split is
+scored every epochs // 100 epochs (argument.py L443, train.py L141): the paper reports the best of
+these scores (MinimaxDiffusion train.py L97 prints the mean and std of the best accuracies).
 """
 
 from __future__ import annotations
@@ -15,26 +18,59 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from minimaxdd.augment import augment_batch, cutmix
+from minimaxdd.augment import AUGMENTS, NORMALIZATIONS, augment_batch, cutmix
+from minimaxdd.augment import normalize as normalize_images
+from minimaxdd.io import autocast
 from minimaxdd.nets import arch_label, build_net
 from minimaxdd.resume import Checkpointer
 
 
-def to_model_input(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
-    """uint8 N x C x H x W -> float on `device`, normalized with mean 0.5, std 0.5 per channel."""
-    return images.to(device).float().div_(127.5).sub_(1.0)
+def to_unit(images: torch.Tensor, device: torch.device | str) -> torch.Tensor:
+    """uint8 N x C x H x W -> float in [0, 1] on `device`, as torchvision's ToTensor."""
+    return images.to(device).float().div_(255)
+
+
+def to_model_input(images: torch.Tensor, device: torch.device | str, normalize: str = "imagenet") -> torch.Tensor:
+    """uint8 images -> normalized float on `device`: the test-time input (no augmentation)."""
+    return normalize_images(to_unit(images, device), normalize)
+
+
+def resize_for_validation(images: torch.Tensor, size: int | None, batch_size: int = 256) -> torch.Tensor:
+    """uint8 images -> Resize(size) + CenterCrop(size) as uint8, IDC's pre-processing of train
+    and test images at `size` = 224 (data.py L275-277); None keeps the images.
+
+    Resize scales the shorter side to `size` with antialiased bilinear filtering (torch's
+    antialias follows PIL's, which torchvision calls on IDC's PIL images); the crop is centred.
+    """
+    h, w = images.shape[-2:]
+    if size is None or (h, w) == (size, size):
+        return images
+    new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
+    top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))  # as CenterCrop
+    out = [F.interpolate(batch.float(), (new_h, new_w), mode="bilinear", antialias=True, align_corners=False)
+           [..., top:top + size, left:left + size].round_().clamp_(0, 255).to(torch.uint8)
+           for batch in images.split(batch_size)]
+    return torch.cat(out)
+
+
+def evaluation_epochs(epochs: int, evaluations: int = 100) -> list[int]:
+    """The epochs after which the test split is scored: every max(1, epochs // evaluations)-th,
+    and the last. IDC: every epochs // 100 (argument.py L443, train.py L141); for its epoch
+    counts (300 to 3000) that includes the last; below 100 epochs IDC fails, we score every epoch."""
+    every = max(1, epochs // evaluations)
+    return sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
 @torch.inference_mode()
 def evaluate(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device | str,
-             batch_size: int = 256) -> float:
+             batch_size: int = 256, normalize: str = "imagenet", precision: str = "fp32") -> float:
     """Top-1 accuracy in percent of `model` on uint8 images `x`, moved to `device` a batch at a time."""
     device = torch.device(device)
     model.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
-    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda"):
+    with autocast(device, precision):
         for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-            correct += (model(to_model_input(xb, device)).argmax(1) == yb.to(device)).sum()
+            correct += (model(to_model_input(xb, device, normalize)).argmax(1) == yb.to(device)).sum()
     return 100.0 * correct.item() / len(y)
 
 
@@ -51,33 +87,43 @@ def _check_split(name: str, x: torch.Tensor, y: torch.Tensor, num_classes: int) 
 
 
 def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor,
-                       test_y: torch.Tensor, **settings) -> dict:
-    """Train a classifier on (train_x, train_y) (see `train_classifier`), return its test accuracy
-    on (test_x, test_y) and the facts of the run."""
+                       test_y: torch.Tensor, *, resolution: int | None, **settings) -> dict:
+    """Resize both splits to `resolution` (None: keep), train a classifier on (train_x, train_y)
+    scored on (test_x, test_y) during training (see `train_classifier`), return the facts of the run."""
     _check_split("test", test_x, test_y, settings["num_classes"])
     if test_x.shape[1:] != train_x.shape[1:]:
         raise ValueError(f"test images {tuple(test_x.shape[1:])} differ from train images "
                          f"{tuple(train_x.shape[1:])}")
-    model, record = train_classifier(train_x, train_y, **settings)
-    start = time.perf_counter()
-    accuracy = evaluate(model, test_x, test_y.long(), record["device"])
-    return {"accuracy": accuracy, **record, "wall_s": record["wall_s"] + time.perf_counter() - start}
+    train_x, test_x = resize_for_validation(train_x, resolution), resize_for_validation(test_x, resolution)
+    _, record = train_classifier(train_x, train_y, test_x=test_x, test_y=test_y, **settings)
+    return record | {"resolution": train_x.shape[-1]}
 
 
-def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int, seed: int,
-                     device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
+def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int,
+                     seed: int, device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
                      momentum: float = 0.9, weight_decay: float = 5e-4, width_factor: float = 1.0,
+                     augment: str = "idc", normalize: str = "imagenet", evaluations: int = 100,
+                     precision: str = "fp32",
+                     test_x: torch.Tensor | None = None, test_y: torch.Tensor | None = None,
                      progress: bool = True, checkpointer: Checkpointer | None = None) -> tuple[nn.Module, dict]:
     """Train `arch` from scratch on (train_x, train_y) with the IDC protocol; return the model and
     the facts of the run.
 
-    The whole training set lives on `device` (surrogate sets are small). The same inputs and seed
-    give the same result on the CPU, also when resumed from a checkpoint (saved every
-    `checkpointer.every` epochs).
+    With a test split, the record holds its top-1 accuracy after each epoch of
+    `evaluation_epochs(epochs, evaluations)` as `curve` ([epoch, accuracy] pairs), the last one as
+    `accuracy_last`, the best as `accuracy_best`, first reached at `best_epoch` (IDC train.py
+    L147: strictly better replaces). The whole training set lives on `device` as uint8 (surrogate
+    sets are small). The same inputs and seed give the same result on the CPU, also when resumed
+    from a checkpoint (saved every `checkpointer.every` epochs).
     """
     if epochs < 1:
         raise ValueError(f"epochs must be at least 1, got {epochs}")
     _check_split("train", train_x, train_y, num_classes)
+    if test_x is not None:
+        _check_split("test", test_x, test_y, num_classes)
+    for name, value, valid in (("augment", augment, AUGMENTS), ("normalize", normalize, NORMALIZATIONS)):
+        if value not in valid:
+            raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(valid)}")
     start = time.perf_counter()
     device = torch.device(device)
     on_cuda = device.type == "cuda"
@@ -88,13 +134,14 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
 
     channels, resolution = train_x.shape[1], train_x.shape[2]
     model = build_net(arch, channels, num_classes, resolution, width_factor).to(device)
-    x, y = to_model_input(train_x, device), train_y.long().to(device)
+    x, y = train_x.to(device), train_y.long().to(device)
     optimizer = torch.optim.SGD(model.parameters(), lr, momentum=momentum, weight_decay=weight_decay)
     scheduler = torch.optim.lr_scheduler.MultiStepLR(
         optimizer, milestones=[2 * epochs // 3, 5 * epochs // 6], gamma=0.2)  # stepped per epoch
+    scored = set(evaluation_epochs(epochs, evaluations)) if test_x is not None else set()
 
     checkpointer = checkpointer or Checkpointer()
-    first, epoch_loss = 0, float("nan")
+    first, epoch_loss, curve = 0, float("nan"), []
     saved = checkpointer.load()
     if saved:
         model.load_state_dict(saved["model"])
@@ -104,15 +151,16 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
         order_rng.set_state(saved["order_rng"])
         if on_cuda:
             torch.cuda.set_rng_state(saved["cuda_rng"])
-        first, epoch_loss = saved["step"], saved["epoch_loss"]
+        first, epoch_loss, curve = saved["step"], saved["epoch_loss"], saved["curve"]
     bar = tqdm(range(first, epochs), initial=first, total=epochs,
                desc=f"{arch_label(arch, resolution)} on {len(x)} images", disable=not progress)
     for epoch in bar:
         model.train()
         loss_sum = torch.zeros((), device=device)
         for idx in torch.randperm(len(x), generator=order_rng).to(device).split(batch_size):
-            images, y_a, y_b, lam = cutmix(augment_batch(x[idx]), y[idx])
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=on_cuda):
+            images = normalize_images(augment_batch(to_unit(x[idx], device), augment), normalize)
+            images, y_a, y_b, lam = cutmix(images, y[idx])
+            with autocast(device, precision):  # fp32 (TF32 on CUDA) as IDC; bf16 is faster
                 logits = model(images)
                 loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
             optimizer.zero_grad(set_to_none=True)
@@ -121,14 +169,16 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
             loss_sum += loss.detach() * len(idx)
         scheduler.step()
         epoch_loss = loss_sum.item() / len(x)  # one device sync per epoch
-        bar.set_postfix(loss=f"{epoch_loss:.3f}")
+        if epoch + 1 in scored:  # no random draw: scoring leaves the run as it is
+            curve.append([epoch + 1, evaluate(model, test_x, test_y, device, normalize=normalize, precision=precision)])
+        bar.set_postfix(loss=f"{epoch_loss:.3f}", **({"acc": f"{curve[-1][1]:.1f}"} if curve else {}))
         if checkpointer.due(epoch + 1, epochs):
             checkpointer.save(epoch + 1, {
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state(), "order_rng": order_rng.get_state(), "epoch_loss": epoch_loss,
-                "cuda_rng": torch.cuda.get_rng_state() if on_cuda else None})
+                "cuda_rng": torch.cuda.get_rng_state() if on_cuda else None, "curve": curve})
 
-    return model.eval(), {
+    record = {
         "final_loss": epoch_loss,  # mean training loss of the last epoch
         "epochs": epochs,
         "train_images": len(x),
@@ -137,4 +187,12 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
         "arch": arch,
         "seed": seed,
         "width_factor": width_factor,
+        "augment": augment,
+        "normalize": normalize,
+        "precision": precision,
     }
+    if curve:
+        best = max(curve, key=lambda point: point[1])  # the first of equal maxima
+        record |= {"accuracy_last": curve[-1][1], "accuracy_best": best[1], "best_epoch": best[0],
+                   "curve": curve}
+    return model.eval(), record

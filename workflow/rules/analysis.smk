@@ -11,11 +11,7 @@ rule feature_net:
         model=f"{EXP}/features/resnetap10.pt",
         features=f"{EXP}/features/train_features.pt",
     params:
-        settings={
-            "epochs": config["analysis"]["feature_epochs"],
-            "seed": config["analysis"]["seed"],
-            **{k: config["validate"][k] for k in ("batch_size", "lr", "width_factor")},
-        },
+        settings=PLAN.feature_net,
     threads: 1  # leaves the other core to the base models, which are on the critical path
     priority: 5
     log:
@@ -27,13 +23,13 @@ rule feature_net:
 rule analyze:
     """MMD, precision / recall / density / coverage and Fréchet distance of one set vs the full data."""
     input:
-        set=lambda w: set_pack(w.method, w.ipc),
-        net=rules.feature_net.output.model,
+        pack=lambda w: PLAN.set_pack(w.method, w.ipc),
+        model=rules.feature_net.output.model,
         features=rules.feature_net.output.features,
     output:
-        record=f"{EXP}/analysis/{{method}}/ipc{{ipc}}.json",
+        metrics=f"{EXP}/analysis/{{method}}/ipc{{ipc}}.json",
     params:
-        k=config["analysis"]["k"],
+        settings=PLAN.analyze,
     log:
         f"{EXP}/logs/analyze/{{method}}_ipc{{ipc}}.log",
     script:
@@ -43,15 +39,14 @@ rule analyze:
 rule tsne:
     """One t-SNE of real and surrogate features per IPC (Fig. 3)."""
     input:
-        unpack(lambda w: {m: set_pack(m, w.ipc) for m in SUBSET_METHODS}),
-        net=rules.feature_net.output.model,
+        packs=set_packs,
+        model=rules.feature_net.output.model,
         features=rules.feature_net.output.features,
     output:
-        report(f"{EXP}/figures/tsne_ipc{{ipc}}.png", caption="../report/tsne.rst", category="Distribution",
-               labels={"figure": "t-SNE", "IPC": "{ipc}"}),
+        figure=report(f"{EXP}/figures/tsne_ipc{{ipc}}.png", caption="../report/tsne.rst", category="Distribution",
+                      labels={"figure": "t-SNE", "IPC": "{ipc}"}),
     params:
-        methods=SUBSET_METHODS,
-        seed=config["analysis"]["seed"],
+        settings=PLAN.tsne,
     log:
         f"{EXP}/logs/tsne_ipc{{ipc}}.log",
     script:
@@ -60,16 +55,16 @@ rule tsne:
 
 rule analysis_tables:
     input:
-        records=[f"{EXP}/analysis/{m}/ipc{ipc}.json" for m in SUBSET_METHODS for ipc in IPCS],
+        records=[f"{EXP}/analysis/{m}/ipc{ipc}.json" for m in PLAN.subset_methods for ipc in PLAN.ipcs],
     output:
         table2=report(f"{EXP}/tables/table2.csv", caption="../report/table2.rst", category="Tables",
                       labels={"table": "Table 2: MMD"}),
+        table2_md=f"{EXP}/tables/table2.md",
         table10=report(f"{EXP}/tables/table10.csv", caption="../report/table10.rst", category="Tables",
                        labels={"table": "Table 10: generation quality"}),
-        markdown=[f"{EXP}/tables/table2.md", f"{EXP}/tables/table10.md"],
+        table10_md=f"{EXP}/tables/table10.md",
     params:
-        methods=SUBSET_METHODS,
-        ipcs=IPCS,
+        settings=PLAN.analysis_tables,
     log:
         f"{EXP}/logs/analysis_tables.log",
     script:
@@ -78,12 +73,12 @@ rule analysis_tables:
 
 rule loss_curves:
     input:
-        unpack(lambda w: {m: f"{EXP}/finetune/{m}/phase0/losses.csv" for m in FINETUNED}),
+        losses=[f"{EXP}/finetune/{m}/phase0/losses.csv" for m in PLAN.finetuned],
     output:
-        report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
-               labels={"figure": "loss curves"}),
+        figure=report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
+                      labels={"figure": "loss curves"}),
     params:
-        methods=FINETUNED,
+        settings=PLAN.loss_curves,
     log:
         f"{EXP}/logs/loss_curves.log",
     script:
@@ -92,13 +87,12 @@ rule loss_curves:
 
 rule sample_grid:
     input:
-        unpack(lambda w: {m: set_pack(m, w.ipc) for m in SUBSET_METHODS}),
+        packs=set_packs,
     output:
-        report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
-               labels={"figure": "samples", "IPC": "{ipc}"}),
+        figure=report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
+                      labels={"figure": "samples", "IPC": "{ipc}"}),
     params:
-        methods=SUBSET_METHODS,
-        per_class=config["analysis"]["samples_per_class"],
+        settings=PLAN.sample_grid,
     log:
         f"{EXP}/logs/sample_grid_ipc{{ipc}}.log",
     script:

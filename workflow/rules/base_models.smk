@@ -8,9 +8,8 @@ rule base_vae:
     output:
         vae=directory(f"{EXP}/base/vae"),
     params:
-        settings=config["base_models"]["tiny_vae"],
-        seed=config["base_models"]["seed"],
-    threads: workflow.cores
+        settings=PLAN.base_vae,
+    threads: ALL_CORES
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
         f"{EXP}/logs/base_vae.log",
@@ -25,8 +24,7 @@ rule base_dit:
     output:
         dit=directory(f"{EXP}/base/dit"),
     params:
-        settings=config["base_models"]["tiny_dit"],
-        seed=config["base_models"]["seed"],
+        settings=PLAN.base_dit,
     threads: 1  # the tiny DiT is overhead-bound: a second thread is better spent on another job
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:

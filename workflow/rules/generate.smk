@@ -1,27 +1,24 @@
 # Generation: one job per (method, IPC) by default; with `generate.classes_per_job` one job per
 # (method, IPC, class chunk), joined by gather_generated into the same set (the noise of each image
 # depends only on (seed, class, index), so the chunking never changes an image).
-CHUNKS = generation_chunks()
 
-
-if not CHUNKS:
+if not PLAN.chunks:
 
     rule generate:
         """IPC images per class from the base (dit) or a fine-tuned model."""
         input:
-            dit=base_dit(),
-            vae=base_vae(),
+            dit=PLAN.dit_path(),
+            vae=PLAN.vae_path(),
             train=rules.prepare.output.train,
-            weights=lambda w: finetuned_weights(w.method),
+            weights=PLAN.generation_weights,
         output:
             pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
             images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
             timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
         wildcard_constraints:
-            method=one_of(GENERATED),
+            method=one_of(PLAN.generated),
         params:
-            settings=lambda w: method_names.generate_settings(w.method, config),
-            phases=PHASES,
+            settings=PLAN.generate,
         threads: 1  # small models: two jobs side by side beat one job on two threads
         priority: 5  # the critical path: base models -> fine-tune -> generate
         log:
@@ -31,36 +28,21 @@ if not CHUNKS:
 
 else:
 
-    def chunk_classes(chunk):
-        first, last = map(int, chunk.split("-"))
-        return list(range(first, last + 1))
-
-    def chunk_phases(chunk):
-        """Indices of the fine-tuning phases holding a class of the chunk: only their deltas are needed."""
-        classes = set(chunk_classes(chunk))
-        return [i for i, phase in enumerate(PHASES) if phase is None or classes & set(phase)]
-
-    def chunk_weights(method, chunk):
-        weights = finetuned_weights(method)
-        return [weights[i] for i in chunk_phases(chunk)] if weights else []
-
     rule generate:
         """IPC images per class of one chunk of classes, from the base (dit) or a fine-tuned model."""
         input:
-            dit=base_dit(),
-            vae=base_vae(),
+            dit=PLAN.dit_path(),
+            vae=PLAN.vae_path(),
             train=rules.prepare.output.train,
-            weights=lambda w: chunk_weights(w.method, w.chunk),
+            weights=PLAN.generation_weights,
         output:
             pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
             timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),
         wildcard_constraints:
-            method=one_of(GENERATED),
-            chunk=one_of(CHUNKS),
+            method=one_of(PLAN.generated),
+            chunk=one_of(PLAN.chunks),
         params:
-            settings=lambda w: method_names.generate_settings(w.method, config),
-            phases=lambda w: [PHASES[i] for i in chunk_phases(w.chunk)],
-            classes=lambda w: chunk_classes(w.chunk),
+            settings=PLAN.generate,
         threads: 1
         priority: 5
         log:
@@ -74,17 +56,17 @@ else:
     rule gather_generated:
         """The chunks of a generated set joined into its pack, images and run record."""
         input:
-            packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in CHUNKS],
-            timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in CHUNKS],
+            packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in PLAN.chunks],
+            timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in PLAN.chunks],
         output:
             pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
             images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
             timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
         wildcard_constraints:
-            method=one_of(GENERATED),
+            method=one_of(PLAN.generated),
         threads: 1
         priority: 5
         log:
             f"{EXP}/logs/gather_generated_{{method}}_ipc{{ipc}}.log",
         script:
-            "../scripts/gather_set.py"
+            "../scripts/gather_generated.py"

@@ -6,7 +6,7 @@ rule select_random:
         pack=f"{EXP}/sets/random/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/random/ipc{{ipc}}/images"),
     params:
-        seed=config["select"]["seed"],
+        settings=PLAN.select_random,
     log:
         f"{EXP}/logs/select_random_ipc{{ipc}}.log",
     script:
@@ -23,6 +23,8 @@ rule select_coreset:
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
     wildcard_constraints:
         method="herding|kcenter",
+    params:
+        settings=PLAN.select_coreset,
     log:
         f"{EXP}/logs/select_{{method}}_ipc{{ipc}}.log",
     script:

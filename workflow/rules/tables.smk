@@ -1,7 +1,7 @@
 rule tables:
     """Table 1 (mean ± std over seeds, rows IPC x arch, columns methods) and accuracy-vs-IPC plot."""
     input:
-        records=validation_records(),
+        records=PLAN.validation_records(),
     output:
         csv=report(f"{EXP}/tables/table1.csv", caption="../report/table1.rst", category="Tables",
                    labels={"table": "Table 1: accuracy"}),
@@ -9,10 +9,7 @@ rule tables:
         plot=report(f"{EXP}/tables/accuracy_vs_ipc.png", caption="../report/accuracy_vs_ipc.rst",
                     category="Accuracy", labels={"figure": "accuracy vs IPC"}),
     params:
-        methods=METHODS,
-        ipcs=IPCS,
-        archs=ARCHS,
-        resolution=config["dataset"]["resolution"],
+        settings=PLAN.tables,
     log:
         f"{EXP}/logs/tables.log",
     script:
@@ -22,8 +19,8 @@ rule tables:
 rule study:
     """One parameter sweep of `studies`: its table and line plot (Fig. 6, Table 8 shapes)."""
     input:
-        records=lambda w: study_records(STUDIES[w.study]),
-        timings=lambda w: study_timings(STUDIES[w.study]),
+        records=lambda w: PLAN.study_records(PLAN.studies[w.study]),
+        timings=lambda w: PLAN.study_timings(PLAN.studies[w.study]),
     output:
         csv=report(f"{EXP}/tables/study_{{study}}.csv", caption="../report/study.rst", category="Studies",
                    labels={"study": "{study}", "kind": "table"}),
@@ -31,11 +28,9 @@ rule study:
         plot=report(f"{EXP}/tables/study_{{study}}.png", caption="../report/study.rst", category="Studies",
                     labels={"study": "{study}", "kind": "plot"}),
     wildcard_constraints:
-        study=one_of(STUDIES),
+        study=one_of(PLAN.studies),
     params:
-        study=lambda w: STUDIES[w.study],
-        points=lambda w: checks.study_points(config, STUDIES[w.study]),
-        resolution=config["dataset"]["resolution"],
+        settings=PLAN.study,
     log:
         f"{EXP}/logs/study_{{study}}.log",
     script:
@@ -45,18 +40,13 @@ rule study:
 rule table5:
     """The criteria ablation (Table 5): each fine-tuned method with the form of each term."""
     input:
-        records=[record(m, ipc, a, s) for m in TABLE5_METHODS
-                 for ipc in IPCS for a in ARCHS for s in SEEDS],
+        records=PLAN.table5_records(),
     output:
         csv=report(f"{EXP}/tables/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5: criteria ablation"}),
         md=f"{EXP}/tables/table5.md",
     params:
-        methods=TABLE5_METHODS,
-        forms={m: method_names.criteria(m, config) for m in FINETUNED},
-        ipcs=IPCS,
-        archs=ARCHS,
-        resolution=config["dataset"]["resolution"],
+        settings=PLAN.table5,
     log:
         f"{EXP}/logs/table5.log",
     script:
@@ -66,15 +56,29 @@ rule table5:
 rule table9:
     """Dataset expansion (Table 9): the full training split alone and with generated sets."""
     input:
-        records=full_records()
-        + [record(m, ipc, a, s) for m in EXPANDED for ipc in config["expansion"]["ipcs"] for a in ARCHS for s in SEEDS],
+        records=PLAN.table9_records(),
     output:
         csv=report(f"{EXP}/tables/table9.csv", caption="../report/table9.rst", category="Tables",
                    labels={"table": "Table 9: dataset expansion"}),
         md=f"{EXP}/tables/table9.md",
     params:
-        resolution=config["dataset"]["resolution"],
+        settings=PLAN.table9,
     log:
         f"{EXP}/logs/table9.log",
     script:
         "../scripts/table9.py"
+
+
+rule validation_curves:
+    """Test accuracy over validation training per method and net (the best and the last of Table 1)."""
+    input:
+        records=PLAN.validation_curves_records,
+    output:
+        figure=report(f"{EXP}/figures/validation_curves_ipc{{ipc}}.png", caption="../report/validation_curves.rst",
+                      category="Accuracy", labels={"figure": "validation curves", "IPC": "{ipc}"}),
+    params:
+        settings=PLAN.validation_curves,
+    log:
+        f"{EXP}/logs/validation_curves_ipc{{ipc}}.log",
+    script:
+        "../scripts/validation_curves.py"

@@ -1,17 +1,14 @@
 rule validate:
     """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
     input:
-        set=lambda w: set_pack(w.method, w.ipc),
+        train=lambda w: PLAN.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
         record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
     wildcard_constraints:
-        method=one_of(VALIDATED),
+        method=one_of(PLAN.validated),
     params:
-        epochs=lambda w: checks.validation_epochs(config, w.method, w.ipc),
-        batch_size=config["validate"]["batch_size"],
-        lr=config["validate"]["lr"],
-        width_factor=config["validate"]["width_factor"],
+        settings=PLAN.validate,
     log:
         f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
     script:
@@ -21,15 +18,12 @@ rule validate:
 rule validate_full:
     """The upper bound: train on the whole training split."""
     input:
-        set=rules.prepare.output.train,
+        train=rules.prepare.output.train,
         test=rules.prepare.output.test,
     output:
         record=f"{EXP}/validate/full/{{arch}}/seed{{seed}}.json",
     params:
-        epochs=config["validate"]["full_epochs"],
-        batch_size=config["validate"]["batch_size"],
-        lr=config["validate"]["lr"],
-        width_factor=config["validate"]["width_factor"],
+        settings=PLAN.validate,
     log:
         f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
     script:
@@ -40,11 +34,11 @@ rule expand_set:
     """Dataset expansion (Table 9): the full training split plus a generated set."""
     input:
         train=rules.prepare.output.train,
-        set=lambda w: set_pack(w.method, w.ipc),
+        generated=lambda w: PLAN.set_pack(w.method, w.ipc),
     output:
         pack=f"{EXP}/sets/full+{{method}}/ipc{{ipc}}/pack.pt",
     wildcard_constraints:
-        method=one_of(config["expansion"]["methods"]),
+        method=one_of(PLAN.config["expansion"]["methods"]),
     log:
         f"{EXP}/logs/expand_{{method}}_ipc{{ipc}}.log",
     script:

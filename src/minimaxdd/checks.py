@@ -1,5 +1,5 @@
 """Checks of a config: the schema, with a one-line message naming the key, then what needs more
-than the schema: data on disk, model files and shapes.
+than the schema: data on disk, model files and shapes, method names.
 
 They run when the workflow is parsed, before any job, so a bad config costs seconds, not hours.
 Every failure is a ConfigError whose one-line message names the config key and, where a file is at
@@ -16,21 +16,8 @@ from . import data, methods, pretrained
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
 
 
-
 class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
-
-
-def normalize(config: dict) -> dict:
-    """YAML reads `10: 2000` with an integer key; JSON Schema wants strings. Then the schema check
-    (validate_schema), so that a wrong key, type or value stops with one line naming the key."""
-    validate = config.get("validate")
-    epochs = validate.get("epochs") if isinstance(validate, dict) else None
-    if isinstance(epochs, dict):
-        config["validate"]["epochs"] = {str(k): v for k, v in epochs.items()}
-    if SCHEMA.is_file():
-        validate_schema(config, SCHEMA)
-    return config
 
 
 def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
@@ -65,45 +52,6 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
     raise ConfigError(f"{key or 'config'}: {message} (see docs/configuration.md)")
 
 
-def canonicalize(config: dict) -> None:
-    """Sort mapping keys recursively, in place. Snakemake compares params with their key order, so
-    without this, reordering the keys of a config file would rerun every job."""
-
-    def ordered(value):
-        if isinstance(value, dict):
-            return {key: ordered(value[key]) for key in sorted(value, key=str)}
-        if isinstance(value, list):
-            return [ordered(item) for item in value]
-        return value
-
-    canonical = ordered(config)
-    config.clear()
-    config.update(canonical)
-
-
-def validation_epochs(config: dict, method: str, ipc: int) -> int:
-    """Epochs per IPC; an expanded set (full training split + a generated set) trains like `full`."""
-    settings = config["validate"]
-    if method.startswith("full+"):
-        return settings["full_epochs"]
-    return settings["epochs"].get(str(ipc), settings["default_epochs"])
-
-
-def study_points(config: dict, study: dict) -> list[str]:
-    """The method name of every value of a study, in order."""
-    method = study.get("method", "minimax")
-    return [methods.study_point(method, study["parameter"], value, config) for value in study["values"]]
-
-
-def class_phases(config: dict) -> list[list[int] | None]:
-    """Class indices of each fine-tuning phase; [None] (all classes, one model) by default."""
-    per_phase = config["finetune"]["classes_per_phase"]
-    if per_phase is None:
-        return [None]
-    count = len(data.resolve_classes(config["dataset"])[0])
-    return [list(range(start, min(start + per_phase, count))) for start in range(0, count, per_phase)]
-
-
 def check(config: dict) -> None:
     """Raise ConfigError for a config that would fail later."""
     finetune = config["finetune"]
@@ -122,10 +70,10 @@ def check(config: dict) -> None:
             methods.check(name, config)
         for study in config["studies"]:
             key = f"studies: {study['name']}"
-            for point in study_points(config, study):
-                methods.check(point, config)
-            if not methods.is_generated(study.get("method", "minimax"), config):
-                raise methods.MethodError(f"method {study.get('method', 'minimax')!r} must be a generated one")
+            for value in study["values"]:
+                methods.check(methods.study_point(study["method"], study["parameter"], value, config), config)
+            if not methods.is_generated(study["method"], config):
+                raise methods.MethodError(f"method {study['method']!r} must be a generated one")
         key = "expansion.methods"
         for name in config["expansion"]["methods"]:
             if not methods.is_generated(name, config):
@@ -188,7 +136,7 @@ def check_models(config: dict) -> None:
         return
     path = models["dit"]
     try:
-        dit = pretrained.inspect_dit(path)
+        dit = pretrained.inspect_dit(path, models["dit_num_heads"])
     except pretrained.CheckpointError as error:
         raise ConfigError(f"base_models.dit: {error}") from None
     if dit.in_channels != vae.latent_channels:

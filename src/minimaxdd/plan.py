@@ -1,0 +1,430 @@
+"""The experiment plan: the config read, checked and sliced into each job's settings, in one place.
+
+`load_config` turns a user's config into the one a run uses: the user's values, checked against
+the schema (one line naming the key), completed with the schema's defaults and nothing else.
+`Plan` derives the job grid from it (which sets, fine-tunings and validation runs exist, and where
+their artifacts live) and gives each rule exactly the settings its stage takes: these are the
+rule's `params`, so Snakemake reruns a job when, and only when, one of them changes. Values that
+change no result (the device, resume-checkpoint intervals) travel apart, by `runtime`.
+
+No Snakemake here: the rules call into this module, and tests check the plan in-process.
+"""
+
+from __future__ import annotations
+
+import copy
+import functools
+import re
+from pathlib import Path
+
+import yaml
+
+from . import checks, data, methods
+from .checks import SCHEMA, ConfigError
+
+RESULTS = "results"
+# validate.* keys every validation run takes (the rest of the section shapes the grid or the tables)
+VALIDATION_PROTOCOL = ("batch_size", "lr", "weight_decay", "width_factor", "resolution", "augment", "normalize",
+                       "evaluations", "precision")
+INTEGER_KEYED = (("validate", "epochs"),)  # maps keyed by IPC: YAML gives ints, JSON strings
+REPORT_ONLY = {"dataset": ("name",)}  # labels of the report: never a reason to rerun a job
+
+
+@functools.cache
+def schema() -> dict:
+    return yaml.safe_load(SCHEMA.read_text())
+
+
+def load_config(user: dict) -> dict:
+    """The config of a run: `user` checked against the schema and completed with its defaults.
+
+    Raises ConfigError (one line, naming the key) for anything the schema or the study ranges reject.
+    Keys are sorted (Snakemake compares params with their key order, so reordering a config file
+    would otherwise rerun every job), and IPC-keyed maps get integer keys.
+    """
+    config = copy.deepcopy(dict(user))
+    for path in INTEGER_KEYED:
+        _stringify_integer_keys(config, path)
+    checks.validate_schema(config)
+    _fill_defaults(config, schema())
+    for path in INTEGER_KEYED:
+        section, key = path
+        config[section][key] = {int(k): v for k, v in config[section][key].items()}
+    _check_studies(config)
+    _check_experiment(config["experiment"])
+    return _sorted(config)
+
+
+def _stringify_integer_keys(config: dict, path: tuple[str, str]) -> None:
+    """Accept integer keys (YAML) and their decimal text (JSON); name anything else."""
+    section, key = path
+    mapping = config.get(section, {}).get(key) if isinstance(config.get(section), dict) else None
+    if not isinstance(mapping, dict):
+        return  # absent, or the schema names the wrong type
+    converted = {}
+    for k, v in mapping.items():
+        if isinstance(k, bool) or not (isinstance(k, int) or (isinstance(k, str) and re.fullmatch(r"\d+", k))):
+            raise ConfigError(f"{section}.{key}: key {k!r} is not an IPC; keys must be integers such as 10 "
+                              "(see docs/configuration.md)")
+        converted[str(int(k))] = v
+    config[section][key] = converted
+
+
+def _fill_defaults(value, schema_part: dict) -> None:
+    """Fill in the schema's defaults, recursively (sections, their keys, and items of lists)."""
+    if isinstance(value, dict):
+        properties = schema_part.get("properties", {})
+        for key, sub in properties.items():
+            if key not in value and "default" in sub:
+                value[key] = copy.deepcopy(sub["default"])
+        extra = schema_part.get("additionalProperties")
+        for key, item in value.items():
+            sub = properties.get(key, extra if isinstance(extra, dict) else None)
+            if sub:
+                _fill_defaults(item, sub)
+    elif isinstance(value, list) and isinstance(schema_part.get("items"), dict):
+        for item in value:
+            _fill_defaults(item, schema_part["items"])
+
+
+def _check_studies(config: dict) -> None:
+    """A study's values must be valid values of the key it sweeps (same type, same range)."""
+    import jsonschema
+
+    properties = schema()["properties"]
+    for i, study in enumerate(config["studies"]):
+        parameter = study["parameter"]
+        section = "finetune" if parameter in methods.FINETUNE_KEYS else "generate"
+        rule = properties[section]["properties"][parameter]
+        for j, value in enumerate(study["values"]):
+            try:
+                jsonschema.validate(value, rule)
+            except jsonschema.ValidationError as error:
+                raise ConfigError(f"studies[{i}].values[{j}]: {error.message} (a value of {section}.{parameter}; "
+                                  "see docs/configuration.md)") from None
+        if rule.get("type") == "integer":
+            study["values"] = [int(v) for v in study["values"]]
+
+
+def _check_experiment(name: str) -> None:
+    results = Path(RESULTS).resolve()
+    if (results / name).resolve().parent != results:
+        raise ConfigError(f"experiment: {name!r} must name a folder directly under {RESULTS}/")
+
+
+def _sorted(value):
+    if isinstance(value, dict):
+        return {key: _sorted(value[key]) for key in sorted(value, key=str)}
+    if isinstance(value, list):
+        return [_sorted(item) for item in value]
+    return value
+
+
+def read_config(given: dict, configfiles: list, default_file: str | Path = "config.yaml") -> dict:
+    """The user's config as Snakemake hands it over: `--configfile` files (already merged into
+    `given`, with `--config` values) or, without any, the embedded default file under `--config`.
+    The default file is never merged under a user's config file."""
+    if configfiles:
+        return given
+    merged = yaml.safe_load(Path(default_file).read_text()) or {}
+    _update(merged, given)
+    return merged
+
+
+def _update(base: dict, overrides: dict) -> None:
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            _update(base[key], value)
+        else:
+            base[key] = value
+
+
+def _unique(names):
+    return list(dict.fromkeys(names))
+
+
+class Plan:
+    """The job grid of one loaded config, and each rule's settings."""
+
+    def __init__(self, config: dict):
+        self.config = config
+        self.exp = f"{RESULTS}/{config['experiment']}"
+        self.methods, self.ipcs = config["methods"], config["ipcs"]
+        self.archs, self.seeds = config["validate"]["archs"], config["validate"]["seeds"]
+        self.studies = {study["name"]: study for study in config["studies"]}
+        self.subset_methods = [m for m in self.methods if m != "full"]
+        self.expanded = [f"full+{m}" for m in config["expansion"]["methods"]]
+        study_methods = _unique(p for s in config["studies"] for p in self.study_points(s))
+        self.validated = _unique(self.subset_methods + study_methods + self.expanded)
+        self.generated = [m for m in _unique(self.validated + config["expansion"]["methods"])
+                          if methods.is_generated(m, config)]
+        self.finetune_jobs = _unique(methods.finetune_name(m) for m in self.generated if methods.split(m)[0] != "dit")
+        self.finetuned = [m for m in self.methods if methods.criteria(m, config)]
+        self.table5_methods = [m for m in ["difffit", *config["variants"], "minimax"] if m in self.methods]
+        self.phases = self.class_phases()
+        self.chunks = self.generation_chunks()
+
+    # ------------------------------------------------------------------------------ the grid
+
+    def study_points(self, study: dict) -> list[str]:
+        """The method name of every value of a study, in order."""
+        return [methods.study_point(study["method"], study["parameter"], v, self.config) for v in study["values"]]
+
+    @functools.cached_property
+    def class_count(self) -> int:
+        return len(data.resolve_classes(self.config["dataset"])[0])
+
+    def class_phases(self) -> list[list[int] | None]:
+        """Class indices of each fine-tuning phase; [None] (all classes, one model) by default."""
+        per_phase = self.config["finetune"]["classes_per_phase"]
+        if per_phase is None:
+            return [None]
+        return [list(range(s, min(s + per_phase, self.class_count))) for s in range(0, self.class_count, per_phase)]
+
+    def generation_chunks(self) -> list[str]:
+        """Class-index ranges `first-last` (inclusive) of the jobs that generate one set, from
+        `generate.classes_per_job`; [] when one job generates every class (the default)."""
+        per_job = self.config["generate"]["classes_per_job"]
+        if per_job is None:
+            return []
+        count = self.class_count
+        return [f"{s}-{min(s + per_job, count) - 1}" for s in range(0, count, per_job)]
+
+    def validation_epochs(self, method: str, ipc: int | None) -> int:
+        """Epochs per IPC; the whole training split, alone or expanded by a generated set, trains
+        like `full`."""
+        settings = self.config["validate"]
+        if method == "full" or method.startswith("full+"):
+            return settings["full_epochs"]
+        return settings["epochs"].get(int(ipc), settings["default_epochs"])
+
+    # ---------------------------------------------------------------------------- the paths
+
+    def vae_path(self) -> str:
+        return self.config["base_models"]["vae"] or f"{self.exp}/base/vae"
+
+    def dit_path(self) -> str:
+        return self.config["base_models"]["dit"] or f"{self.exp}/base/dit"
+
+    def set_pack(self, method: str, ipc) -> str:
+        return f"{self.exp}/sets/{method}/ipc{ipc}/pack.pt"
+
+    def record(self, method: str, ipc, arch: str, seed) -> str:
+        return f"{self.exp}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
+
+    def full_records(self) -> list[str]:
+        return [f"{self.exp}/validate/full/{arch}/seed{seed}.json" for arch in self.archs for seed in self.seeds]
+
+    def validation_records(self) -> list[str]:
+        records = [self.record(m, ipc, a, s) for m in self.subset_methods for ipc in self.ipcs
+                   for a in self.archs for s in self.seeds]
+        return records + (self.full_records() if "full" in self.methods else [])
+
+    def study_records(self, study: dict) -> list[str]:
+        return [self.record(point, ipc, arch, seed) for point in self.study_points(study)
+                for ipc in study.get("ipcs", self.ipcs) for arch in study.get("archs", self.archs)
+                for seed in self.seeds]
+
+    def study_timings(self, study: dict) -> list[str]:
+        """Generation time per image of every study point (Table 8 reports it for denoising steps)."""
+        return [f"{self.exp}/sets/{point}/ipc{ipc}/generation.json" for point in self.study_points(study)
+                for ipc in study.get("ipcs", self.ipcs)]
+
+    def table5_records(self) -> list[str]:
+        return [self.record(m, ipc, a, s) for m in self.table5_methods for ipc in self.ipcs
+                for a in self.archs for s in self.seeds]
+
+    def table9_records(self) -> list[str]:
+        return self.full_records() + [self.record(m, ipc, a, s) for m in self.expanded
+                                      for ipc in self.config["expansion"]["ipcs"] for a in self.archs
+                                      for s in self.seeds]
+
+    def finetuned_weights(self, method: str) -> list[str]:
+        """The Difffit deltas (one per class phase) a generated method samples with; none for `dit`."""
+        if methods.split(method)[0] == "dit":
+            return []
+        name = methods.finetune_name(method)
+        return [f"{self.exp}/finetune/{name}/phase{phase}/weights.safetensors" for phase in range(len(self.phases))]
+
+    def generation_weights(self, wildcards) -> list[str]:
+        """The deltas one generation job needs: a class chunk needs only its phases'."""
+        weights = self.finetuned_weights(wildcards.method)
+        if weights and hasattr(wildcards, "chunk"):
+            return [weights[i] for i in self.chunk_phases(wildcards.chunk)]
+        return weights
+
+    def chunk_phases(self, chunk: str) -> list[int]:
+        """Indices of the fine-tuning phases holding a class of the chunk: only their deltas are needed."""
+        classes = set(chunk_classes(chunk))
+        return [i for i, phase in enumerate(self.phases) if phase is None or classes & set(phase)]
+
+    def final_outputs(self) -> list[str]:
+        """Everything `snakemake` builds by default: the tables, the analyses and the figures."""
+        tables, figures = f"{self.exp}/tables", f"{self.exp}/figures"
+        outputs = [f"{tables}/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")]
+        if self.subset_methods:
+            outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"]
+            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in ("tsne", "samples", "validation_curves")
+                        for ipc in self.ipcs]
+        if self.finetuned:
+            outputs.append(f"{figures}/finetune_losses.png")
+        if any(m in self.config["variants"] for m in self.methods):
+            outputs.append(f"{tables}/table5.csv")
+        if self.expanded:
+            outputs.append(f"{tables}/table9.csv")
+        return outputs + [f"{tables}/study_{name}.csv" for name in self.studies]
+
+    def owner(self) -> dict:
+        """What makes results/<experiment> one experiment's: the data it was built from."""
+        dataset = self.config["dataset"]
+        return {k: dataset[k] for k in ("kind", "root", "train_dir", "test_dir", "classes")}
+
+    def owner_file(self) -> Path:
+        return Path(self.exp) / "experiment.yaml"
+
+    # ------------------------------------------------------- each rule's settings (its params)
+
+    def prepare(self, wildcards=None) -> dict:
+        dataset = {k: v for k, v in self.config["dataset"].items() if k not in REPORT_ONLY["dataset"]}
+        return {"dataset": dataset}
+
+    def base_vae(self, wildcards=None) -> dict:
+        models = self.config["base_models"]
+        return {"tiny_vae": models["tiny_vae"], "seed": models["seed"]}
+
+    def encode(self, wildcards=None) -> dict:
+        return {"batch_size": self.config["encode"]["batch_size"]}
+
+    def base_dit(self, wildcards=None) -> dict:
+        models = self.config["base_models"]
+        return {"tiny_dit": models["tiny_dit"], "seed": models["seed"]}
+
+    def finetune(self, wildcards) -> dict:
+        return {"method": wildcards.method, "classes": self.phases[int(wildcards.phase)],
+                "finetune": methods.finetune_settings(wildcards.method, self.config), **self._dit_heads()}
+
+    def generate(self, wildcards) -> dict:
+        settings = {"ipc": int(wildcards.ipc), "generate": methods.generate_settings(wildcards.method, self.config),
+                    **self._dit_heads()}
+        if not self.chunks:
+            return settings | {"phases": self.phases}
+        chunk = wildcards.chunk
+        return settings | {"phases": [self.phases[i] for i in self.chunk_phases(chunk)],
+                           "classes": chunk_classes(chunk)}
+
+    def select_random(self, wildcards) -> dict:
+        return {"ipc": int(wildcards.ipc), "seed": self.config["select"]["seed"]}
+
+    def select_coreset(self, wildcards) -> dict:
+        return {"ipc": int(wildcards.ipc), "method": wildcards.method}
+
+    def feature_net(self, wildcards=None) -> dict:
+        validate, analysis = self.config["validate"], self.config["analysis"]
+        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"],
+                **{k: validate[k] for k in ("batch_size", "lr", "width_factor")}}
+
+    def analyze(self, wildcards) -> dict:
+        return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.config["analysis"]["k"]}
+
+    def tsne(self, wildcards) -> dict:
+        return {"methods": self.subset_methods, "ipc": int(wildcards.ipc), "seed": self.config["analysis"]["seed"]}
+
+    def sample_grid(self, wildcards) -> dict:
+        return {"methods": self.subset_methods,
+                "per_class": min(self.config["analysis"]["samples_per_class"], int(wildcards.ipc))}
+
+    def validation_curves(self, wildcards) -> dict:
+        return {"methods": self.subset_methods, "archs": self.archs, "ipc": int(wildcards.ipc),
+                "resolution": self._labels()["resolution"]}
+
+    def validation_curves_records(self, wildcards) -> list[str]:
+        return [self.record(m, wildcards.ipc, a, s) for m in self.subset_methods for a in self.archs
+                for s in self.seeds]
+
+    def loss_curves(self, wildcards=None) -> dict:
+        return {"methods": self.finetuned}
+
+    def validate(self, wildcards) -> dict:
+        """One validation run; `validate_full` trains on the whole training split (no IPC)."""
+        method = getattr(wildcards, "method", "full")
+        ipc = int(wildcards.ipc) if hasattr(wildcards, "ipc") else None
+        settings = self.config["validate"]
+        return {"method": method, "ipc": ipc, "arch": wildcards.arch, "seed": int(wildcards.seed),
+                "epochs": self.validation_epochs(method, ipc),
+                **{k: settings[k] for k in VALIDATION_PROTOCOL}}
+
+    def tables(self, wildcards=None) -> dict:
+        return {"methods": self.methods, "ipcs": self.ipcs, "archs": self.archs, **self._labels()}
+
+    def analysis_tables(self, wildcards=None) -> dict:
+        return {"methods": self.subset_methods, "ipcs": self.ipcs}
+
+    def study(self, wildcards) -> dict:
+        study = self.studies[wildcards.study]
+        return {"study": study, "points": self.study_points(study), **self._labels()}
+
+    def table5(self, wildcards=None) -> dict:
+        forms = {m: methods.criteria(m, self.config) for m in self.table5_methods}
+        return {"methods": self.table5_methods, "forms": forms, "ipcs": self.ipcs, "archs": self.archs,
+                **self._labels()}
+
+    def table9(self, wildcards=None) -> dict:
+        return self._labels()
+
+    def _dit_heads(self) -> dict:
+        return {"dit_num_heads": self.config["base_models"]["dit_num_heads"]}
+
+    def _labels(self) -> dict:
+        """What the tables need: the accuracy they show (best or last), and the resolution the nets
+        are named by (ConvNet-3 ... ConvNet-6)."""
+        validate = self.config["validate"]
+        return {"resolution": validate["resolution"] or self.config["dataset"]["resolution"],
+                "report": validate["report"]}
+
+
+# Settings that change no result, so they are not params (not rerun triggers): by stage.
+RUNTIME = {
+    "base_vae": ("device",), "encode": ("device",), "feature_net": ("device",), "analyze": ("device",),
+    "tsne": ("device",), "generate": ("device",),
+    "base_dit": ("device", "checkpoint_every_steps"), "finetune": ("device", "checkpoint_every_steps"),
+    "validate": ("device", "checkpoint_every_epochs"),
+}
+
+
+def runtime(config: dict, stage: str) -> dict:
+    """The stage's settings that are not rerun triggers, from the loaded config."""
+    values = {"device": config["device"], "checkpoint_every_steps": config["checkpoint"]["every_steps"],
+              "checkpoint_every_epochs": config["checkpoint"]["every_epochs"]}
+    return {key: values[key] for key in RUNTIME.get(stage, ())}
+
+
+def chunk_classes(chunk: str) -> list[int]:
+    first, last = map(int, chunk.split("-"))
+    return list(range(first, last + 1))
+
+
+def check(config: dict) -> Plan:
+    """Everything that needs more than the schema (data on disk, model files, method names, the
+    results folder), then the plan. Raises ConfigError naming the key."""
+    checks.check(config)
+    plan = Plan(config)
+    recorded = plan.owner_file()
+    if recorded.is_file() and yaml.safe_load(recorded.read_text()) != plan.owner():
+        raise ConfigError(f"experiment: {plan.exp} holds the results of another dataset ({recorded} says "
+                          f"{yaml.safe_load(recorded.read_text())}); name another experiment, or delete that folder")
+    return plan
+
+
+def start_run(plan: Plan) -> None:
+    """Before the first job: sweep the temporaries of killed jobs, stop on a damaged artifact (before
+    Snakemake deletes the good outputs of the jobs that would read it), and record whose results
+    these are."""
+    from .io import ArtifactError, damaged_artifacts, save_text, sweep_temporaries
+
+    for path in sweep_temporaries(plan.exp):
+        print(f"removed {path}, left by a killed job")
+    damaged = damaged_artifacts(plan.exp)
+    if damaged:
+        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive); "
+                            "delete, and the next workflow run rebuilds it")
+    save_text(yaml.safe_dump(plan.owner()), plan.owner_file())

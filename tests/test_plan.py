@@ -1,0 +1,215 @@
+"""The plan (issue 11): which config a run uses, how it is checked, and each job's settings, tested
+in-process; a few Snakemake runs check the wiring."""
+
+import inspect
+import json
+import re
+from pathlib import Path
+from types import SimpleNamespace as Wildcards
+
+import pytest
+import yaml
+
+from minimaxdd import plan, stages
+from minimaxdd.checks import ConfigError
+
+from test_workflow import REPO, TINY, snakemake, write_config
+
+DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
+MINIMAL = {"experiment": "mine", "dataset": {"kind": "digits"}}
+
+
+def load(**changes) -> dict:
+    return plan.load_config({**MINIMAL, **changes})
+
+
+def every_settings(p: plan.Plan) -> dict:
+    """Each rule's settings for one job of the grid (the first method, IPC, arch and seed)."""
+    method, ipc, arch, seed = p.validated[0], p.ipcs[0], p.archs[0], p.seeds[0]
+    generated = p.generated[0] if p.generated else "dit"
+    return {
+        "prepare": p.prepare(), "base_vae": p.base_vae(), "encode": p.encode(), "base_dit": p.base_dit(),
+        "finetune": p.finetune(Wildcards(method="minimax", phase="0")),
+        "generate": p.generate(Wildcards(method=generated, ipc=str(ipc))),
+        "select_random": p.select_random(Wildcards(ipc=str(ipc))),
+        "feature_net": p.feature_net(),
+        "validate": p.validate(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
+        "validate_full": p.validate(Wildcards(arch=arch, seed=str(seed))),
+        "tables": p.tables(), "analysis_tables": p.analysis_tables(),
+    }
+
+
+# ------------------------------------------------------------------ 1. no hidden defaults of the demo
+
+def test_a_config_file_is_the_whole_config_and_the_demo_only_applies_without_one(tmp_path):
+    given = {"experiment": "mine", "ipcs": [5]}  # what Snakemake hands over for --configfile m.yaml
+    assert plan.read_config(given, configfiles=[tmp_path / "m.yaml"], default_file=REPO / "config.yaml") == given
+    demo = plan.read_config({"ipcs": [5]}, configfiles=[], default_file=REPO / "config.yaml")
+    assert demo["ipcs"] == [5] and demo["validate"] == DEMO["validate"]  # --config on top of the demo
+
+    # the workflow itself: a user file without `experiment`, next to the demo's config.yaml, stops
+    write_config(tmp_path, DEMO)
+    (tmp_path / "m.yaml").write_text("dataset: {kind: digits}\nipcs: [5]\nmethods: [random]\n")
+    result = snakemake(tmp_path, "--dry-run", "--configfile", str(tmp_path / "m.yaml"), check=False)
+    assert result.returncode != 0
+    assert "experiment: required key is missing" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_experiment_and_dataset_alone_run_with_the_schema_defaults(tmp_path):
+    p = plan.Plan(load())
+    validate = p.validate(Wildcards(method="minimax", ipc="10", arch="convnet", seed="0"))
+    assert validate["epochs"] == 2000 and validate["width_factor"] == 1.0  # not the demo's 60 and 0.125
+    assert p.validate(Wildcards(arch="convnet", seed="0"))["epochs"] == 100
+    assert p.exp == "results/mine" and p.ipcs == [10, 20] and p.seeds == [0, 1, 2]
+    write_config(tmp_path, MINIMAL)
+    planned = snakemake(tmp_path, "--dry-run").stdout
+    outputs = re.findall(r"^\s+output: (.+)$", planned, flags=re.MULTILINE)
+    assert outputs and all(o.startswith("results/mine/") for o in outputs)
+    assert "validate" in planned and "results/mine/tables/table1.csv" in planned
+
+
+def test_docs_and_schema_agree_on_every_default():
+    rows = dict(re.findall(r"^\| `([^`]+)` \| ([^|]+?) \|", (REPO / "docs/configuration.md").read_text(),
+                           flags=re.MULTILINE))
+
+    def leaves(schema, prefix=""):
+        for key, sub in schema.get("properties", {}).items():
+            name = prefix + key
+            if "properties" in sub:
+                yield from leaves(sub, name + ".")
+                continue
+            required = key in schema.get("required", [])
+            yield name, ("(required)" if required else sub.get("default", "(none)"))
+            if isinstance(sub.get("items"), dict) and "properties" in sub["items"]:
+                yield from leaves(sub["items"], name + "[].")
+
+    documented = {}
+    for key, cell in rows.items():
+        documented[key] = cell if cell.startswith("(") else yaml.safe_load(cell.strip("`"))
+    schema = {key: default for key, default in leaves(plan.schema())}
+    schema["validate.epochs"] = {int(k): v for k, v in schema["validate.epochs"].items()}
+    assert documented == schema
+
+
+# ------------------------------------------------------------------ 2. integer-keyed maps
+
+def test_epochs_per_ipc_take_integer_keys_in_yaml_and_json():
+    from_yaml = load(validate={"epochs": {10: 20}})
+    from_json = plan.load_config(json.loads(json.dumps({**MINIMAL, "validate": {"epochs": {10: 20}}})))
+    assert from_yaml["validate"]["epochs"] == from_json["validate"]["epochs"] == {10: 20}
+    assert plan.Plan(from_json).validation_epochs("minimax", 10) == 20
+    for key in (10.0, "ten", "10.0", True):
+        with pytest.raises(ConfigError, match=r"^validate\.epochs: key .* is not an IPC; keys must be integers"):
+            load(validate={"epochs": {key: 20}})
+
+
+# ------------------------------------------------------------------ 3. study values within the key's range
+
+@pytest.mark.parametrize("parameter, value, message", [
+    ("guidance_scale", -3, r"-3 is less than the minimum of 1 \(a value of generate\.guidance_scale"),
+    ("epochs", 0.5, r"0\.5 is not of type 'integer' \(a value of finetune\.epochs"),
+    ("steps", 1, r"1 is less than the minimum of 2 \(a value of generate\.steps"),
+    ("memory_size", 0, r"0 is less than the minimum of 1 \(a value of finetune\.memory_size"),
+])
+def test_study_values_are_checked_like_the_key_they_sweep(parameter, value, message):
+    with pytest.raises(ConfigError, match=r"^studies\[0\]\.values\[1\]: " + message):
+        load(studies=[{"name": "s", "parameter": parameter, "values": [4, value]}])
+
+
+def test_integer_study_values_name_their_points_as_integers():
+    config = load(studies=[{"name": "s", "parameter": "epochs", "values": [2.0, 8]}])
+    assert plan.Plan(config).study_points(config["studies"][0]) == ["minimax@epochs=2", "minimax"]
+
+
+# ------------------------------------------------------------------ 4. report labels are no rerun triggers
+
+def test_the_dataset_name_changes_no_job_settings():
+    named = every_settings(plan.Plan(load(dataset={"kind": "digits", "name": "Digits, renamed"})))
+    assert named == every_settings(plan.Plan(load()))
+
+
+def test_key_order_and_settings_that_change_no_result_leave_every_job_alone():
+    base = every_settings(plan.Plan(load(validate={"epochs": {20: 5, 10: 7}, "seeds": [0]})))
+    again = every_settings(plan.Plan(load(validate={"seeds": [0], "epochs": {10: 7, 20: 5}},
+                                          checkpoint={"every_steps": 7}, device="cpu")))
+    assert json.dumps(base) == json.dumps(again)  # Snakemake compares params with their key order
+
+
+# ------------------------------------------------------------------ 5. experiments stay under results/
+
+@pytest.mark.parametrize("name", ["..", ".", ".hidden", "a/b", "../digits", ""])
+def test_experiment_names_cannot_leave_results(name):
+    with pytest.raises(ConfigError, match=r"^experiment: "):
+        plan.load_config({"experiment": name})
+
+
+def test_an_experiment_folder_belongs_to_one_dataset(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = load()
+    plan.start_run(plan.check(config))
+    assert yaml.safe_load(Path("results/mine/experiment.yaml").read_text())["kind"] == "digits"
+    plan.check(config)  # the same data: fine
+    other = load(dataset={"kind": "idx", "root": str(tmp_path)})
+    other["dataset"] |= {"kind": "digits"}  # passes the data checks, but the root differs
+    with pytest.raises(ConfigError, match=r"^experiment: results/mine holds the results of another dataset"):
+        plan.check(other)
+
+
+# ------------------------------------------------------------------ 6. maintenance commands need no --cores
+
+def test_maintenance_commands_run_without_cores(tmp_path):
+    write_config(tmp_path, TINY)
+    for args in (["--unlock"], ["--summary"], ["--list-changes", "params"], ["--dag"]):
+        result = snakemake(tmp_path, *args, check=False, cores=None)
+        assert result.returncode == 0, (args, result.stderr[-2000:])
+
+
+# ------------------------------------------------------------------ the stages take exactly their settings
+
+def test_every_settings_key_is_a_parameter_of_its_stage():
+    for rule, settings in every_settings(plan.Plan(load(methods=["random", "dit", "minimax"]))).items():
+        stage = getattr(stages, "validate" if rule == "validate_full" else rule)
+        parameters = set(inspect.signature(stage).parameters)
+        given = set(settings) | set(plan.runtime(load(), stage.__name__))
+        assert given <= parameters, (rule, given - parameters)
+
+
+# ------------------------------------------------------------------ environment and lint
+
+def test_the_conda_environment_takes_its_packages_from_pyproject():
+    env = yaml.safe_load((REPO / "envs/minimaxdd.yaml").read_text())
+    pip = [d for d in env["dependencies"] if isinstance(d, dict)][0]["pip"]
+    assert pip == ["--editable ..[test]"]  # relative to the file: the repository root
+    assert [d for d in env["dependencies"] if isinstance(d, str)] == ["python=3.11", "pip"]
+
+
+def test_the_only_lint_is_the_one_the_readme_explains(tmp_path):
+    write_config(tmp_path, TINY)
+    out = snakemake(tmp_path, "--lint", check=False, cores=None)
+    lints = set(re.findall(r"^\s+\* (.+?):?$", out.stdout + out.stderr, flags=re.MULTILINE))
+    assert lints == {"Specify a conda environment or container for each rule."}
+    assert "Specify a conda environment or container for each rule" in (REPO / "README.md").read_text()
+
+
+# ------------------------------------------------------------------ a run starts clean, or not at all
+
+def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_deleting(tmp_path):
+    config = {**TINY, "methods": ["random"], "ipcs": [1], "studies": [], "expansion": {},
+              "validate": {**TINY["validate"], "archs": ["convnet"]}}
+    write_config(tmp_path, config)
+    snakemake(tmp_path)
+    exp = tmp_path / "results/tiny"
+    record = exp / "validate/random/ipc1/convnet/seed0.json"
+    kept = {p: p.read_bytes() for p in (record, exp / "sets/random/ipc1/pack.pt")}
+    leftovers = [exp / "sets/.pack.pt.abcd1234.tmp", exp / "sets/random/.images.x1y2z3_4.tmp"]
+    leftovers[0].write_bytes(b"half")
+    leftovers[1].mkdir()
+
+    train = exp / "data/train.pt"
+    train.write_bytes(train.read_bytes()[:1000])  # its consumers would rerun, and fail on it
+    result = snakemake(tmp_path, check=False)
+    assert result.returncode != 0
+    assert re.search(r"results/tiny/data/train\.pt: truncated or corrupt", result.stdout + result.stderr)
+    assert {p: p.read_bytes() for p in kept} == kept  # Snakemake deleted no good output
+    assert not any(p.exists() for p in leftovers)
