@@ -43,6 +43,8 @@ localrules:
     loss_curves,
     sample_grid,
     validation_curves,
+    scores,
+    table4,
 
 
 onstart:

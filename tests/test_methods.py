@@ -7,8 +7,10 @@ from minimaxdd import methods
 CONFIG = {
     "finetune": {"batch_size": 8, "epochs": 8, "lr": 1e-3, "ema_decay": 0.9999, "memory_size": 64,
                  "rep_weight": 0.002, "div_weight": 0.008, "seed": 0, "train_steps": None},
-    "generate": {"steps": 50, "guidance_scale": 4.0, "batch_size": 64, "seed": 0},
+    "generate": {"steps": 50, "guidance_scale": 4.0, "batch_size": 64, "seed": 0, "sampler": "ddpm", "eta": 0.0},
+    "mgd3": {"scale": 0.1, "stop_step": 25, "seed": 0},
     "variants": {"rep_mean": {"representativeness": "mean", "diversity": "off"}},
+    "external": {},
 }
 
 
@@ -49,6 +51,22 @@ def test_method_checks():
         methods.check("magic", CONFIG)
     with pytest.raises(methods.MethodError, match="'rep_weight' is not one of steps"):
         methods.check("dit@rep_weight=0.1", CONFIG)
-    with pytest.raises(methods.MethodError, match="real-data methods take no settings"):
+    with pytest.raises(methods.MethodError, match="real-data methods and sets from elsewhere take no settings"):
         methods.check("random@steps=3", CONFIG)
     assert methods.is_generated("rep_mean", CONFIG) and not methods.is_generated("herding", CONFIG)
+
+
+def test_mgd3_samples_the_pretrained_or_a_fine_tuned_model_and_shares_its_fine_tuning():
+    assert methods.is_generated("mgd3", CONFIG) and methods.finetune_name("mgd3") == "dit"
+    assert methods.finetune_name("mgd3_minimax@rep_weight=0.004,steps=25") == "minimax@rep_weight=0.004"
+    assert methods.generate_settings("mgd3_rep_mean", CONFIG)["mode_guidance"] == {"scale": 0.1, "stop_step": 25}
+    assert "mode_guidance" not in methods.generate_settings("minimax", CONFIG)
+    methods.check("mgd3_minimax@eta=0.5", CONFIG)
+    with pytest.raises(methods.MethodError, match="unknown method 'mgd3_magic'"):
+        methods.check("mgd3_magic", CONFIG)
+    with pytest.raises(methods.MethodError, match="mode guidance runs with the ddpm sampler"):
+        methods.check("mgd3@sampler=ddim", CONFIG)
+    assert methods.generate_settings("minimax@sampler=ddim", CONFIG)["sampler"] == "ddim"
+    ddim_steps = methods.study_point("minimax@sampler=ddim", "steps", 10, CONFIG)
+    assert ddim_steps == "minimax@sampler=ddim,steps=10"
+    assert methods.generate_settings(ddim_steps, CONFIG) == {**CONFIG["generate"], "sampler": "ddim", "steps": 10}

@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 from safetensors.torch import save_file
 
+from minimaxdd import methods, plan
 from minimaxdd.dit import DiT, DiTConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -27,8 +28,9 @@ def fake_imagenet(tmp_path_factory):
     wnids = set()
     for name in ("imagewoof", "imagenette", "imageidc", "imagenet100-idc"):
         wnids |= set((REPO / f"data/imagenet/{name}.txt").read_text().split())
-    for wnid in wnids:
-        for split, count in (("train", 100), ("val", 2)):
+    every = (REPO / "data/imagenet/imagenet1k-wnids.txt").read_text().split()
+    for wnid in every:  # the subsets' classes hold enough images for their real-subset methods
+        for split, count in (("train", 100 if wnid in wnids else 2), ("val", 2)):
             folder = root / split / wnid
             folder.mkdir(parents=True)
             for i in range(count):
@@ -53,6 +55,8 @@ def dry_run(preset: str, imagenet: Path, workdir: Path) -> Counter:
         config["dataset"][key] = str(REPO / config["dataset"][key])
     config["base_models"] = {"dit": str(imagenet / "DiT-XL-2-256x256.pt"), "vae": str(imagenet / "sd-vae-ft-mse"),
                              "dit_num_heads": 1}  # the stand-in's hidden size is no model-zoo size
+    if "soft_label" in config:  # a random stand-in teacher would fail the class-order check: the feature network
+        config["soft_label"]["teacher"] = None
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -70,17 +74,16 @@ def validations(config: dict, methods: list[str]) -> int:
 
 
 def extra_study_runs(config: dict) -> int:
-    """Validation runs the studies add: a value equal to the main run's setting adds none (the presets'
-    study IPCs and archs are inside the main grid), except an epochs value when the main run trains
-    for finetune.train_steps."""
-    total = 0
-    for study in config.get("studies", []):
-        section = "finetune" if study["parameter"] in config["finetune"] else "generate"
-        by_steps = study["parameter"] == "epochs" and config["finetune"].get("train_steps")
-        new_values = [v for v in study["values"] if v != config[section][study["parameter"]] or by_steps]
-        total += (len(new_values) * len(study.get("ipcs", config["ipcs"]))
-                  * len(study.get("archs", config["validate"]["archs"])) * len(config["validate"]["seeds"]))
-    return total
+    """Validation runs the studies add: a point that is a method of the main grid adds none (the
+    presets' study IPCs and archs are inside the main grid)."""
+    full = plan.load_config({**config, "dataset": {}})  # the schema's defaults; the dataset plays no part
+    runs = set()  # two studies may share a point (sampler ddim = ddim_steps 50)
+    for study in full["studies"]:
+        points = [methods.study_point(study["method"], study["parameter"], v, full) for v in study["values"]]
+        runs |= {(p, ipc, arch, seed) for p in points if p not in config["methods"]
+                 for ipc in study.get("ipcs", config["ipcs"]) for arch in study.get("archs", config["validate"]["archs"])
+                 for seed in config["validate"]["seeds"]}
+    return len(runs)
 
 
 @pytest.fixture(scope="module")
@@ -112,6 +115,14 @@ def test_preset_plans_the_paper_grid(preset, planned):
     assert jobs["validate_full"] == len(config["validate"]["archs"]) * len(config["validate"]["seeds"])
 
 
+def test_imagenet1k_plans_table4_under_the_soft_label_protocol(planned):
+    jobs = planned("imagenet1k")
+    assert jobs["finetune"] == 100  # minimax, one model per phase of 10 classes
+    assert jobs["generate"] == 4  # dit and minimax at IPC 10 and 50
+    assert jobs["validate_soft_label"] == 2 * 2 * 3 and jobs["table4"] == 1
+    assert "validate" not in jobs and "tables" not in jobs and "analyze" not in jobs  # no hard-label tables, no MMD
+
+
 def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):
     jobs = planned("imagenet100")
     assert jobs["finetune"] == 10  # one method (minimax) x 10 phases
@@ -121,7 +132,8 @@ def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):
 def test_imagewoof_studies_share_the_main_finetuning(planned):
     jobs = planned("imagewoof")
     # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 3 weight and memory
-    # sweeps, and one per epochs value: the main model trains for 12,000 steps, not 8 epochs
+    # sweeps, and one per epochs value: the main model trains for 12,000 steps, not 8 epochs (mgd3_minimax
+    # and the sampler studies sample the minimax model)
     assert jobs["finetune"] == 7 + 4 + 4 + 3 + 6
 
 
@@ -151,3 +163,10 @@ def test_presets_follow_the_reference_protocol(preset):
     assert (finetune["memory_size"], finetune["rep_weight"], finetune["div_weight"]) == (64, 0.002, 0.008)
     assert (generate["guidance_scale"], generate["guidance_channels"], generate["precision"]) == (4.0, 3, "fp32")
     assert generate["steps"] == 50
+
+
+def test_imagenet1k_follows_rded_soft_label_protocol():
+    """RDED's validation (LINs-lab/RDED argument.py, validation/main.py; docs/protocol.md)."""
+    soft = yaml.safe_load((REPO / "configs/imagenet1k.yaml").read_text())["soft_label"]
+    assert (soft["epochs"], soft["lr"], soft["weight_decay"], soft["temperature"]) == (300, 0.001, 0.01, 20)
+    assert (soft["resolution"], soft["archs"], soft["batch_size"]) == (224, ["resnet18_bn"], None)

@@ -19,8 +19,8 @@ from test_workflow import TINY, snakemake, write_config
 
 CLASSES = 5
 PHASES = [[0, 1, 2], [3, 4]]  # finetune.classes_per_phase = 3
-SETTINGS = {"steps": 3, "guidance_scale": 2.0, "guidance_channels": 3, "precision": "fp32", "batch_size": 3,
-            "seed": 7}  # batches straddle classes
+SETTINGS = {"steps": 3, "guidance_scale": 2.0, "guidance_channels": 3, "precision": "fp32", "sampler": "ddpm",
+            "eta": 0.0, "batch_size": 3, "seed": 7}  # batches straddle classes
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +47,7 @@ def models(tmp_path_factory):
 def generate(models, out: Path, *, weights, phases, classes=None, images=True):
     root, _ = models
     out.mkdir(parents=True, exist_ok=True)
-    stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights,
+    stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights, modes=[],
                     pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
                     generate=SETTINGS, dit_num_heads=None, device="cpu",
                     images=str(out / "images") if images else None, classes=classes)

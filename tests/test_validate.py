@@ -176,30 +176,38 @@ def test_evaluation_epochs_are_those_of_idc():
     assert evaluation_epochs(300, evaluations=1) == [300]
 
 
+def assert_resumes_bit_for_bit(train, optimizer, stop_after: int, tmp_path, monkeypatch) -> None:
+    """`train(checkpointer)` -> (model, record), killed after `stop_after` optimizer steps, then
+    resumed from its checkpoint (every 2 epochs): the same curve, scores and weights as one run."""
+    expected_model, expected = train(None)
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
+    real_step, count = optimizer.step, {"n": 0}
+
+    def step(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] > stop_after:
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(optimizer, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train(checkpointer)
+    assert torch.load(tmp_path / "resume.pt", weights_only=False)["curve"] == expected["curve"][:2]
+    model, resumed = train(checkpointer)
+    for key in ("curve", "accuracy_last", "accuracy_best", "best_epoch", "final_loss"):
+        assert resumed[key] == expected[key]
+    assert all(torch.equal(v, expected_model.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 def test_resumed_validation_gives_the_same_curve_and_weights(tmp_path, monkeypatch):
     train_x, train_y = toy_split(3, seed=0)  # 9 images, batch 4: 3 steps per epoch
     test_x, test_y = toy_split(2, seed=1)
     settings = dict(arch="convnet", num_classes=3, epochs=6, seed=1, width_factor=0.125, batch_size=4,
                     evaluations=3, progress=False, test_x=test_x, test_y=test_y)
-    expected_model, expected = train_classifier(train_x, train_y, **settings)
-    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
-    real_step, count = torch.optim.SGD.step, {"n": 0}
-
-    def step(self, *args, **kwargs):  # stop in epoch 5, after the checkpoint of epoch 4
-        count["n"] += 1
-        if count["n"] > 13:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(torch.optim.SGD, "step", step)
-        with pytest.raises(KeyboardInterrupt):
-            train_classifier(train_x, train_y, checkpointer=checkpointer, **settings)
-    assert torch.load(tmp_path / "resume.pt", weights_only=False)["curve"] == expected["curve"][:2]
-    model, resumed = train_classifier(train_x, train_y, checkpointer=checkpointer, **settings)
-    for key in ("curve", "accuracy_last", "accuracy_best", "best_epoch", "final_loss"):
-        assert resumed[key] == expected[key]
-    assert all(torch.equal(v, expected_model.state_dict()[k]) for k, v in model.state_dict().items())
+    # stop in epoch 5, after the checkpoint of epoch 4
+    assert_resumes_bit_for_bit(lambda ckpt: train_classifier(train_x, train_y, checkpointer=ckpt, **settings),
+                               torch.optim.SGD, 13, tmp_path, monkeypatch)
 
 
 def test_resize_for_validation_matches_pil_resize_and_centre_crop():

@@ -91,12 +91,65 @@ def check(config: dict) -> None:
                               "(lower the IPC, add images, or drop the class from dataset.classes)")
 
     check_models(config)
+    check_external(config)
+    if "soft_label" in config["validate"]["protocols"] and config["soft_label"]["teacher"]:
+        check_teacher(config)
 
     if any(methods.criteria(m, config) for m in config["methods"]):
         total = sum(counts.values())
         if config["finetune"]["batch_size"] > total:
             raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "
                               f"{total} training images")
+
+
+def check_external(config: dict) -> None:
+    """Each set from elsewhere: a column in `methods`, one folder per dataset class, as many images
+    in each as its IPC (files are counted, not decoded)."""
+    from .external import external_ipc
+
+    names, _ = data.resolve_classes(config["dataset"])
+    for name, folders in config["external"].items():
+        if name not in config["methods"]:
+            raise ConfigError(f"external.{name}: list {name!r} in `methods` too (its column in the tables)")
+        if name in (*methods.REAL_METHODS, "full") or methods.is_generated(name, config):
+            raise ConfigError(f"external.{name}: {name!r} is the name of a built-in method; name the set otherwise")
+        for ipc, folder in folders.items():
+            try:
+                found = external_ipc(folder, names)
+            except data.DatasetError as error:
+                raise ConfigError(f"external.{name}.{ipc}: {error}") from None
+            if found != ipc:
+                raise ConfigError(f"external.{name}.{ipc}: {folder} holds {found} images per class, not {ipc}")
+
+
+def check_teacher(config: dict) -> None:
+    """The soft-label teacher file: a torchvision ResNet-18 of `soft_label.teacher_classes` outputs
+    whose class order fits dataset.class_ids: on a few real test images per class it must beat
+    chance clearly (a shifted or foreign class order scores near chance). Checked once per teacher
+    file, class order and setting (the result is kept next to the experiment's results)."""
+    import json
+
+    from .softlabel import check_teacher_class_order, load_teacher
+
+    soft, dataset = config["soft_label"], config["dataset"]
+    path = Path(soft["teacher"])
+    names, ids = data.resolve_classes(dataset)
+    stat = path.stat() if path.is_file() else None
+    key = {"teacher": str(path.resolve()), "size": stat and stat.st_size, "mtime": stat and stat.st_mtime_ns,
+           "class_ids": ids, "classes": soft["teacher_classes"], "resolution": soft["resolution"],
+           "images": soft["check_images"]}
+    done = Path("results", config["experiment"], "teacher_check.json")
+    if done.is_file() and json.loads(done.read_text()).get("key") == key:
+        return
+    try:
+        teacher = load_teacher(path, soft["teacher_classes"])
+        test = data.load_split(dataset, "test", per_class=soft["check_images"])
+        accuracy = check_teacher_class_order(teacher, test.images, test.labels, ids, resolution=soft["resolution"],
+                                             per_class=soft["check_images"])
+    except (ValueError, FileNotFoundError) as error:
+        raise ConfigError(f"soft_label.teacher: {error}") from None
+    done.parent.mkdir(parents=True, exist_ok=True)
+    done.write_text(json.dumps({"key": key, "accuracy": accuracy}) + "\n")
 
 
 def check_models(config: dict) -> None:

@@ -117,8 +117,9 @@ def class_image_counts(dataset: dict) -> dict[str, int]:
     return {name: int(n) for name, n in zip(names, counts)}
 
 
-def load_split(dataset: dict, split: str) -> RealPack:
-    """Decode one split ("train" or "test") into a RealPack."""
+def load_split(dataset: dict, split: str, per_class: int | None = None) -> RealPack:
+    """Decode one split ("train" or "test") into a RealPack; `per_class`: only the first that many
+    images of each class (a quick look, e.g. the soft-label teacher's check)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ds = dataset
@@ -128,7 +129,7 @@ def load_split(dataset: dict, split: str) -> RealPack:
         x, y = _digits_split(ds, split)
         images = _resize_gray(x.reshape(-1, 8, 8) * (255.0 / 16.0), res, channels)  # digits are 0..16
     elif ds["kind"] == "imagefolder":
-        images, y = _load_imagefolder(ds, names, split)
+        images, y = _load_imagefolder(ds, names, split, per_class)
     else:
         y = _idx_labels(ds, names, split)
         images_path = _idx_path(ds, IDX_FILES[split][0])
@@ -136,7 +137,11 @@ def load_split(dataset: dict, split: str) -> RealPack:
         if len(x) != len(y):
             raise DatasetError(f"{images_path} holds {len(x)} images but its label file holds {len(y)} labels")
         images = _resize_gray(x, res, channels)
-    return RealPack(images, torch.as_tensor(y, dtype=torch.int64), names, ids)
+    y = torch.as_tensor(y, dtype=torch.int64)
+    if per_class is not None:
+        keep = torch.cat([torch.nonzero(y == k).flatten()[:per_class] for k in range(len(names))])
+        images, y = images[keep], y[keep]
+    return RealPack(images, y, names, ids)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -303,12 +308,15 @@ def _idx_labels(ds: dict, names: list[str], split: str) -> np.ndarray:
 # imagefolder: PIL decoding
 # ----------------------------------------------------------------------------------------------
 
-def _load_imagefolder(ds: dict, names: list[str], split: str) -> tuple[torch.Tensor, np.ndarray]:
-    """Decode every image of a split. Printed lines (the prepare job's log) list every ignored
-    non-image entry and every skipped unreadable image with its reason."""
+def _load_imagefolder(ds: dict, names: list[str], split: str,
+                      per_class: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
+    """Decode every image of a split (the first `per_class` of each class, when given). Printed
+    lines (the prepare job's log) list every ignored non-image entry and every skipped unreadable
+    image with its reason."""
     mode = "L" if ds["channels"] == 1 else "RGB"
     ignored: list[Path] = []
     files = _imagefolder_files(ds, names, split, ignored)  # every folder problem surfaces before decoding
+    files = [paths[:per_class] for paths in files]
     for path in ignored[:SHOWN_IGNORED]:
         print(f"{split}: ignored {path} (hidden, a folder, or no image extension)")
     if len(ignored) > SHOWN_IGNORED:

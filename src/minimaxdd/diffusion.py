@@ -3,8 +3,10 @@
 Training loss = MSE on the noise + the variational bound term that trains the variance (ADM's
 "hybrid" loss, with the mean detached in the bound). Sampling uses ADM's respacing: `steps`
 timesteps evenly spaced over [0, T-1] (the same as diffusers' DDPMScheduler with
-`timestep_spacing="linspace"`), with betas recomputed for the respaced chain and the learned
-variance interpolated between the respaced posterior variance and beta.
+`timestep_spacing="linspace"`), with betas recomputed for the respaced chain, and either the
+ancestral (DDPM) step with the learned variance interpolated between the respaced posterior
+variance and beta, or the DDIM step (Song et al. 2021; IDDPM's `ddim_sample`), which ignores the
+learned variance.
 """
 
 from __future__ import annotations
@@ -33,6 +35,18 @@ def respaced_timesteps(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> list[i
     return sorted({round(i * stride) for i in range(steps)})
 
 
+def ddim_timesteps(steps: int, num_timesteps: int = NUM_TIMESTEPS) -> list[int]:
+    """IDDPM's `space_timesteps(T, "ddim<steps>")`: the first stride whose range(0, T, stride) has
+    `steps` timesteps (0, 20, ..., 980 for 50 of 1000)."""
+    for stride in range(1, num_timesteps):
+        if len(range(0, num_timesteps, stride)) == steps:
+            return list(range(0, num_timesteps, stride))
+    raise ValueError(f"no even stride gives {steps} DDIM steps of {num_timesteps}")
+
+
+SPACINGS = {"ddpm": respaced_timesteps, "ddim": ddim_timesteps}
+
+
 def _gather(values: torch.Tensor, t: torch.Tensor, ndim: int) -> torch.Tensor:
     return values.to(t.device)[t].float().view(-1, *([1] * (ndim - 1)))
 
@@ -58,10 +72,14 @@ class GaussianDiffusion:
         self.log_betas = as_t(np.log(betas))
         self.posterior_mean_coef1 = as_t(betas * np.sqrt(alphas_cumprod_prev) / (1.0 - alphas_cumprod))
         self.posterior_mean_coef2 = as_t((1.0 - alphas_cumprod_prev) * np.sqrt(1.0 - betas) / (1.0 - alphas_cumprod))
+        self.posterior_variance = as_t(posterior_variance)
+        self.alphas_cumprod, self.alphas_cumprod_prev = as_t(alphas_cumprod), as_t(alphas_cumprod_prev)
 
     @classmethod
-    def respaced(cls, steps: int, num_timesteps: int = NUM_TIMESTEPS) -> "GaussianDiffusion":
-        kept = respaced_timesteps(steps, num_timesteps)
+    def respaced(cls, steps: int, num_timesteps: int = NUM_TIMESTEPS, sampler: str = "ddpm") -> "GaussianDiffusion":
+        """The chain of `steps` timesteps: ADM's spacing for the DDPM sampler, IDDPM's "ddim"
+        spacing (an even stride) for DDIM, as the DiT / MinimaxDiffusion code creates them."""
+        kept = SPACINGS[sampler](steps, num_timesteps)
         alphas_cumprod = np.cumprod(1.0 - linear_betas(num_timesteps))
         prev, betas = 1.0, []
         for t in kept:
@@ -111,15 +129,36 @@ class GaussianDiffusion:
         return torch.where(t == 0, nll, kl)
 
     # -- sampling -------------------------------------------------------------------------------
-    def p_step(self, model_out, x_t, index: int, noise):
-        """One reverse step from chain index `index` (no noise is added at index 0)."""
+    def p_step(self, model_out, x_t, index: int, noise, mode=None, mode_scale: float = 0.0):
+        """One ancestral reverse step from chain index `index` (no noise is added at index 0).
+
+        With a `mode` (MGD3's mode guidance), the mean moves toward it by `mode_scale` standard
+        deviations per unit of distance from the predicted clean latent: mean + scale * sigma_t *
+        (mode - x0), as MGD3's sampler (its gaussian_diffusion.py `p_sample`) does.
+        """
         t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
         channels = x_t.shape[1]
         eps, var_values = model_out[:, :channels], model_out[:, channels:]
-        mean = self.posterior_mean(self.predict_x0(x_t, t, eps), x_t, t)
-        if index == 0:
-            return mean
-        return mean + torch.exp(0.5 * self.model_log_variance(var_values, t)) * noise
+        x0 = self.predict_x0(x_t, t, eps)
+        mean = self.posterior_mean(x0, x_t, t)
+        std = torch.exp(0.5 * self.model_log_variance(var_values, t))
+        if mode is not None:
+            mean = mean + mode_scale * std * (mode - x0)
+        return mean if index == 0 else mean + std * noise
+
+    def ddim_step(self, model_out, x_t, index: int, noise, eta: float):
+        """One DDIM step (IDDPM `ddim_sample`): x0 and eps from the noise prediction, then
+        x_prev = sqrt(abar_prev) x0 + sqrt(1 - abar_prev - sigma^2) eps + sigma z, with
+        sigma = eta sqrt((1 - abar_prev) / (1 - abar)) sqrt(1 - abar / abar_prev). eta = 0 is
+        deterministic; eta = 1 is the ancestral step with the fixed posterior variance."""
+        t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
+        n = x_t.ndim
+        eps = model_out[:, : x_t.shape[1]]
+        x0 = self.predict_x0(x_t, t, eps)
+        abar, abar_prev = _gather(self.alphas_cumprod, t, n), _gather(self.alphas_cumprod_prev, t, n)
+        sigma = eta * ((1 - abar_prev) / (1 - abar)).sqrt() * (1 - abar / abar_prev).sqrt()
+        mean = abar_prev.sqrt() * x0 + (1 - abar_prev - sigma**2).sqrt() * eps
+        return mean if index == 0 else mean + sigma * noise
 
 
 def normal_kl(mean1, logvar1, mean2, logvar2):
@@ -146,13 +185,16 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 
 @torch.no_grad()
 def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None,
-                   guidance_channels: int | None = None, precision: str = "fp32"):
-    """Ancestral sampling of a batch.
+                   guidance_channels: int | None = None, precision: str = "fp32", sampler: str = "ddpm",
+                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0):
+    """Sampling of a batch, from noise to clean latents.
 
     `noise` has shape (steps + 1, N, C, H, W): noise[0] is the starting point, noise[k] the noise
     added by the k-th reverse step. Passing it in (rather than drawing it here) is what lets image i
     of class c depend only on its own seed, whatever batch it is sampled in. `guidance_channels`:
-    see DiT.forward_with_guidance.
+    see DiT.forward_with_guidance. `sampler`: "ddpm" (ancestral, learned variance) or "ddim" (with
+    `eta`). `modes` (N, C, H, W): MGD3's mode guidance toward each sample's mode at the chain
+    indices above `mode_stop` (MGD3: 49..26 of 50), by `mode_scale` (see GaussianDiffusion.p_step).
     """
     x = noise[0]
     indices = range(diffusion.num_timesteps - 1, -1, -1)
@@ -163,5 +205,9 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
                 out = model(x, t, labels)
             else:
                 out = model.forward_with_guidance(x, t, labels, guidance_scale, guidance_channels)
-        x = diffusion.p_step(out.float(), x, index, noise[k])
+        if sampler == "ddim":
+            x = diffusion.ddim_step(out.float(), x, index, noise[k], eta)
+        else:
+            guided = modes is not None and index > mode_stop
+            x = diffusion.p_step(out.float(), x, index, noise[k], modes if guided else None, mode_scale)
     return x

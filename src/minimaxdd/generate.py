@@ -31,12 +31,17 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 
 @torch.no_grad()
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
-                 guidance_channels: int | None, precision: str, batch_size: int, seed: int, device: torch.device,
-                 classes: list[int] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 guidance_channels: int | None, precision: str, sampler: str, eta: float, batch_size: int, seed: int,
+                 device: torch.device, classes: list[int] | None = None, modes: torch.Tensor | None = None,
+                 mode_guidance: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
-    their labels (indices into class_ids, the generator's id of each class)."""
+    their labels (indices into class_ids, the generator's id of each class).
+
+    With `mode_guidance` ({"scale", "stop_step"}: MGD3), image i of class c is guided toward
+    `modes[c, i]` (the class's k-means modes, one per image; see modes.py)."""
     model = model.to(device).eval()
-    diffusion = GaussianDiffusion.respaced(steps)
+    diffusion = GaussianDiffusion.respaced(steps, sampler=sampler)
+    guide = {}
     latent_shape = (model.in_channels, model.config.input_size, model.config.input_size)
     classes = range(len(class_ids)) if classes is None else classes
     jobs = [(c, i) for c in classes for i in range(ipc)]
@@ -45,7 +50,11 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
         batch = jobs[start : start + batch_size]
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
-        latents = sample_latents(model, diffusion, labels, noise, guidance_scale, None, guidance_channels, precision)
+        if mode_guidance:
+            guide = {"modes": torch.stack([modes[c, i] for c, i in batch]).to(device),
+                     "mode_scale": mode_guidance["scale"], "mode_stop": mode_guidance["stop_step"]}
+        latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
+                                 precision=precision, sampler=sampler, eta=eta, **guide)
         images.append(decode_latents(vae, latents))
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return torch.cat(images), labels

@@ -1,9 +1,12 @@
-"""Method names: built-in methods, criteria variants and study points.
+"""Method names: built-in methods, criteria variants, MGD3 and study points.
 
 A method name is `base` or `base@key=value,...`: `minimax@rep_weight=0.004` is the minimax method
 with one fine-tuning setting changed, `minimax@steps=100` the same fine-tuned model sampled with 100
 denoising steps. Because every artifact path is keyed by the method name, a study point shares
 every upstream artifact it can: a generation-only setting reuses the base method's fine-tuning.
+
+`mgd3` samples the pretrained DiT with MGD3's mode guidance; `mgd3_<fine-tuned method>` (say
+`mgd3_minimax`) samples that method's fine-tuned model with it, sharing its fine-tuning.
 """
 
 from __future__ import annotations
@@ -12,8 +15,9 @@ import difflib
 
 REAL_METHODS = ("random", "kcenter", "herding")
 FINETUNED_BUILTINS = {"difffit": ("off", "off"), "minimax": ("minimax", "minimax")}
+MODE_GUIDED = "mgd3"
 FINETUNE_KEYS = ("rep_weight", "div_weight", "memory_size", "epochs")
-GENERATE_KEYS = ("steps", "guidance_scale")
+GENERATE_KEYS = ("steps", "guidance_scale", "sampler", "eta")
 STUDY_PARAMETERS = FINETUNE_KEYS + GENERATE_KEYS
 
 
@@ -28,6 +32,18 @@ def split(name: str) -> tuple[str, dict[str, str]]:
     return base, overrides
 
 
+def model_of(base: str) -> str:
+    """The method whose model a method samples: `mgd3` -> `dit`, `mgd3_minimax` -> `minimax`."""
+    if base == MODE_GUIDED:
+        return "dit"
+    return base.removeprefix(f"{MODE_GUIDED}_")
+
+
+def is_mode_guided(name: str) -> bool:
+    base, _ = split(name)
+    return base == MODE_GUIDED or base.startswith(f"{MODE_GUIDED}_")
+
+
 def study_point(base: str, parameter: str, value, config: dict) -> str:
     """The method name of one study point; the config's own value maps to the base method (but not
     an epochs value when the base method trains for `finetune.train_steps` instead)."""
@@ -35,7 +51,7 @@ def study_point(base: str, parameter: str, value, config: dict) -> str:
     by_steps = parameter == "epochs" and config["finetune"]["train_steps"] is not None
     if config[section][parameter] == value and not by_steps:
         return base
-    return f"{base}@{parameter}={value}"
+    return f"{base}{',' if '@' in base else '@'}{parameter}={value}"  # a study of `minimax@sampler=ddim` too
 
 
 def criteria(base: str, config: dict) -> tuple[str, str] | None:
@@ -47,15 +63,15 @@ def criteria(base: str, config: dict) -> tuple[str, str] | None:
 
 
 def is_generated(name: str, config: dict) -> bool:
-    base, _ = split(name)
-    return base == "dit" or criteria(base, config) is not None
+    model = model_of(split(name)[0])
+    return model == "dit" or criteria(model, config) is not None
 
 
 def finetune_name(name: str) -> str:
-    """The fine-tuning job a generated method uses: its name without generation-only overrides."""
+    """The fine-tuning job a generated method uses: its model's name without generation-only overrides."""
     base, overrides = split(name)
     kept = [f"{k}={v}" for k, v in overrides.items() if k in FINETUNE_KEYS]
-    return f"{base}@{','.join(kept)}" if kept else base
+    return f"{model_of(base)}@{','.join(kept)}" if kept else model_of(base)
 
 
 def _typed(value: str, like):
@@ -66,7 +82,7 @@ def finetune_settings(name: str, config: dict) -> dict:
     """config["finetune"] with the name's overrides, plus the two criteria forms (the class phases
     are the job's own setting)."""
     base, overrides = split(name)
-    forms = criteria(base, config)
+    forms = criteria(model_of(base), config)
     settings = {k: v for k, v in config["finetune"].items() if k != "classes_per_phase"}
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in FINETUNE_KEYS}
     if "epochs" in overrides:  # a point of an epochs study trains for its epochs, not for train_steps
@@ -79,25 +95,34 @@ def finetune_settings(name: str, config: dict) -> dict:
 
 
 def generate_settings(name: str, config: dict) -> dict:
+    """config["generate"] with the name's overrides; MGD3's guidance settings for a mode-guided method."""
     _, overrides = split(name)
     settings = dict(config["generate"])
     settings.pop("classes_per_job", None)  # how the classes are split over jobs changes no image
-    return settings | {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
+    settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
+    if is_mode_guided(name):
+        settings["mode_guidance"] = {k: config["mgd3"][k] for k in ("scale", "stop_step")}
+    return settings
 
 
 def check(name: str, config: dict) -> None:
     """Raise MethodError for a method name that cannot run, naming what is wrong."""
     base, overrides = split(name)
-    if base in (*REAL_METHODS, "full"):
+    if base in (*REAL_METHODS, "full", *config["external"]):
         if overrides:
-            raise MethodError(f"method {name!r}: real-data methods take no settings")
+            raise MethodError(f"method {name!r}: real-data methods and sets from elsewhere take no settings")
         return
-    if base != "dit" and criteria(base, config) is None:
-        known = ["dit", *FINETUNED_BUILTINS, *config["variants"], *REAL_METHODS, "full"]
+    if not is_generated(base, config):
+        known = ["dit", *FINETUNED_BUILTINS, MODE_GUIDED, *config["variants"], *REAL_METHODS, "full"]
         close = difflib.get_close_matches(base, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)} (add others under `variants`)")
+        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or mgd3_<fine-tuned method> "
+                          "(add others under `variants`)")
     for key in overrides:
-        allowed = GENERATE_KEYS if base == "dit" else STUDY_PARAMETERS
+        allowed = GENERATE_KEYS if model_of(base) == "dit" else STUDY_PARAMETERS
         if key not in allowed:
             raise MethodError(f"method {name!r}: {key!r} is not one of {', '.join(allowed)}")
+    settings = generate_settings(name, config)
+    if is_mode_guided(name) and settings["sampler"] != "ddpm":
+        raise MethodError(f"method {name!r}: mode guidance runs with the ddpm sampler (MGD3's code has no DDIM "
+                          "form of it); set generate.sampler: ddpm")

@@ -166,3 +166,90 @@ def build_net(arch: str, in_channels: int, num_classes: int, resolution: int, wi
     if arch == "resnetap10":
         return ResNet((1, 1, 1, 1), in_channels, num_classes, resolution, pool_downsample=True, width=width)
     return ResNet((2, 2, 2, 2), in_channels, num_classes, resolution, pool_downsample=False, width=width)
+
+
+# ----------------------------------------------------------------------------------------------
+# Batch-norm ResNet-18 in torchvision's layout: the teacher (and student) of RDED's soft-label
+# protocol (LINs-lab/RDED synthesize/utils.py:169-255 builds torchvision's resnet18; below 65 px
+# its "resnet18_modified", L193-198: 3x3 stride-1 first conv, no max-pool).
+# ----------------------------------------------------------------------------------------------
+
+BN_ARCHS = ("resnet18_bn",)
+
+
+class BasicBlockBN(nn.Module):
+    """torchvision's BasicBlock: conv1-bn1-relu-conv2-bn2 plus the shortcut `downsample`
+    (1x1 strided conv, bn) when the shape changes; parameter names as torchvision's."""
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int):
+        super().__init__()
+        self.conv1 = nn.Conv2d(in_channels, out_channels, 3, stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(out_channels)
+        self.relu = nn.ReLU(inplace=True)
+        self.conv2 = nn.Conv2d(out_channels, out_channels, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(out_channels)
+        self.downsample = None
+        if stride != 1 or in_channels != out_channels:
+            self.downsample = nn.Sequential(nn.Conv2d(in_channels, out_channels, 1, stride, bias=False),
+                                            nn.BatchNorm2d(out_channels))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.bn2(self.conv2(self.relu(self.bn1(self.conv1(x)))))
+        return self.relu(out + (x if self.downsample is None else self.downsample(x)))
+
+
+class ResNet18BN(nn.Module):
+    """ResNet-18 with batch norm whose state_dict keys and shapes are torchvision's `resnet18`
+    (conv1, bn1, layer1.0.conv1, ..., layer2.0.downsample.0, ..., fc), so a torchvision
+    ImageNet-1K weights file loads into it: 11,689,512 parameters for 1000 classes.
+
+    `stem="imagenet"`: 7x7 stride-2 conv and 3x3 stride-2 max-pool (torchvision);
+    `stem="small"`: 3x3 stride-1 conv and no max-pool (RDED's resnet18_modified for 32-64 px).
+    Initialisation as torchvision's: He normal (fan-out) convs, BN weight 1 and bias 0.
+    """
+
+    def __init__(self, in_channels: int = 3, num_classes: int = 1000, stem: str = "imagenet", width: int = 64):
+        super().__init__()
+        if stem not in ("imagenet", "small"):
+            raise ValueError(f"stem must be 'imagenet' or 'small', got {stem!r}")
+        self.stem = stem
+        if stem == "imagenet":
+            self.conv1 = nn.Conv2d(in_channels, width, 7, 2, padding=3, bias=False)
+            self.maxpool = nn.MaxPool2d(3, 2, padding=1)
+        else:
+            self.conv1 = nn.Conv2d(in_channels, width, 3, 1, padding=1, bias=False)
+            self.maxpool = nn.Identity()
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU(inplace=True)
+        channels = width
+        for stage in range(4):
+            out_channels = width * 2**stage
+            stride = 1 if stage == 0 else 2
+            setattr(self, f"layer{stage + 1}", nn.Sequential(BasicBlockBN(channels, out_channels, stride),
+                                                             BasicBlockBN(out_channels, out_channels, 1)))
+            channels = out_channels
+        self.fc = nn.Linear(channels, num_classes)
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            elif isinstance(m, nn.BatchNorm2d):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return x.mean(dim=(2, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(self.embed(x))
+
+
+def build_bn_net(arch: str, in_channels: int, num_classes: int, resolution: int,
+                 width_factor: float = 1.0) -> nn.Module:
+    """A batch-norm net of `BN_ARCHS`: "resnet18_bn" is torchvision's ResNet-18 above 64 px and
+    RDED's resnet18_modified stem at 64 px and below (RDED uses it for CIFAR and Tiny-ImageNet)."""
+    if arch not in BN_ARCHS:
+        raise ValueError(f"unknown batch-norm architecture {arch!r}; valid names: {', '.join(BN_ARCHS)}")
+    return ResNet18BN(in_channels, num_classes, stem="small" if resolution <= 64 else "imagenet",
+                      width=max(1, int(64 * width_factor)))

@@ -26,7 +26,6 @@ RESULTS = "results"
 # validate.* keys every validation run takes (the rest of the section shapes the grid or the tables)
 VALIDATION_PROTOCOL = ("batch_size", "lr", "weight_decay", "width_factor", "resolution", "augment", "normalize",
                        "evaluations", "precision")
-INTEGER_KEYED = (("validate", "epochs"),)  # maps keyed by IPC: YAML gives ints, JSON strings
 REPORT_ONLY = {"dataset": ("name",)}  # labels of the report: never a reason to rerun a job
 
 
@@ -43,31 +42,35 @@ def load_config(user: dict) -> dict:
     would otherwise rerun every job), and IPC-keyed maps get integer keys.
     """
     config = copy.deepcopy(dict(user))
-    for path in INTEGER_KEYED:
-        _stringify_integer_keys(config, path)
+    for key, parent, name in _ipc_keyed(config):
+        parent[name] = _stringified(key, parent[name])
     checks.validate_schema(config)
     _fill_defaults(config, schema())
-    for path in INTEGER_KEYED:
-        section, key = path
-        config[section][key] = {int(k): v for k, v in config[section][key].items()}
+    for _, parent, name in _ipc_keyed(config):
+        parent[name] = {int(k): v for k, v in parent[name].items()}
     _check_studies(config)
     _check_experiment(config["experiment"])
     return _sorted(config)
 
 
-def _stringify_integer_keys(config: dict, path: tuple[str, str]) -> None:
-    """Accept integer keys (YAML) and their decimal text (JSON); name anything else."""
-    section, key = path
-    mapping = config.get(section, {}).get(key) if isinstance(config.get(section), dict) else None
-    if not isinstance(mapping, dict):
-        return  # absent, or the schema names the wrong type
-    converted = {}
-    for k, v in mapping.items():
+def _ipc_keyed(config: dict) -> list[tuple[str, dict, str]]:
+    """(key, parent, name) of each map keyed by IPC, `validate.epochs` and `external.<set>`: YAML
+    gives their keys as integers, JSON as strings."""
+    maps = []
+    if isinstance(config.get("validate"), dict):
+        maps.append(("validate.epochs", config["validate"], "epochs"))
+    if isinstance(config.get("external"), dict):
+        maps += [(f"external.{name}", config["external"], name) for name in config["external"]]
+    return [(key, parent, name) for key, parent, name in maps if isinstance(parent.get(name), dict)]
+
+
+def _stringified(key: str, mapping: dict) -> dict:
+    """Integer keys (YAML) and their decimal text (JSON) as text, for the schema; anything else named."""
+    for k in mapping:
         if isinstance(k, bool) or not (isinstance(k, int) or (isinstance(k, str) and re.fullmatch(r"\d+", k))):
-            raise ConfigError(f"{section}.{key}: key {k!r} is not an IPC; keys must be integers such as 10 "
+            raise ConfigError(f"{key}: key {k!r} is not an IPC; keys must be integers such as 10 "
                               "(see docs/configuration.md)")
-        converted[str(int(k))] = v
-    config[section][key] = converted
+    return {str(int(k)): v for k, v in mapping.items()}
 
 
 def _fill_defaults(value, schema_part: dict) -> None:
@@ -153,12 +156,16 @@ class Plan:
         self.archs, self.seeds = config["validate"]["archs"], config["validate"]["seeds"]
         self.studies = {study["name"]: study for study in config["studies"]}
         self.subset_methods = [m for m in self.methods if m != "full"]
+        self.external = config["external"]
+        self.protocols = config["validate"]["protocols"]
+        self.soft_archs = config["soft_label"]["archs"]
         self.expanded = [f"full+{m}" for m in config["expansion"]["methods"]]
         study_methods = _unique(p for s in config["studies"] for p in self.study_points(s))
         self.validated = _unique(self.subset_methods + study_methods + self.expanded)
         self.generated = [m for m in _unique(self.validated + config["expansion"]["methods"])
                           if methods.is_generated(m, config)]
-        self.finetune_jobs = _unique(methods.finetune_name(m) for m in self.generated if methods.split(m)[0] != "dit")
+        self.finetune_jobs = _unique(methods.finetune_name(m) for m in self.generated
+                                     if methods.model_of(methods.split(m)[0]) != "dit")
         self.finetuned = [m for m in self.methods if methods.criteria(m, config)]
         self.table5_methods = [m for m in ["difffit", *config["variants"], "minimax"] if m in self.methods]
         self.phases = self.class_phases()
@@ -215,10 +222,25 @@ class Plan:
     def full_records(self) -> list[str]:
         return [f"{self.exp}/validate/full/{arch}/seed{seed}.json" for arch in self.archs for seed in self.seeds]
 
+    def methods_at(self, ipc) -> list[str]:
+        """The set methods with a set at this IPC (a set from elsewhere has only its own IPCs)."""
+        return [m for m in self.subset_methods if m not in self.external or int(ipc) in self.external[m]]
+
     def validation_records(self) -> list[str]:
-        records = [self.record(m, ipc, a, s) for m in self.subset_methods for ipc in self.ipcs
+        records = [self.record(m, ipc, a, s) for ipc in self.ipcs for m in self.methods_at(ipc)
                    for a in self.archs for s in self.seeds]
         return records + (self.full_records() if "full" in self.methods else [])
+
+    def soft_label_records(self) -> list[str]:
+        return [f"{self.exp}/validate_soft/{m}/ipc{ipc}/{a}/seed{s}.json" for ipc in self.ipcs
+                for m in self.methods_at(ipc) for a in self.soft_archs for s in self.seeds]
+
+    def analysis_records(self) -> list[str]:
+        return [f"{self.exp}/analysis/{m}/ipc{ipc}.json" for ipc in self.ipcs for m in self.methods_at(ipc)]
+
+    def teacher(self) -> str:
+        """The soft-label teacher: a weights file, or the feature network trained here."""
+        return self.config["soft_label"]["teacher"] or f"{self.exp}/features/resnetap10.pt"
 
     def study_records(self, study: dict) -> list[str]:
         return [self.record(point, ipc, arch, seed) for point in self.study_points(study)
@@ -241,10 +263,17 @@ class Plan:
 
     def finetuned_weights(self, method: str) -> list[str]:
         """The Difffit deltas (one per class phase) a generated method samples with; none for `dit`."""
-        if methods.split(method)[0] == "dit":
+        if methods.model_of(methods.split(method)[0]) == "dit":
             return []
         name = methods.finetune_name(method)
         return [f"{self.exp}/finetune/{name}/phase{phase}/weights.safetensors" for phase in range(len(self.phases))]
+
+    def generation_modes(self, wildcards) -> list[str]:
+        """The class modes a mode-guided method's set needs (MGD3); none for the others."""
+        return [self.modes_file(wildcards.ipc)] if methods.is_mode_guided(wildcards.method) else []
+
+    def modes_file(self, ipc) -> str:
+        return f"{self.exp}/modes/ipc{ipc}.pt"
 
     def generation_weights(self, wildcards) -> list[str]:
         """The deltas one generation job needs: a class chunk needs only its phases'."""
@@ -261,11 +290,17 @@ class Plan:
     def final_outputs(self) -> list[str]:
         """Everything `snakemake` builds by default: the tables, the analyses and the figures."""
         tables, figures = f"{self.exp}/tables", f"{self.exp}/figures"
-        outputs = [f"{tables}/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")]
+        hard = "hard_label" in self.protocols
+        outputs = [f"{tables}/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")] if hard else []
+        if "soft_label" in self.protocols and self.subset_methods:
+            outputs += [f"{tables}/table4.csv", f"{tables}/table4.md"]
         if self.subset_methods:
-            outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"]
-            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in ("tsne", "samples", "validation_curves")
-                        for ipc in self.ipcs]
+            analyses = self.config["analysis"]["enabled"]
+            outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"] if analyses else []
+            kinds = [kind for kind, on in (("tsne", analyses), ("samples", True), ("validation_curves", hard)) if on]
+            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.ipcs]
+        if hard and "random" in self.methods and len(self.subset_methods) > 1:
+            outputs += [f"{tables}/scores.csv", f"{tables}/leaderboard.csv"]
         if self.finetuned:
             outputs.append(f"{figures}/finetune_losses.png")
         if any(m in self.config["variants"] for m in self.methods):
@@ -312,6 +347,9 @@ class Plan:
         return settings | {"phases": [self.phases[i] for i in self.chunk_phases(chunk)],
                            "classes": chunk_classes(chunk)}
 
+    def modes(self, wildcards) -> dict:
+        return {"ipc": int(wildcards.ipc), "seed": self.config["mgd3"]["seed"]}
+
     def select_random(self, wildcards) -> dict:
         return {"ipc": int(wildcards.ipc), "seed": self.config["select"]["seed"]}
 
@@ -327,18 +365,19 @@ class Plan:
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.config["analysis"]["k"]}
 
     def tsne(self, wildcards) -> dict:
-        return {"methods": self.subset_methods, "ipc": int(wildcards.ipc), "seed": self.config["analysis"]["seed"]}
+        return {"methods": self.methods_at(wildcards.ipc), "ipc": int(wildcards.ipc),
+                "seed": self.config["analysis"]["seed"]}
 
     def sample_grid(self, wildcards) -> dict:
-        return {"methods": self.subset_methods,
+        return {"methods": self.methods_at(wildcards.ipc),
                 "per_class": min(self.config["analysis"]["samples_per_class"], int(wildcards.ipc))}
 
     def validation_curves(self, wildcards) -> dict:
-        return {"methods": self.subset_methods, "archs": self.archs, "ipc": int(wildcards.ipc),
+        return {"methods": self.methods_at(wildcards.ipc), "archs": self.archs, "ipc": int(wildcards.ipc),
                 "resolution": self._labels()["resolution"]}
 
     def validation_curves_records(self, wildcards) -> list[str]:
-        return [self.record(m, wildcards.ipc, a, s) for m in self.subset_methods for a in self.archs
+        return [self.record(m, wildcards.ipc, a, s) for m in self.methods_at(wildcards.ipc) for a in self.archs
                 for s in self.seeds]
 
     def loss_curves(self, wildcards=None) -> dict:
@@ -353,8 +392,29 @@ class Plan:
                 "epochs": self.validation_epochs(method, ipc),
                 **{k: settings[k] for k in VALIDATION_PROTOCOL}}
 
+    def validate_soft_label(self, wildcards) -> dict:
+        """One run of RDED's soft-label protocol; the teacher is a file, or the feature network."""
+        soft = self.config["soft_label"]
+        settings = {k: soft[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "temperature", "resolution",
+                                         "width_factor", "evaluations", "precision")}
+        teacher_classes = soft["teacher_classes"] if soft["teacher"] else None  # None: the dataset's classes
+        return {"method": wildcards.method, "ipc": int(wildcards.ipc), "arch": wildcards.arch,
+                "seed": int(wildcards.seed), "teacher_classes": teacher_classes, **settings}
+
+    def import_external(self, wildcards) -> dict:
+        dataset = self.config["dataset"]
+        return {"folder": self.external[wildcards.method][int(wildcards.ipc)], "ipc": int(wildcards.ipc),
+                "resolution": dataset["resolution"], "channels": dataset["channels"]}
+
     def tables(self, wildcards=None) -> dict:
         return {"methods": self.methods, "ipcs": self.ipcs, "archs": self.archs, **self._labels()}
+
+    def table4(self, wildcards=None) -> dict:
+        return {"methods": self.subset_methods, "ipcs": self.ipcs, "archs": self.soft_archs,
+                **self._labels(self.config["soft_label"]["resolution"])}
+
+    def scores(self, wildcards=None) -> dict:
+        return self.tables()
 
     def analysis_tables(self, wildcards=None) -> dict:
         return {"methods": self.subset_methods, "ipcs": self.ipcs}
@@ -374,12 +434,12 @@ class Plan:
     def _dit_heads(self) -> dict:
         return {"dit_num_heads": self.config["base_models"]["dit_num_heads"]}
 
-    def _labels(self) -> dict:
+    def _labels(self, resolution: int | None = None) -> dict:
         """What the tables need: the accuracy they show (best or last), and the resolution the nets
         are named by (ConvNet-3 ... ConvNet-6)."""
         validate = self.config["validate"]
-        return {"resolution": validate["resolution"] or self.config["dataset"]["resolution"],
-                "report": validate["report"]}
+        resolution = resolution or validate["resolution"] or self.config["dataset"]["resolution"]
+        return {"resolution": resolution, "report": validate["report"]}
 
 
 # Settings that change no result, so they are not params (not rerun triggers): by stage.
@@ -387,7 +447,7 @@ RUNTIME = {
     "base_vae": ("device",), "encode": ("device",), "feature_net": ("device",), "analyze": ("device",),
     "tsne": ("device",), "generate": ("device",),
     "base_dit": ("device", "checkpoint_every_steps"), "finetune": ("device", "checkpoint_every_steps"),
-    "validate": ("device", "checkpoint_every_epochs"),
+    "validate": ("device", "checkpoint_every_epochs"), "validate_soft_label": ("device", "checkpoint_every_epochs"),
 }
 
 

@@ -119,13 +119,20 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_fil
     checkpointer.remove()
 
 
-def generate(*, dit: str, vae: str, train: str, weights: list[str], pack: str, timing: str, ipc: int,
-             phases: list, generate: dict, dit_num_heads: int | None, device: str, images: str | None = None,
-             classes: list[int] | None = None) -> None:
+def modes(*, latents: str, modes: str, ipc: int, seed: int) -> None:
+    from .modes import class_modes
+
+    save_torch({"modes": class_modes(load_torch(latents), ipc, seed), "ipc": ipc}, modes)
+
+
+def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], pack: str, timing: str,
+             ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str,
+             images: str | None = None, classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
-    each, None = all classes), or no weights for the plain base DiT. `classes`: only these class
-    indices (one chunk of a set scattered over jobs, joined by `gather_generated`; each phase then
-    generates its classes in the chunk, and no PNG folder is written: the gather writes it)."""
+    each, None = all classes), or no weights for the plain base DiT. `modes`: the class modes of a
+    mode-guided method (MGD3), else none. `classes`: only these class indices (one chunk of a set
+    scattered over jobs, joined by `gather_generated`; each phase then generates its classes in the
+    chunk, and no PNG folder is written: the gather writes it)."""
     from .generate import generate_set
     from .pretrained import load_pretrained_dit, resolve_vae_folder
     from .vae import load_vae
@@ -135,6 +142,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], pack: str, t
     autoencoder = load_vae(resolve_vae_folder(vae), device)
     start = time.time()
     model = load_pretrained_dit(dit, device, dit_num_heads)
+    class_modes = load_torch(modes[0])["modes"] if modes else None
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:
@@ -144,7 +152,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], pack: str, t
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
         parts.append(generate_set(model, autoencoder, class_ids=real.class_ids, ipc=ipc, device=device,
-                                  classes=phase, **generate))
+                                  classes=phase, modes=class_modes, **generate))
     pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
@@ -275,11 +283,66 @@ def validate(*, train: str, test: str, record: str, method: str, ipc: int | None
     checkpointer.remove()
 
 
+def validate_soft_label(*, train: str, test: str, teacher: str, record: str, method: str, ipc: int, arch: str,
+                        seed: int, epochs: int, batch_size: int | None, lr: float, weight_decay: float,
+                        temperature: float, resolution: int | None, width_factor: float, evaluations: int | None,
+                        precision: str, teacher_classes: int | None, device: str,
+                        checkpoint_every_epochs: int) -> None:
+    """Train `arch` on the set `train` under RDED's soft-label protocol (softlabel.py) and test it on
+    the real test split. `teacher_classes` None: the teacher is the feature network, whose outputs
+    are the dataset's classes; else a torchvision ResNet-18 file with that many outputs, dataset
+    class i being its output class_ids[i]."""
+    from .softlabel import load_teacher, train_soft_label
+
+    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    torch_device = pick_device(device)
+    if teacher_classes is None:
+        net, class_ids = load_feature_net(teacher, torch_device), None
+    else:
+        net, class_ids = load_teacher(teacher, teacher_classes, torch_device), test_pack.class_ids
+    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
+                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
+                    resolution=resolution, width_factor=width_factor, evaluations=evaluations, precision=precision,
+                    class_ids=class_ids)
+    checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test, teacher])
+    _, result = train_soft_label(train_pack.images, net, test_x=test_pack.images, test_y=test_pack.labels,
+                                 device=torch_device, checkpointer=checkpointer, **settings)
+    save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
+    checkpointer.remove()
+
+
+def import_external(*, train: str, pack: str, images: str, folder: str, ipc: int, resolution: int,
+                    channels: int) -> None:
+    """A set distilled elsewhere (an ImageFolder of the dataset's classes), decoded like our own."""
+    from .external import load_external_set
+
+    real = data.RealPack.load(train)
+    imported = load_external_set(folder, real.class_names, resolution=resolution, channels=channels, ipc=ipc,
+                                 class_ids=real.class_ids)
+    imported.save(pack)
+    sets.write_image_folder(imported.images, imported.labels, imported.class_names, images)
+
+
 def tables(*, records: list[str], csv: str, md: str, plot: str, methods: list[str], ipcs: list[int],
            archs: list[str], resolution: int, report: str) -> None:
     from . import tables as paper_tables
 
     paper_tables.write_table1(records, csv, md, plot, methods, ipcs, archs, resolution, report)
+
+
+def table4(*, records: list[str], csv: str, md: str, methods: list[str], ipcs: list[int], archs: list[str],
+           resolution: int, report: str) -> None:
+    from . import tables as paper_tables
+
+    paper_tables.write_table1(records, csv, md, None, methods, ipcs, archs, resolution, report, "soft_label")
+
+
+def scores(*, records: list[str], csv: str, md: str, leaderboard_csv: str, leaderboard_md: str, methods: list[str],
+           ipcs: list[int], archs: list[str], resolution: int, report: str) -> None:
+    from . import tables as paper_tables
+
+    paper_tables.write_scores(records, csv, md, leaderboard_csv, leaderboard_md, methods, ipcs, archs, resolution,
+                              report)
 
 
 def study(*, records: list[str], timings: list[str], csv: str, md: str, plot: str, study: dict, points: list[str],

@@ -16,12 +16,14 @@ from .nets import arch_label  # noqa: E402
 
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT",
-    "difffit": "Difffit", "minimax": "Minimax", "full": "Full",
+    "difffit": "Difffit", "minimax": "Minimax", "full": "Full", "mgd3": "MGD3",
 }
 
 
 def label(method: str) -> str:
     """The paper's name of a method; variants and study points keep their own names."""
+    if method.startswith("mgd3_"):  # MGD3 on a fine-tuned model
+        return f"MGD3 ({label(method.removeprefix('mgd3_'))})"
     return METHOD_LABELS.get(method, method)
 
 
@@ -41,8 +43,15 @@ def load_accuracies(paths: list[str], report: str) -> pd.DataFrame:
     return records.assign(accuracy=records[f"accuracy_{report}"])
 
 
-def caption(report: str) -> str:
-    return f"Top-1 accuracy (%) on the real test split: {REPORTS[report]}; mean ± std over seeds.\n\n"
+PROTOCOLS = {  # validate.protocols: how the classifiers of a table were trained
+    "hard_label": "",
+    "soft_label": " under RDED's soft-label protocol (a teacher labels every training crop)",
+}
+
+
+def caption(report: str, protocol: str = "hard_label") -> str:
+    return (f"Top-1 accuracy (%) on the real test split{PROTOCOLS[protocol]}: {REPORTS[report]}; "
+            "mean ± std over seeds.\n\n")
 
 
 def summarize(records: pd.DataFrame, ipcs: list[int]) -> pd.DataFrame:
@@ -58,9 +67,10 @@ def summarize(records: pd.DataFrame, ipcs: list[int]) -> pd.DataFrame:
     return grouped.agg(mean="mean", std="std", runs="count").reset_index().fillna({"std": 0.0})
 
 
-def write_table1(record_paths: list[str], csv: str, md: str, plot: str, methods: list[str], ipcs: list[int],
-                 archs: list[str], resolution: int, report: str) -> None:
-    """Table 1: the numbers (csv), mean ± std shaped like the paper (md), accuracy vs IPC (plot)."""
+def write_table1(record_paths: list[str], csv: str, md: str, plot: str | None, methods: list[str], ipcs: list[int],
+                 archs: list[str], resolution: int, report: str, protocol: str = "hard_label") -> None:
+    """Table 1 (Table 4 under the soft-label protocol): the numbers (csv), mean ± std shaped like
+    the paper (md), accuracy vs IPC (plot, when given)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).assign(report=report)
     with atomic_path(csv) as tmp:
         summary.sort_values(["ipc", "arch", "method"]).to_csv(tmp, index=False, float_format="%.2f")
@@ -72,8 +82,9 @@ def write_table1(record_paths: list[str], csv: str, md: str, plot: str, methods:
              "|---|---|" + "---|" * len(methods)]
     for (ipc, arch), row in wide.iterrows():
         lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
-    save_text(caption(report) + "\n".join(lines) + "\n", md)
-    plot_accuracy_vs_ipc(summary, plot, methods, archs, resolution, report)
+    save_text(caption(report, protocol) + "\n".join(lines) + "\n", md)
+    if plot:
+        plot_accuracy_vs_ipc(summary, plot, methods, archs, resolution, report)
 
 
 def plot_accuracy_vs_ipc(summary: pd.DataFrame, path: Path, methods: list[str], archs: list[str],
@@ -196,3 +207,47 @@ def write_table9(record_paths: list[str], csv: str, md: str, resolution: int, re
     wide = wide[["Original", *[c for c in wide.columns if c != "Original"]]]
     wide.index = [arch_label(a, resolution) for a in wide.index]
     _write_csv_and_markdown(wide.rename_axis("Test Model").reset_index(), csv, md, "{}", caption(report))
+
+
+def write_scores(record_paths: list[str], csv: str, md: str, leaderboard_csv: str, leaderboard_md: str,
+                 methods: list[str], ipcs: list[int], archs: list[str], resolution: int, report: str) -> None:
+    """The scores the field now reports (after DD-Ranking): each method's gain over random real
+    images at the same IPC and net, in points (spread: the seeds' stds of the two combined,
+    sqrt(std_m^2 + std_random^2)), and the share of the full-data accuracy it recovers; then a
+    leaderboard of the methods by their mean gain over every (IPC, net)."""
+    summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
+    rows = []
+    for method in [m for m in methods if m not in ("random", "full")]:
+        for ipc in ipcs:
+            for arch in archs:
+                if (method, ipc, arch) not in summary.index or ("random", ipc, arch) not in summary.index:
+                    continue
+                mine, random = summary.loc[(method, ipc, arch)], summary.loc[("random", ipc, arch)]
+                full = summary.loc[("full", ipc, arch)] if ("full", ipc, arch) in summary.index else None
+                rows.append({"method": method, "ipc": ipc, "arch": arch, "accuracy": mine["mean"],
+                             "gain": mine["mean"] - random["mean"],
+                             "gain_spread": (mine["std"] ** 2 + random["std"] ** 2) ** 0.5,
+                             "recovered": 100 * mine["mean"] / full["mean"] if full is not None else float("nan")})
+    scores = pd.DataFrame(rows, columns=["method", "ipc", "arch", "accuracy", "gain", "gain_spread", "recovered"])
+    with atomic_path(csv) as tmp:
+        scores.to_csv(tmp, index=False, float_format="%.2f")
+    cell = scores.assign(text=scores.gain.map("{:+.1f}".format) + " ± " + scores.gain_spread.map("{:.1f}".format)
+                         + scores.recovered.map(lambda r: "" if r != r else f" ({r:.0f}%)"))
+    shown = [m for m in methods if m in set(scores.method)]
+    wide = cell.pivot(index=["ipc", "arch"], columns="method", values="text").reindex(columns=shown)
+    lines = ["| IPC | Test Model | " + " | ".join(label(m) for m in shown) + " |", "|---|---|" + "---|" * len(shown)]
+    for (ipc, arch), row in wide.iterrows():
+        lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
+    title = ("Gain over random real images at the same IPC and net, in points of top-1 accuracy "
+             f"({REPORTS[report]}), ± the seeds' spread; in brackets the share of the full-data accuracy "
+             "recovered.\n\n")
+    save_text(title + "\n".join(lines) + "\n", md)
+
+    board = scores.groupby("method").agg(mean_gain=("gain", "mean"), beats_random=("gain", lambda g: int((g > 0).sum())),
+                                         cells=("gain", "size"), mean_recovered=("recovered", "mean"))
+    board = board.sort_values("mean_gain", ascending=False).reset_index()
+    board.insert(0, "rank", range(1, len(board) + 1))
+    board["method"] = board.method.map(label)
+    _write_csv_and_markdown(board, leaderboard_csv, leaderboard_md, "{:.2f}",
+                            "Methods ranked by their mean gain over random real images (points) over every "
+                            "(IPC, net); beats_random counts the cells where the gain is positive.\n\n")

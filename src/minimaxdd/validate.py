@@ -99,6 +99,40 @@ def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
     return record | {"resolution": train_x.shape[-1]}
 
 
+def resume_run(checkpointer: Checkpointer, model: nn.Module, optimizer, scheduler,
+                order_rng: torch.Generator) -> tuple[int, float, list]:
+    """Restore a classifier's training from its checkpoint, if any: (first epoch, last loss, curve)."""
+    saved = checkpointer.load()
+    if not saved:
+        return 0, float("nan"), []
+    model.load_state_dict(saved["model"])
+    optimizer.load_state_dict(saved["optimizer"])
+    scheduler.load_state_dict(saved["scheduler"])
+    torch.set_rng_state(saved["rng"])
+    order_rng.set_state(saved["order_rng"])
+    if saved["cuda_rng"] is not None:
+        torch.cuda.set_rng_state(saved["cuda_rng"])
+    return saved["step"], saved["epoch_loss"], saved["curve"]
+
+
+def save_run(checkpointer: Checkpointer, epoch: int, model: nn.Module, optimizer, scheduler,
+             order_rng: torch.Generator, epoch_loss: float, curve: list) -> None:
+    """Everything a resumed run needs to continue bit for bit: weights, optimiser, schedule, RNGs."""
+    cuda_rng = torch.cuda.get_rng_state() if next(model.parameters()).is_cuda else None
+    checkpointer.save(epoch, {
+        "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+        "rng": torch.get_rng_state(), "order_rng": order_rng.get_state(), "epoch_loss": epoch_loss,
+        "cuda_rng": cuda_rng, "curve": curve})
+
+
+def curve_scores(curve: list) -> dict:
+    """The last and the best test accuracy of a run's curve, with the epoch of the best."""
+    if not curve:
+        return {}
+    best = max(curve, key=lambda point: point[1])  # the first of equal maxima (IDC train.py L147)
+    return {"accuracy_last": curve[-1][1], "accuracy_best": best[1], "best_epoch": best[0], "curve": curve}
+
+
 def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int,
                      seed: int, device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
                      momentum: float = 0.9, weight_decay: float = 5e-4, width_factor: float = 1.0,
@@ -126,8 +160,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
             raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(valid)}")
     start = time.perf_counter()
     device = torch.device(device)
-    on_cuda = device.type == "cuda"
-    if on_cuda:
+    if device.type == "cuda":
         torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick its kernels
     torch.manual_seed(seed)  # weights, augmentation and CutMix draws
     order_rng = torch.Generator().manual_seed(seed)  # data order, drawn on the CPU for any device
@@ -141,17 +174,8 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
     scored = set(evaluation_epochs(epochs, evaluations)) if test_x is not None else set()
 
     checkpointer = checkpointer or Checkpointer()
-    first, epoch_loss, curve = 0, float("nan"), []
-    saved = checkpointer.load()
-    if saved:
-        model.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        scheduler.load_state_dict(saved["scheduler"])
-        torch.set_rng_state(saved["rng"])
-        order_rng.set_state(saved["order_rng"])
-        if on_cuda:
-            torch.cuda.set_rng_state(saved["cuda_rng"])
-        first, epoch_loss, curve = saved["step"], saved["epoch_loss"], saved["curve"]
+    run = (model, optimizer, scheduler, order_rng)
+    first, epoch_loss, curve = resume_run(checkpointer, *run)
     bar = tqdm(range(first, epochs), initial=first, total=epochs,
                desc=f"{arch_label(arch, resolution)} on {len(x)} images", disable=not progress)
     for epoch in bar:
@@ -173,10 +197,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
             curve.append([epoch + 1, evaluate(model, test_x, test_y, device, normalize=normalize, precision=precision)])
         bar.set_postfix(loss=f"{epoch_loss:.3f}", **({"acc": f"{curve[-1][1]:.1f}"} if curve else {}))
         if checkpointer.due(epoch + 1, epochs):
-            checkpointer.save(epoch + 1, {
-                "model": model.state_dict(), "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
-                "rng": torch.get_rng_state(), "order_rng": order_rng.get_state(), "epoch_loss": epoch_loss,
-                "cuda_rng": torch.cuda.get_rng_state() if on_cuda else None, "curve": curve})
+            save_run(checkpointer, epoch + 1, *run, epoch_loss, curve)
 
     record = {
         "final_loss": epoch_loss,  # mean training loss of the last epoch
@@ -191,8 +212,4 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
         "normalize": normalize,
         "precision": precision,
     }
-    if curve:
-        best = max(curve, key=lambda point: point[1])  # the first of equal maxima
-        record |= {"accuracy_last": curve[-1][1], "accuracy_best": best[1], "best_epoch": best[0],
-                   "curve": curve}
-    return model.eval(), record
+    return model.eval(), record | curve_scores(curve)

@@ -55,7 +55,7 @@ rule tsne:
 
 rule analysis_tables:
     input:
-        records=[f"{EXP}/analysis/{m}/ipc{ipc}.json" for m in PLAN.subset_methods for ipc in PLAN.ipcs],
+        records=PLAN.analysis_records(),
     output:
         table2=report(f"{EXP}/tables/table2.csv", caption="../report/table2.rst", category="Tables",
                       labels={"table": "Table 2: MMD"}),

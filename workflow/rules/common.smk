@@ -23,7 +23,7 @@ wildcard_constraints:
 
 def set_packs(w):
     """The sets of one IPC that the figures compare."""
-    return [PLAN.set_pack(m, w.ipc) for m in PLAN.subset_methods]
+    return [PLAN.set_pack(m, w.ipc) for m in PLAN.methods_at(w.ipc)]
 
 
 def chunk_file(method, ipc, chunk, suffix):

@@ -2,6 +2,21 @@
 # (method, IPC, class chunk), joined by gather_generated into the same set (the noise of each image
 # depends only on (seed, class, index), so the chunking never changes an image).
 
+
+rule modes:
+    """MGD3's modes: per class, the k-means centroids of its training latents, one per image of the set."""
+    input:
+        latents=rules.encode.output.latents,
+    output:
+        modes=f"{EXP}/modes/ipc{{ipc}}.pt",
+    params:
+        settings=PLAN.modes,
+    log:
+        f"{EXP}/logs/modes_ipc{{ipc}}.log",
+    script:
+        "../scripts/modes.py"
+
+
 if not PLAN.chunks:
 
     rule generate:
@@ -11,6 +26,7 @@ if not PLAN.chunks:
             vae=PLAN.vae_path(),
             train=rules.prepare.output.train,
             weights=PLAN.generation_weights,
+            modes=PLAN.generation_modes,
         output:
             pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
             images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
@@ -35,6 +51,7 @@ else:
             vae=PLAN.vae_path(),
             train=rules.prepare.output.train,
             weights=PLAN.generation_weights,
+            modes=PLAN.generation_modes,
         output:
             pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
             timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),

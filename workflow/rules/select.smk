@@ -29,3 +29,20 @@ rule select_coreset:
         f"{EXP}/logs/select_{{method}}_ipc{{ipc}}.log",
     script:
         "../scripts/select_coreset.py"
+
+
+rule import_external:
+    """A set distilled elsewhere (external: {name: {IPC: folder}}), decoded like the real images."""
+    input:
+        train=rules.prepare.output.train,
+    output:
+        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
+        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+    wildcard_constraints:
+        method=one_of(PLAN.external),
+    params:
+        settings=PLAN.import_external,
+    log:
+        f"{EXP}/logs/import_external_{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/import_external.py"

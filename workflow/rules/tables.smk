@@ -82,3 +82,38 @@ rule validation_curves:
         f"{EXP}/logs/validation_curves_ipc{{ipc}}.log",
     script:
         "../scripts/validation_curves.py"
+
+
+rule scores:
+    """Gain over random real images and share of the full-data accuracy per method, and the leaderboard."""
+    input:
+        records=PLAN.validation_records(),
+    output:
+        csv=report(f"{EXP}/tables/scores.csv", caption="../report/scores.rst", category="Tables",
+                   labels={"table": "gain over random"}),
+        md=f"{EXP}/tables/scores.md",
+        leaderboard_csv=report(f"{EXP}/tables/leaderboard.csv", caption="../report/scores.rst", category="Tables",
+                               labels={"table": "leaderboard"}),
+        leaderboard_md=f"{EXP}/tables/leaderboard.md",
+    params:
+        settings=PLAN.scores,
+    log:
+        f"{EXP}/logs/scores.log",
+    script:
+        "../scripts/scores.py"
+
+
+rule table4:
+    """Table 4: accuracy under RDED's soft-label protocol (mean ± std over seeds, rows IPC x arch)."""
+    input:
+        records=PLAN.soft_label_records(),
+    output:
+        csv=report(f"{EXP}/tables/table4.csv", caption="../report/table4.rst", category="Tables",
+                   labels={"table": "Table 4: soft-label protocol"}),
+        md=f"{EXP}/tables/table4.md",
+    params:
+        settings=PLAN.table4,
+    log:
+        f"{EXP}/logs/table4.log",
+    script:
+        "../scripts/table4.py"

@@ -43,3 +43,23 @@ rule expand_set:
         f"{EXP}/logs/expand_{{method}}_ipc{{ipc}}.log",
     script:
         "../scripts/expand_set.py"
+
+
+rule validate_soft_label:
+    """Train one classifier on one surrogate set under RDED's soft-label protocol (a teacher labels
+    every crop); top-1 accuracy on the real test split."""
+    input:
+        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        test=rules.prepare.output.test,
+        teacher=PLAN.teacher(),
+    output:
+        record=f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+    wildcard_constraints:
+        method=one_of(PLAN.subset_methods),
+        arch=one_of(PLAN.soft_archs),
+    params:
+        settings=PLAN.validate_soft_label,
+    log:
+        f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+    script:
+        "../scripts/validate_soft_label.py"

@@ -1,0 +1,31 @@
+"""The modes of each class for MGD3's mode guidance (Chan-Santiago et al., ICML 2025).
+
+MGD3 clusters the VAE latents of each class's training images with k-means, as many clusters as
+images per class, and guides image i of the class toward centroid i during the first part of
+sampling. As its code does (`sample_mode_guidance.py`: scikit-learn `KMeans(n_clusters=IPC,
+random_state=0, n_init="auto")` on the flattened posterior means, scaled by the VAE's scaling
+factor), on the cached latents of the un-flipped images.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+
+def class_modes(cache: dict, ipc: int, seed: int = 0) -> torch.Tensor:
+    """(classes, ipc, C, H, W) k-means centroids of each class's latents, in scikit-learn's order."""
+    from sklearn.cluster import KMeans
+
+    latents = (cache["mean"][:, 0].float() * cache["scaling_factor"]).numpy()  # posterior means, no flip
+    labels = np.asarray(cache["labels"])
+    shape = latents.shape[1:]
+    modes = []
+    for c in range(len(cache["class_ids"])):
+        points = latents[labels == c].reshape(int((labels == c).sum()), -1).astype(np.float64)
+        if len(points) < ipc:
+            raise ValueError(f"class {cache['class_names'][c]!r} has {len(points)} training images, fewer than "
+                             f"the {ipc} modes MGD3 needs (one per image of the set)")
+        kmeans = KMeans(n_clusters=ipc, random_state=seed, n_init="auto").fit(points)
+        modes.append(torch.from_numpy(kmeans.cluster_centers_).float().reshape(ipc, *shape))
+    return torch.stack(modes)

@@ -1,0 +1,78 @@
+"""Both evaluation protocols side by side, a set distilled elsewhere and MGD3 in one small workflow
+run (issues 13 and 14), and the start-of-workflow checks of the teacher and the external sets."""
+
+import json
+
+import pandas as pd
+import pytest
+import torch
+from PIL import Image
+
+from minimaxdd import checks, plan
+from minimaxdd.nets import ResNet18BN
+
+from test_workflow import TINY, snakemake, write_config
+
+
+def external_tree(root, ipc=1, classes=10):
+    """An ImageFolder of digit-sized images named by the digits dataset's classes ('0' ... '9')."""
+    for c in range(classes):
+        (root / str(c)).mkdir(parents=True, exist_ok=True)
+        for i in range(ipc):
+            Image.new("L", (12, 12), 20 * c + i).save(root / str(c) / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def two_protocols(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("protocols")
+    external = external_tree(workdir / "elsewhere")
+    config = {**TINY, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
+              "external": {"elsewhere": {1: str(external)}},
+              "validate": {**TINY["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"]},
+              "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
+    write_config(workdir, config)
+    snakemake(workdir)
+    return workdir / "results/tiny"
+
+
+def test_each_protocol_has_its_table_and_the_external_set_its_column(two_protocols):
+    tables = two_protocols / "tables"
+    for name in ("table1", "table4"):
+        frame = pd.read_csv(tables / f"{name}.csv")
+        assert set(frame.method) >= {"random", "mgd3", "elsewhere"}, name
+    assert "under RDED's soft-label protocol" in (tables / "table4.md").read_text()
+    assert "| MGD3 | elsewhere |" in (tables / "table1.md").read_text()
+    record = json.loads((two_protocols / "validate_soft/elsewhere/ipc1/convnet/seed0.json").read_text())
+    assert record["protocol"] == "soft_label" and record["temperature"] == 20 and record["curve"]
+    scores = pd.read_csv(tables / "scores.csv")
+    assert set(scores.method) == {"mgd3", "elsewhere"}  # gains over random
+    assert (tables / "leaderboard.md").read_text().count("|") > 10
+
+
+def test_mgd3_samples_from_its_modes(two_protocols):
+    modes = torch.load(two_protocols / "modes/ipc1.pt", weights_only=False)
+    assert modes["modes"].shape[:2] == (10, 1) and modes["ipc"] == 1
+    timing = json.loads((two_protocols / "sets/mgd3/ipc1/generation.json").read_text())
+    assert timing["mode_guidance"] == {"scale": 0.1, "stop_step": 25}
+
+
+def test_an_external_set_is_checked_at_workflow_start(tmp_path):
+    base = {"experiment": "x", "methods": ["random", "ours"], "ipcs": [1]}
+    with pytest.raises(checks.ConfigError, match=r"^external\.ours: list 'ours' in `methods` too"):
+        checks.check(plan.load_config({**base, "methods": ["random"], "external": {"ours": {1: str(tmp_path)}}}))
+    with pytest.raises(checks.ConfigError, match=r"^external\.ours\.1: .* holds 2 images per class, not 1"):
+        checks.check(plan.load_config({**base, "external": {"ours": {1: str(external_tree(tmp_path / "a", 2))}}}))
+    with pytest.raises(checks.ConfigError, match=r"^external\.ours\.1: external set .*b: no folder for class\(es\) '9'$"):
+        checks.check(plan.load_config({**base, "external": {"ours": {1: str(external_tree(tmp_path / "b", 1, 9))}}}))
+    checks.check(plan.load_config({**base, "external": {"ours": {1: str(external_tree(tmp_path / "c"))}}}))
+
+
+def test_a_teacher_file_of_the_wrong_size_stops_the_workflow_at_start(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    torch.save(ResNet18BN(3, 10).state_dict(), tmp_path / "teacher.pt")
+    config = plan.load_config({"experiment": "x", "methods": ["random"], "ipcs": [1],
+                               "validate": {"protocols": ["soft_label"]},
+                               "soft_label": {"teacher": str(tmp_path / "teacher.pt")}})
+    with pytest.raises(checks.ConfigError, match=r"^soft_label\.teacher: teacher checkpoint .* has 10 output classes"):
+        checks.check(config)
