@@ -38,7 +38,8 @@ from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
 from minimaxdd.validate import to_unit  # noqa: E402
 
-MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate")
+MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
+                "validate_soft")
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
             "minimax": {"memory_size": 64, "rep_weight": 0.002, "div_weight": 0.008,
                         "representativeness": "minimax", "diversity": "minimax"}}  # the paper's forms
@@ -238,6 +239,32 @@ def bench_validate(b: Bench, tiny: bool, res: int):
                         "augment": "random resized crop + flip + ColorJitter + Lighting + cutmix"})
 
 
+def bench_validate_soft(b: Bench, tiny: bool, res: int):
+    """RDED's soft-label step on the same images: ResNet-18 (BN) student, frozen ResNet-18 teacher."""
+    from minimaxdd.nets import build_bn_net
+    from minimaxdd.softlabel import freeze, rded_augment, soft_label_loss, weight_decay_groups
+
+    torch.manual_seed(0)
+    width = 0.25 if tiny else 1.0
+    student = build_bn_net("resnet18_bn", 3, NUM_CLASSES_REAL, res, width).to(b.device).train()
+    teacher = freeze(build_bn_net("resnet18_bn", 3, NUM_CLASSES_REAL, res, width).to(b.device))
+    opt = torch.optim.AdamW(weight_decay_groups(student, 0.01), lr=1e-3)
+    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
+
+    def step():  # the inner loop of softlabel.train_soft_label
+        images = cutmix(normalize(rded_augment(to_unit(x, b.device))), x)[0]
+        with torch.no_grad():
+            targets = teacher(images)
+        loss = soft_label_loss(student(images), targets, 20.0)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+
+    b.measure("validate_soft", step, items=VAL_BATCH, unit="images/s", per="image",
+              settings={"arch": "resnet18_bn (teacher: resnet18_bn)", "resolution": res, "width_factor": width,
+                        "batch": VAL_BATCH, "optimizer": "AdamW", "augment": "patch shuffle + crop + flip + cutmix"})
+
+
 # -- output -------------------------------------------------------------------------------------
 
 def device_info(device: torch.device) -> dict:
@@ -276,6 +303,9 @@ def write_markdown(path: Path, report: dict) -> None:
     if "finetune_cached" in by and "finetune_vae" in by:
         lines.append(f"- latent cache: {by['finetune_cached'] / by['finetune_vae']:.2f}x the fine-tuning "
                      "steps/s of encoding with the VAE every step")
+    if "validate" in by and "validate_soft" in by:
+        lines.append(f"- soft labels: {by['validate_soft'] / by['validate']:.2f}x the images/s of the hard-label "
+                     "step (the teacher's forward pass on every batch, on the same images)")
     if "generate_single" in by and "generate_batched" in by:
         lines.append(f"- batching: {by['generate_batched'] / by['generate_single']:.2f}x the images/s "
                      f"of one image at a time (batch {s['gen_batch']} vs 1, {s['gen_steps']} steps)")
@@ -315,6 +345,8 @@ def main(argv=None):
         del dit, vae
     if "validate" in args.selected:
         bench_validate(b, args.tiny, res)
+    if "validate_soft" in args.selected:
+        bench_validate_soft(b, args.tiny, res)
 
     settings = {"tiny": args.tiny, "warmup": warmup, "repeats": repeats, "gen_steps": args.gen_steps,
                 "gen_batch": args.gen_batch, "guidance": args.guidance, "peak_tflops": args.peak_tflops,
