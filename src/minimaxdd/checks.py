@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import data, methods, pretrained
+from . import methods
 
 # The schema the Snakefile validates against (present in a source checkout, the way the workflow runs).
 SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
@@ -54,6 +54,8 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
 
 def check(config: dict) -> None:
     """Raise ConfigError for a config that would fail later."""
+    from . import data  # torch: imported here, not when a job's Snakefile parse imports the plan
+
     finetune = config["finetune"]
     if finetune["batch_size"] % finetune["gpus"]:
         raise ConfigError(f"finetune.batch_size ({finetune['batch_size']}) must divide evenly over finetune.gpus "
@@ -105,6 +107,7 @@ def check(config: dict) -> None:
 def check_external(config: dict) -> None:
     """Each set from elsewhere: a column in `methods`, one folder per dataset class, as many images
     in each as its IPC (files are counted, not decoded)."""
+    from . import data
     from .external import external_ipc
 
     names, _ = data.resolve_classes(config["dataset"])
@@ -129,6 +132,7 @@ def check_teacher(config: dict) -> None:
     file, class order and setting (the result is kept next to the experiment's results)."""
     import json
 
+    from . import data
     from .softlabel import check_teacher_class_order, load_teacher
 
     soft, dataset = config["soft_label"], config["dataset"]
@@ -155,6 +159,8 @@ def check_teacher(config: dict) -> None:
 def check_models(config: dict) -> None:
     """The base models: pretrained files are read (by header or memory-mapped, not loaded) and their
     keys and shapes checked, and the VAE, the DiT and the dataset must fit one another."""
+    from . import data, pretrained
+
     dataset, models = config["dataset"], config["base_models"]
     resolution = dataset["resolution"]
     if models["vae"] is not None:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import yaml
 
-from . import checks, data, methods
+from . import checks, methods
 from .checks import SCHEMA, ConfigError
 
 RESULTS = "results"
@@ -179,6 +179,8 @@ class Plan:
 
     @functools.cached_property
     def class_count(self) -> int:
+        from . import data  # torch: only plans with class phases or chunks need it
+
         return len(data.resolve_classes(self.config["dataset"])[0])
 
     def class_phases(self) -> list[list[int] | None]:

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from . import checkpoints, coreset, data, parallel, sets
+from . import checkpoints, data, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
@@ -199,6 +199,8 @@ def select_random(*, train: str, pack: str, images: str, ipc: int, seed: int) ->
 
 def select_coreset(*, train: str, features: str, pack: str, images: str, ipc: int, method: str) -> None:
     """Herding or k-center, per class, on the feature network's embedding of the training split."""
+    from . import coreset  # scipy: a quarter second no other stage needs
+
     real = data.RealPack.load(train)
     _check_ipc(real, ipc)
     embedding = load_torch(features)["features"].numpy()
