@@ -118,7 +118,7 @@ def test_ipc_zero_negative_and_unknown_names():
     message = check_fails(r"^methods: unknown method 'minmax'; did you mean 'minimax'\? known: dit, difffit, minimax",
                           methods=["random", "minmax"])
     assert "variants" in message
-    check_fails(r"^studies: s: unknown method 'magic'",
+    check_fails(r"^studies\[0\]\.method: unknown method 'magic'",
                 studies=[{"name": "s", "parameter": "steps", "values": [2], "method": "magic"}])
     check_fails(r"^expansion\.methods: 'random' is not a generated method", expansion={"methods": ["random"]})
 

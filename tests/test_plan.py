@@ -213,3 +213,13 @@ def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_
     assert re.search(r"results/tiny/data/train\.pt: truncated or corrupt", result.stdout + result.stderr)
     assert {p: p.read_bytes() for p in kept} == kept  # Snakemake deleted no good output
     assert not any(p.exists() for p in leftovers)
+
+
+def test_a_packed_validation_job_takes_every_seed_and_the_stage_takes_its_settings():
+    p = plan.Plan(load(validate={"pack_seeds": True, "seeds": [3, 4]}))
+    w = Wildcards(method="random", ipc="10", arch="convnet")
+    assert p.packed_records(w) == [p.record("random", "10", "convnet", s) for s in (3, 4)]
+    settings = p.validate_packed(w)
+    assert settings["seeds"] == [3, 4] and "seed" not in settings
+    assert set(settings) | set(plan.runtime(p.config, "validate_packed")) <= set(
+        inspect.signature(stages.validate_packed).parameters)

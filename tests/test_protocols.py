@@ -29,7 +29,8 @@ def two_protocols(tmp_path_factory):
     external = external_tree(workdir / "elsewhere")
     config = {**TINY, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
               "external": {"elsewhere": {1: str(external)}},
-              "validate": {**TINY["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"]},
+              "validate": {**TINY["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"],
+                           "seeds": [0, 1], "pack_seeds": True},
               "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
     write_config(workdir, config)
     snakemake(workdir)
@@ -48,6 +49,12 @@ def test_each_protocol_has_its_table_and_the_external_set_its_column(two_protoco
     scores = pd.read_csv(tables / "scores.csv")
     assert set(scores.method) == {"mgd3", "elsewhere"}  # gains over random
     assert (tables / "leaderboard.md").read_text().count("|") > 10
+
+
+def test_packed_seeds_write_each_seeds_record_as_its_own_run(two_protocols):
+    records = [json.loads((two_protocols / f"validate/mgd3/ipc1/convnet/seed{s}.json").read_text()) for s in (0, 1)]
+    assert [r["seed"] for r in records] == [0, 1] and all(r["packed"] == 2 for r in records)
+    assert records[0]["curve"] != records[1]["curve"] or records[0]["final_loss"] != records[1]["final_loss"]
 
 
 def test_mgd3_samples_from_its_modes(two_protocols):
@@ -76,3 +83,27 @@ def test_a_teacher_file_of_the_wrong_size_stops_the_workflow_at_start(tmp_path, 
                                "soft_label": {"teacher": str(tmp_path / "teacher.pt")}})
     with pytest.raises(checks.ConfigError, match=r"^soft_label\.teacher: teacher checkpoint .* has 10 output classes"):
         checks.check(config)
+
+
+def test_table4_names_the_soft_label_student(tmp_path):
+    from minimaxdd import tables
+
+    records = []
+    for method in ("random", "minimax"):
+        for seed in (0, 1):
+            path = tmp_path / f"{method}{seed}.json"
+            path.write_text(json.dumps({"method": method, "ipc": 10, "arch": "resnet18_bn", "seed": seed,
+                                        "accuracy_best": 50.0 + seed, "accuracy_last": 40.0}))
+            records.append(str(path))
+    tables.write_table1(records, tmp_path / "t4.csv", tmp_path / "t4.md", None, ["random", "minimax"], [10],
+                        ["resnet18_bn"], 224, "best", "soft_label")
+    assert "| 10 | ResNet-18 (BN) | 50.5 ± 0.7 | 50.5 ± 0.7 |" in (tmp_path / "t4.md").read_text()
+
+
+def test_a_soft_label_only_experiment_runs_no_hard_label_training():
+    config = plan.load_config({"experiment": "x", "methods": ["random", "minimax", "rep_mean"], "ipcs": [1],
+                               "validate": {"protocols": ["soft_label"]}, "expansion": {"methods": ["minimax"], "ipcs": [1]},
+                               "studies": [{"name": "s", "parameter": "steps", "values": [3, 4]}]})
+    outputs = plan.Plan(config).final_outputs()
+    assert any(o.endswith("table4.csv") for o in outputs)
+    assert not [o for o in outputs if any(t in o for t in ("table1.", "table5", "table9", "study_", "scores"))]

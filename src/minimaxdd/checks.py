@@ -66,31 +66,44 @@ def check(config: dict) -> None:
     except data.DatasetError as error:
         raise ConfigError(str(error)) from None
 
+    for name in config["variants"]:
+        if name in (*methods.REAL_METHODS, "full", "dit", *methods.FINETUNED_BUILTINS, *config["external"]) \
+                or methods.is_mode_guided(name):
+            raise ConfigError(f"variants.{name}: {name!r} is the name of a built-in method or a set from elsewhere; "
+                              "name the variant otherwise")
     key = "methods"
     try:
         for name in config["methods"]:
             methods.check(name, config)
-        for study in config["studies"]:
-            key = f"studies: {study['name']}"
-            for value in study["values"]:
-                methods.check(methods.study_point(study["method"], study["parameter"], value, config), config)
+        for i, study in enumerate(config["studies"]):
+            key = f"studies[{i}].method"
+            methods.check(study["method"], config)
             if not methods.is_generated(study["method"], config):
                 raise methods.MethodError(f"method {study['method']!r} must be a generated one")
+            for value in study["values"]:
+                point = methods.study_point(study["method"], study["parameter"], value, config)
+                methods.check(point, config)
+                check_study_point(point, study["parameter"], config)
         key = "expansion.methods"
         for name in config["expansion"]["methods"]:
+            methods.check(name, config)
             if not methods.is_generated(name, config):
                 raise methods.MethodError(f"{name!r} is not a generated method")
     except methods.MethodError as error:
         raise ConfigError(f"{key}: {error}") from None
 
-    real = [m for m in config["methods"] if m in methods.REAL_METHODS]
-    if real:
-        ipc = max(config["ipcs"])
-        name, fewest = min(counts.items(), key=lambda item: item[1])
-        if ipc > fewest:
+    name, fewest = min(counts.items(), key=lambda item: item[1])
+    ipc = max(config["ipcs"])
+    if ipc > fewest:
+        real = [m for m in config["methods"] if m in methods.REAL_METHODS]
+        if real:
             raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', "
                               f"so methods {', '.join(real)} cannot pick that many real images "
                               "(lower the IPC, add images, or drop the class from dataset.classes)")
+        guided = [m for m in (*config["methods"], *config["expansion"]["methods"]) if methods.is_mode_guided(m)]
+        if guided:
+            raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', so "
+                              f"methods {', '.join(guided)} cannot find one k-means mode per image (MGD3)")
 
     check_models(config)
     check_external(config)
@@ -102,6 +115,18 @@ def check(config: dict) -> None:
         if config["finetune"]["batch_size"] > total:
             raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "
                               f"{total} training images")
+
+
+def check_study_point(point: str, parameter: str, config: dict) -> None:
+    """A study must sweep a setting its method uses: `eta` only moves DDIM, and the criteria's
+    weights and memory only a method with criteria."""
+    if parameter == "eta" and methods.generate_settings(point, config)["sampler"] != "ddim":
+        raise methods.MethodError(f"point {point!r} samples with ddpm, which has no eta (sweep eta of a "
+                                  "method@sampler=ddim)")
+    model = methods.model_of(methods.split(point)[0])
+    if parameter in ("rep_weight", "div_weight", "memory_size") and methods.criteria(model, config) == ("off", "off"):
+        raise methods.MethodError(f"point {point!r}: {model!r} fine-tunes without the criteria, so {parameter} "
+                                  "changes nothing")
 
 
 def check_external(config: dict) -> None:
@@ -117,6 +142,9 @@ def check_external(config: dict) -> None:
         if name in (*methods.REAL_METHODS, "full") or methods.is_generated(name, config):
             raise ConfigError(f"external.{name}: {name!r} is the name of a built-in method; name the set otherwise")
         for ipc, folder in folders.items():
+            if ipc not in config["ipcs"]:
+                raise ConfigError(f"external.{name}.{ipc}: IPC {ipc} is not one of `ipcs` {config['ipcs']}, so "
+                                  "no table would show the set")
             try:
                 found = external_ipc(folder, names)
             except data.DatasetError as error:
@@ -145,15 +173,16 @@ def check_teacher(config: dict) -> None:
     done = Path("results", config["experiment"], "teacher_check.json")
     if done.is_file() and json.loads(done.read_text()).get("key") == key:
         return
+    from .io import save_json
     try:
         teacher = load_teacher(path, soft["teacher_classes"])
         test = data.load_split(dataset, "test", per_class=soft["check_images"])
-        accuracy = check_teacher_class_order(teacher, test.images, test.labels, ids, resolution=soft["resolution"],
-                                             per_class=soft["check_images"])
+        subset = soft["teacher_classes"] == len(names)  # a teacher of exactly the dataset's classes
+        accuracy = check_teacher_class_order(teacher, test.images, test.labels, None if subset else ids,
+                                             resolution=soft["resolution"], per_class=soft["check_images"])
     except (ValueError, FileNotFoundError) as error:
         raise ConfigError(f"soft_label.teacher: {error}") from None
-    done.parent.mkdir(parents=True, exist_ok=True)
-    done.write_text(json.dumps({"key": key, "accuracy": accuracy}) + "\n")
+    save_json({"key": key, "accuracy": accuracy}, done)
 
 
 def check_models(config: dict) -> None:

@@ -2,7 +2,8 @@
 
 The noise of image i of class c (its starting point and the noise of every reverse step) is drawn
 from a generator seeded by (seed, c, i) alone, so the first k images of an IPC-n set are exactly
-the IPC-k set, whatever the batch size or device, and a set generated in class chunks over several
+the IPC-k set (except under MGD3's mode guidance, whose modes depend on the IPC), whatever the
+batch size or device, and a set generated in class chunks over several
 jobs (`generate.classes_per_job`, joined by `stages.gather_generated`) is the set one job generates.
 """
 
@@ -31,8 +32,9 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 
 @torch.no_grad()
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
-                 guidance_channels: int | None, precision: str, sampler: str, eta: float, batch_size: int, seed: int,
-                 device: torch.device, classes: list[int] | None = None, modes: torch.Tensor | None = None,
+                 guidance_channels: int | None, precision: str, sampler: str, batch_size: int, seed: int,
+                 device: torch.device, eta: float = 0.0, classes: list[int] | None = None,
+                 modes: torch.Tensor | None = None,
                  mode_guidance: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
     their labels (indices into class_ids, the generator's id of each class).

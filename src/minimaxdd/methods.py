@@ -28,8 +28,14 @@ class MethodError(ValueError):
 def split(name: str) -> tuple[str, dict[str, str]]:
     """`base@k=v,k2=v2` -> ("base", {"k": "v", "k2": "v2"})."""
     base, _, rest = name.partition("@")
-    overrides = dict(item.split("=", 1) for item in rest.split(",")) if rest else {}
-    return base, overrides
+    items = rest.split(",") if rest else []
+    if any("=" not in item for item in items):
+        raise MethodError(f"method {name!r}: settings after '@' are key=value pairs separated by ','")
+    return base, dict(item.split("=", 1) for item in items)
+
+
+def join(base: str, overrides: dict) -> str:
+    return f"{base}@{','.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else base
 
 
 def model_of(base: str) -> str:
@@ -44,14 +50,18 @@ def is_mode_guided(name: str) -> bool:
     return base == MODE_GUIDED or base.startswith(f"{MODE_GUIDED}_")
 
 
-def study_point(base: str, parameter: str, value, config: dict) -> str:
-    """The method name of one study point; the config's own value maps to the base method (but not
-    an epochs value when the base method trains for `finetune.train_steps` instead)."""
+def study_point(method: str, parameter: str, value, config: dict) -> str:
+    """The method name of one study point: the method's own value maps to the method itself (but
+    not an epochs value when it trains for `finetune.train_steps` instead); another value replaces
+    or adds the setting (a study of `minimax@sampler=ddim` too)."""
+    base, overrides = split(method)
     section = "finetune" if parameter in FINETUNE_KEYS else "generate"
+    own = config[section][parameter]
+    own = _typed(overrides[parameter], own) if parameter in overrides else own
     by_steps = parameter == "epochs" and config["finetune"]["train_steps"] is not None
-    if config[section][parameter] == value and not by_steps:
-        return base
-    return f"{base}{',' if '@' in base else '@'}{parameter}={value}"  # a study of `minimax@sampler=ddim` too
+    if own == value and not by_steps:
+        return method
+    return join(base, overrides | {parameter: value})
 
 
 def criteria(base: str, config: dict) -> tuple[str, str] | None:
@@ -70,12 +80,20 @@ def is_generated(name: str, config: dict) -> bool:
 def finetune_name(name: str) -> str:
     """The fine-tuning job a generated method uses: its model's name without generation-only overrides."""
     base, overrides = split(name)
-    kept = [f"{k}={v}" for k, v in overrides.items() if k in FINETUNE_KEYS]
-    return f"{model_of(base)}@{','.join(kept)}" if kept else model_of(base)
+    return join(model_of(base), {k: v for k, v in overrides.items() if k in FINETUNE_KEYS})
 
 
 def _typed(value: str, like):
-    return type(like)(float(value)) if isinstance(like, (int, float)) and not isinstance(like, bool) else value
+    """A setting from a method name, as the type of the config value it overrides."""
+    if not isinstance(like, (int, float)) or isinstance(like, bool):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise MethodError(f"{value!r} is not a number") from None
+    if isinstance(like, int) and not number.is_integer():
+        raise MethodError(f"{value!r} is not an integer")
+    return type(like)(number)
 
 
 def finetune_settings(name: str, config: dict) -> dict:
@@ -87,6 +105,8 @@ def finetune_settings(name: str, config: dict) -> dict:
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in FINETUNE_KEYS}
     if "epochs" in overrides:  # a point of an epochs study trains for its epochs, not for train_steps
         settings["train_steps"] = None
+    if settings["train_steps"] is not None:  # then the epochs change nothing: no rerun for them
+        settings.pop("epochs")
     settings |= {"representativeness": forms[0], "diversity": forms[1]}
     if forms == ("off", "off"):  # no criteria: their settings must not trigger reruns
         for key in ("memory_size", "rep_weight", "div_weight"):
@@ -100,6 +120,8 @@ def generate_settings(name: str, config: dict) -> dict:
     settings = dict(config["generate"])
     settings.pop("classes_per_job", None)  # how the classes are split over jobs changes no image
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
+    if settings["sampler"] != "ddim":  # eta is DDIM's alone: no rerun of the DDPM sets for it
+        settings.pop("eta")
     if is_mode_guided(name):
         settings["mode_guidance"] = {k: config["mgd3"][k] for k in ("scale", "stop_step")}
     return settings
@@ -117,12 +139,22 @@ def check(name: str, config: dict) -> None:
         close = difflib.get_close_matches(base, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
         raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or mgd3_<fine-tuned method> "
-                          "(add others under `variants`)")
+                          "(add others under `variants`, sets from elsewhere under `external`)")
     for key in overrides:
         allowed = GENERATE_KEYS if model_of(base) == "dit" else STUDY_PARAMETERS
         if key not in allowed:
             raise MethodError(f"method {name!r}: {key!r} is not one of {', '.join(allowed)}")
     settings = generate_settings(name, config)
+    if model_of(base) != "dit":
+        finetune_settings(name, config)  # its typed overrides
     if is_mode_guided(name) and settings["sampler"] != "ddpm":
         raise MethodError(f"method {name!r}: mode guidance runs with the ddpm sampler (MGD3's code has no DDIM "
                           "form of it); set generate.sampler: ddpm")
+    if settings["sampler"] == "ddim":
+        from .diffusion import ddim_timesteps  # torch: only the start-of-workflow checks get here
+
+        try:
+            ddim_timesteps(settings["steps"])
+        except ValueError as error:
+            raise MethodError(f"method {name!r}: {error} (DDIM takes an even stride of the 1000 steps: any count "
+                              "up to 36, then 38, 39, 40, 42, 44, ..., 50, 100, 125, 200, 250, 500, 1000)") from None

@@ -34,7 +34,9 @@ def convnet_depth(resolution: int) -> int:
 
 
 def arch_label(arch: str, resolution: int) -> str:
-    """The network's name as the paper's tables write it."""
+    """The network's name as the paper's tables write it (the soft-label student too)."""
+    if arch == "resnet18_bn":
+        return "ResNet-18 (BN)"
     _check_arch(arch)
     return {
         "convnet": f"ConvNet-{convnet_depth(resolution)}",

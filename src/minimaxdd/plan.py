@@ -16,6 +16,7 @@ import copy
 import functools
 import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import yaml
 
@@ -300,11 +301,13 @@ class Plan:
             analyses = self.config["analysis"]["enabled"]
             outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"] if analyses else []
             kinds = [kind for kind, on in (("tsne", analyses), ("samples", True), ("validation_curves", hard)) if on]
-            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.ipcs]
-        if hard and "random" in self.methods and len(self.subset_methods) > 1:
-            outputs += [f"{tables}/scores.csv", f"{tables}/leaderboard.csv"]
+            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.ipcs if self.methods_at(ipc)]
         if self.finetuned:
             outputs.append(f"{figures}/finetune_losses.png")
+        if not hard:  # the scores, the ablations, the expansion and the studies are hard-label tables
+            return outputs
+        if "random" in self.methods and len(self.subset_methods) > 1:
+            outputs += [f"{tables}/scores.csv", f"{tables}/leaderboard.csv"]
         if any(m in self.config["variants"] for m in self.methods):
             outputs.append(f"{tables}/table5.csv")
         if self.expanded:
@@ -343,6 +346,8 @@ class Plan:
     def generate(self, wildcards) -> dict:
         settings = {"ipc": int(wildcards.ipc), "generate": methods.generate_settings(wildcards.method, self.config),
                     **self._dit_heads()}
+        if not self.finetuned_weights(wildcards.method):  # the base DiT: one model, whatever the phases
+            return settings | {"phases": [None]} | ({"classes": chunk_classes(wildcards.chunk)} if self.chunks else {})
         if not self.chunks:
             return settings | {"phases": self.phases}
         chunk = wildcards.chunk
@@ -394,6 +399,16 @@ class Plan:
                 "epochs": self.validation_epochs(method, ipc),
                 **{k: settings[k] for k in VALIDATION_PROTOCOL}}
 
+    def packed_records(self, wildcards) -> list[str]:
+        """The records one packed validation job writes: every seed of a (method, IPC, net)."""
+        return [self.record(wildcards.method, wildcards.ipc, wildcards.arch, seed) for seed in self.seeds]
+
+    def validate_packed(self, wildcards) -> dict:
+        """All seeds of one (method, IPC, net) in one job (validate.pack_seeds)."""
+        one = SimpleNamespace(method=wildcards.method, ipc=wildcards.ipc, arch=wildcards.arch, seed=0)
+        settings = self.validate(one)
+        return {k: v for k, v in settings.items() if k != "seed"} | {"seeds": self.seeds}
+
     def validate_soft_label(self, wildcards) -> dict:
         """One run of RDED's soft-label protocol; the teacher is a file, or the feature network."""
         soft = self.config["soft_label"]
@@ -403,17 +418,20 @@ class Plan:
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "arch": wildcards.arch,
                 "seed": int(wildcards.seed), "teacher_classes": teacher_classes, **settings}
 
+    def external_folder(self, wildcards) -> str:
+        return self.external[wildcards.method][int(wildcards.ipc)]
+
     def import_external(self, wildcards) -> dict:
         dataset = self.config["dataset"]
-        return {"folder": self.external[wildcards.method][int(wildcards.ipc)], "ipc": int(wildcards.ipc),
-                "resolution": dataset["resolution"], "channels": dataset["channels"]}
+        return {"ipc": int(wildcards.ipc), "resolution": dataset["resolution"], "channels": dataset["channels"]}
 
     def tables(self, wildcards=None) -> dict:
         return {"methods": self.methods, "ipcs": self.ipcs, "archs": self.archs, **self._labels()}
 
     def table4(self, wildcards=None) -> dict:
+        resolution = self.config["soft_label"]["resolution"] or self.config["dataset"]["resolution"]
         return {"methods": self.subset_methods, "ipcs": self.ipcs, "archs": self.soft_archs,
-                **self._labels(self.config["soft_label"]["resolution"])}
+                **self._labels(resolution)}
 
     def scores(self, wildcards=None) -> dict:
         return self.tables()
@@ -450,6 +468,7 @@ RUNTIME = {
     "tsne": ("device",), "generate": ("device",),
     "base_dit": ("device", "checkpoint_every_steps"), "finetune": ("device", "checkpoint_every_steps"),
     "validate": ("device", "checkpoint_every_epochs"), "validate_soft_label": ("device", "checkpoint_every_epochs"),
+    "validate_packed": ("device", "checkpoint_every_epochs"),
 }
 
 
@@ -468,7 +487,7 @@ def chunk_classes(chunk: str) -> list[int]:
 def check(config: dict) -> Plan:
     """Everything that needs more than the schema (data on disk, model files, method names, the
     results folder), then the plan. Raises ConfigError naming the key."""
-    checks.check(config)
+    checks.check(config)  # the data's own errors first: they say more than "another dataset"
     plan = Plan(config)
     recorded = plan.owner_file()
     if recorded.is_file() and yaml.safe_load(recorded.read_text()) != plan.owner():

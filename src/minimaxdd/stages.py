@@ -285,6 +285,27 @@ def validate(*, train: str, test: str, record: str, method: str, ipc: int | None
     checkpointer.remove()
 
 
+def validate_packed(*, train: str, test: str, records: list[str], method: str, ipc: int | None, arch: str,
+                    seeds: list[int], epochs: int, batch_size: int, lr: float, weight_decay: float,
+                    width_factor: float, resolution: int | None, augment: str, normalize: str, evaluations: int,
+                    precision: str, device: str, checkpoint_every_epochs: int) -> None:
+    """`validate` for every seed of a (method, IPC, net) in one process (packed.py): each run draws
+    what it would draw alone. One resume checkpoint for the pack."""
+    from .packed import train_and_evaluate_packed
+
+    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seeds=seeds,
+                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, width_factor=width_factor,
+                    resolution=resolution, augment=augment, normalize=normalize, evaluations=evaluations,
+                    precision=precision)
+    checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs, [settings, device], [train, test])
+    results = train_and_evaluate_packed(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
+                                        device=pick_device(device), checkpointer=checkpointer, **settings)
+    for record, result in zip(records, results):
+        save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
+    checkpointer.remove()
+
+
 def validate_soft_label(*, train: str, test: str, teacher: str, record: str, method: str, ipc: int, arch: str,
                         seed: int, epochs: int, batch_size: int | None, lr: float, weight_decay: float,
                         temperature: float, resolution: int | None, width_factor: float, evaluations: int | None,
@@ -292,8 +313,9 @@ def validate_soft_label(*, train: str, test: str, teacher: str, record: str, met
                         checkpoint_every_epochs: int) -> None:
     """Train `arch` on the set `train` under RDED's soft-label protocol (softlabel.py) and test it on
     the real test split. `teacher_classes` None: the teacher is the feature network, whose outputs
-    are the dataset's classes; else a torchvision ResNet-18 file with that many outputs, dataset
-    class i being its output class_ids[i]."""
+    are the dataset's classes; else a torchvision ResNet-18 file with that many outputs: dataset
+    class i is its output class_ids[i] (ImageNet-1k ids), or output i for a teacher of exactly the
+    dataset's classes (RDED's subset teachers)."""
     from .softlabel import load_teacher, train_soft_label
 
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
@@ -301,7 +323,8 @@ def validate_soft_label(*, train: str, test: str, teacher: str, record: str, met
     if teacher_classes is None:
         net, class_ids = load_feature_net(teacher, torch_device), None
     else:
-        net, class_ids = load_teacher(teacher, teacher_classes, torch_device), test_pack.class_ids
+        subset = teacher_classes == len(test_pack.class_names)
+        net, class_ids = load_teacher(teacher, teacher_classes, torch_device), None if subset else test_pack.class_ids
     settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
                     batch_size=batch_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
                     resolution=resolution, width_factor=width_factor, evaluations=evaluations, precision=precision,
@@ -313,7 +336,7 @@ def validate_soft_label(*, train: str, test: str, teacher: str, record: str, met
     checkpointer.remove()
 
 
-def import_external(*, train: str, pack: str, images: str, folder: str, ipc: int, resolution: int,
+def import_external(*, train: str, folder: str, pack: str, images: str, ipc: int, resolution: int,
                     channels: int) -> None:
     """A set distilled elsewhere (an ImageFolder of the dataset's classes), decoded like our own."""
     from .external import load_external_set

@@ -248,7 +248,8 @@ def pretrain_dit(model: DiT, latents: LatentSet, *, steps: int, batch_size: int,
 
 
 def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, diversity: str, batch_size: int,
-                 epochs: int, lr: float, ema_decay: float, seed: int, device: torch.device, memory_size: int = 64,
+                 lr: float, ema_decay: float, seed: int, device: torch.device, epochs: int | None = None,
+                 memory_size: int = 64,
                  rep_weight: float = 0.0, div_weight: float = 0.0, train_steps: int | None = None,
                  precision: str = "fp32", checkpointer: Checkpointer | None = None, log=print):
     """Difffit fine-tuning with the criteria in the given forms ("minimax", "mean" or "off"):

@@ -35,6 +35,7 @@ rule import_external:
     """A set distilled elsewhere (external: {name: {IPC: folder}}), decoded like the real images."""
     input:
         train=rules.prepare.output.train,
+        folder=PLAN.external_folder,  # a changed folder (files added or removed) reruns the import
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),

@@ -1,18 +1,38 @@
-rule validate:
-    """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
-    input:
-        train=lambda w: PLAN.set_pack(w.method, w.ipc),
-        test=rules.prepare.output.test,
-    output:
-        record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
-    wildcard_constraints:
-        method=one_of(PLAN.validated),
-    params:
-        settings=PLAN.validate,
-    log:
-        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
-    script:
-        "../scripts/validate.py"
+if not PLAN.config["validate"]["pack_seeds"]:
+
+    rule validate:
+        """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
+        input:
+            train=lambda w: PLAN.set_pack(w.method, w.ipc),
+            test=rules.prepare.output.test,
+        output:
+            record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+        wildcard_constraints:
+            method=one_of(PLAN.validated),
+        params:
+            settings=PLAN.validate,
+        log:
+            f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+        script:
+            "../scripts/validate.py"
+
+else:
+
+    rule validate_packed:
+        """Train one classifier per seed on one surrogate set, in one process (validate.pack_seeds)."""
+        input:
+            train=lambda w: PLAN.set_pack(w.method, w.ipc),
+            test=rules.prepare.output.test,
+        output:
+            records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds],
+        wildcard_constraints:
+            method=one_of(PLAN.validated),
+        params:
+            settings=PLAN.validate_packed,
+        log:
+            f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_packed.log",
+        script:
+            "../scripts/validate_packed.py"
 
 
 rule validate_full:
