@@ -34,7 +34,7 @@ from minimaxdd.generate import generate_set
 from minimaxdd.plan import load_config
 from minimaxdd.training import LatentSet, finetune_dit, pretrain_dit
 from minimaxdd.validate import evaluate
-from minimaxdd.vae import decode_latents, encode_images, load_vae, save_vae, to_model_range, to_uint8, train_tiny_vae
+from minimaxdd.vae import encode_images, load_vae, save_vae, to_model_range, to_uint8, train_tiny_vae
 
 DATASET = load_config({"experiment": "study16"})["dataset"]  # the schema's defaults: the demo's digits at 16 px
 DEVICE = torch.device("cpu")
@@ -135,7 +135,7 @@ def cmd_vae(root: Path, args) -> None:
     blocks = [int(b) for b in args.blocks.split(",")]
     start = time.time()
     vae = train_tiny_vae(train.images, block_channels=blocks, latent_channels=args.latent_channels, steps=args.steps,
-                         batch_size=32, lr=args.lr, kl_weight=1e-6, seed=0, device=DEVICE)
+                         batch_size=32, lr=args.lr, kl_weight=args.kl, seed=0, device=DEVICE)
     wall = time.time() - start
     save_vae(vae, folder)
     with torch.no_grad():
@@ -148,7 +148,7 @@ def cmd_vae(root: Path, args) -> None:
     cache = encode_images(vae, train.images, 64, DEVICE)
     torch.save(cache | {"labels": train.labels, "class_ids": train.class_ids, "class_names": train.class_names},
                folder / "latents.pt")
-    log(root, {"kind": "vae", "name": args.name, "blocks": blocks, "latent_channels": args.latent_channels,
+    log(root, {"kind": "vae", "name": args.name, "blocks": blocks, "latent_channels": args.latent_channels, "kl": args.kl,
                "steps": args.steps, "latent_shape": list(cache["mean"].shape[2:]), "test_recon_mse": round(mse, 4),
                "featnet_acc_on_recon": round(acc / 100, 4),
                "svm_acc_on_recon": round(svm_acc, 4), "svm_acc_on_test": svm_accuracy(root, test.images, test.labels), "wall_s": round(wall, 1)})
@@ -160,6 +160,8 @@ def cmd_dit(root: Path, args) -> None:
     torch.manual_seed(0)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=10, hidden_size=args.hidden,
                           depth=args.depth, num_heads=4, patch_size=args.patch))
+    if args.init:  # continue from another base (its EMA weights; the optimizer starts afresh)
+        model.load_state_dict(load_dit(root / f"dit_{args.init}", DEVICE).state_dict())
     start = time.time()
     ema = pretrain_dit(model, LatentSet(cache, DEVICE), steps=args.steps, batch_size=64, lr=args.lr,
                        ema_decay=0.995, seed=0, device=DEVICE)
@@ -168,7 +170,7 @@ def cmd_dit(root: Path, args) -> None:
     save_dit(ema, folder)
     (folder / "vae.txt").write_text(args.vae)
     log(root, {"kind": "dit", "name": args.name, "vae": args.vae, "patch": args.patch, "hidden": args.hidden,
-               "depth": args.depth, "steps": args.steps, "tokens": (size // args.patch) ** 2, "wall_s": round(wall, 1)})
+               "depth": args.depth, "steps": args.steps, "init": args.init, "tokens": (size // args.patch) ** 2, "wall_s": round(wall, 1)})
 
 
 def load_base(root: Path, name: str):
@@ -214,13 +216,13 @@ def cmd_sample(root: Path, args) -> None:
             start = time.time()
             images, labels = generate_set(model, vae, class_ids=list(range(10)), ipc=args.ipc, steps=args.steps,
                                           guidance_scale=g, guidance_channels=args.guidance_channels,
-                                          precision="fp32", sampler="ddpm", eta=0.0, batch_size=100, seed=seed,
+                                          precision="fp32", sampler=args.sampler, eta=0.0, batch_size=100, seed=seed,
                                           device=DEVICE)
             wall = time.time() - start
             if args.save:
                 torch.save({"images": images, "labels": labels},
                            root / f"samples_{args.weights or base}_g{g}_s{seed}.pt")
-            log(root, {"kind": "sample", "dit": base, "weights": args.weights, "raw": args.raw, "guidance": g,
+            log(root, {"kind": "sample", "dit": base, "weights": args.weights, "raw": args.raw, "guidance": g, "sampler": args.sampler, "steps": args.steps,
                        "seed": seed, "ipc": args.ipc, **evaluate_set(root, images, labels), "wall_s": round(wall, 1)})
 
 
@@ -283,6 +285,7 @@ def main() -> None:
     p.add_argument("--latent-channels", type=int, default=4)
     p.add_argument("--steps", type=int, default=300)
     p.add_argument("--lr", type=float, default=0.002)
+    p.add_argument("--kl", type=float, default=1e-6)
     p = sub.add_parser("dit")
     p.add_argument("vae")
     p.add_argument("name")
@@ -291,6 +294,7 @@ def main() -> None:
     p.add_argument("--depth", type=int, default=4)
     p.add_argument("--steps", type=int, default=2500)
     p.add_argument("--lr", type=float, default=0.001)
+    p.add_argument("--init", help="continue from this base DiT")
     p = sub.add_parser("finetune")
     p.add_argument("dit")
     p.add_argument("name")
@@ -312,6 +316,7 @@ def main() -> None:
     p.add_argument("--ipc", type=int, default=10)
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--save", action="store_true")
+    p.add_argument("--sampler", default="ddpm")
     p = sub.add_parser("grads")
     p.add_argument("dit")
     p.add_argument("--batches", type=int, default=40)
