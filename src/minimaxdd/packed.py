@@ -41,13 +41,13 @@ from torch import nn
 from torch.nn import functional as F
 from tqdm import tqdm
 
-from minimaxdd.augment import AUGMENTS, NORMALIZATIONS, augment_batch, cutmix
+from minimaxdd.augment import augment_batch, cutmix
 from minimaxdd.augment import normalize as normalize_images
 from minimaxdd.io import autocast
 from minimaxdd.nets import arch_label, build_net
 from minimaxdd.resume import Checkpointer
-from minimaxdd.validate import (_check_split, curve_scores, evaluate, evaluation_epochs, resize_for_validation,
-                                to_model_input, to_unit)
+from minimaxdd.validate import (_check_split, check_training_inputs, curve_scores, evaluate, evaluation_epochs,
+                                resize_for_validation, to_model_input, to_unit)
 
 PACK_MODES = ("auto", "loop", "vmap")
 
@@ -238,14 +238,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
         raise ValueError("seeds is empty: a pack needs at least one run")
     if len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must differ, got {seeds}")
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    _check_split("train", train_x, train_y, num_classes)
-    if test_x is not None:
-        _check_split("test", test_x, test_y, num_classes)
-    for name, value, valid in (("augment", augment, AUGMENTS), ("normalize", normalize, NORMALIZATIONS)):
-        if value not in valid:
-            raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(valid)}")
+    check_training_inputs(train_x, train_y, test_x, test_y, num_classes, epochs, augment, normalize)
     start = time.perf_counter()
     device = torch.device(device)
     mode = pack_mode(mode, device)

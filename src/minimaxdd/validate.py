@@ -99,6 +99,19 @@ def train_and_evaluate(train_x: torch.Tensor, train_y: torch.Tensor, test_x: tor
     return record | {"resolution": train_x.shape[-1]}
 
 
+def check_training_inputs(train_x, train_y, test_x, test_y, num_classes: int, epochs: int, augment: str,
+                          normalize: str) -> None:
+    """Refuse what would fail (or mislead) only after training has started."""
+    if epochs < 1:
+        raise ValueError(f"epochs must be at least 1, got {epochs}")
+    _check_split("train", train_x, train_y, num_classes)
+    if test_x is not None:
+        _check_split("test", test_x, test_y, num_classes)
+    for name, value, valid in (("augment", augment, AUGMENTS), ("normalize", normalize, NORMALIZATIONS)):
+        if value not in valid:
+            raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(valid)}")
+
+
 def resume_run(checkpointer: Checkpointer, model: nn.Module, optimizer, scheduler,
                 order_rng: torch.Generator) -> tuple[int, float, list]:
     """Restore a classifier's training from its checkpoint, if any: (first epoch, last loss, curve)."""
@@ -150,14 +163,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
     sets are small). The same inputs and seed give the same result on the CPU, also when resumed
     from a checkpoint (saved every `checkpointer.every` epochs).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    _check_split("train", train_x, train_y, num_classes)
-    if test_x is not None:
-        _check_split("test", test_x, test_y, num_classes)
-    for name, value, valid in (("augment", augment, AUGMENTS), ("normalize", normalize, NORMALIZATIONS)):
-        if value not in valid:
-            raise ValueError(f"unknown {name} {value!r}; valid names: {', '.join(valid)}")
+    check_training_inputs(train_x, train_y, test_x, test_y, num_classes, epochs, augment, normalize)
     start = time.perf_counter()
     device = torch.device(device)
     if device.type == "cuda":
