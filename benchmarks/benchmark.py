@@ -99,11 +99,15 @@ def build_models(tiny: bool, device: torch.device):
     if tiny:
         dit = DiT(DiTConfig(input_size=4, patch_size=1, hidden_size=64, depth=2, num_heads=4, num_classes=1000))
         return dit.to(device), build_tiny_vae(3, 32, [16, 32, 32, 32], 4).to(device).eval(), 32
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
-                        up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
-                        layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=256,
-                        scaling_factor=0.18215)
-    return DiT(DIT_XL_2).to(device), vae.to(device).eval(), 256
+    return DiT(DIT_XL_2).to(device), sd_vae().to(device).eval(), 256
+
+
+def sd_vae() -> AutoencoderKL:
+    """The architecture of the SD VAE (sd-vae-ft-mse), random weights."""
+    return AutoencoderKL(in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 4,
+                         up_block_types=("UpDecoderBlock2D",) * 4, block_out_channels=(128, 256, 512, 512),
+                         layers_per_block=2, latent_channels=4, norm_num_groups=32, sample_size=256,
+                         scaling_factor=0.18215)
 
 
 def random_cache(n: int, latent_shape: tuple, scaling_factor: float) -> dict:

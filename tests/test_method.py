@@ -4,6 +4,7 @@ import dataclasses
 
 import pytest
 import torch
+import torch.nn.functional as F
 from diffusers import DDPMScheduler
 
 from minimaxdd import checkpoints
@@ -102,6 +103,50 @@ def test_empty_memories_give_zero_terms_and_are_then_filled():
     rep, div = minimax_terms(pred, torch.randn(3, 5), torch.tensor([2, 2, 1]), real_memory, pred_memory)
     assert rep.item() == 0.0 and div.item() == 0.0
     assert len(real_memory.get(2)) == 2 and len(pred_memory.get(1)) == 1
+
+
+def per_class_loop(preds, labels, reals_of, earlier_of, rep_form, div_form):
+    """The criteria as the authors' loop computes them, one class at a time (the spec of the batched code)."""
+    rep = div = torch.zeros(())
+    classes = labels.unique().tolist()
+    for c in classes:
+        p = preds[labels == c].flatten(1)
+        reals, earlier = reals_of(c), earlier_of(c)
+        if reals is not None:
+            rep = rep + (1 - (cosine_matrix(p, reals).min() if rep_form == "minimax"
+                              else F.cosine_similarity(p, reals.mean(0, keepdim=True)).mean()))
+        if earlier is not None:
+            div = div + (cosine_matrix(p, earlier).max() if div_form == "minimax"
+                         else F.cosine_similarity(p, earlier.mean(0, keepdim=True)).mean())
+    return rep / len(classes), div / len(classes)
+
+
+@pytest.mark.parametrize("forms", [("minimax", "minimax"), ("mean", "mean")])
+def test_batched_terms_and_gradients_equal_the_per_class_loop(forms):
+    """Several classes, memories wrapped around their rings, a class new to the memories, a class
+    with more samples than the memory holds: values and gradients as the per-class loop's."""
+    gen = torch.Generator().manual_seed(0)
+    real_memory, pred_memory = ClassMemory(5), ClassMemory(5)
+    for _ in range(3):  # 3 x 8 pushes over 4 classes: the rings of 5 wrap
+        labels = torch.randint(4, (8,), generator=gen)
+        minimax_terms(torch.randn(8, 2, 3, generator=gen), torch.randn(8, 2, 3, generator=gen), labels,
+                      real_memory, pred_memory, *forms)
+    labels = torch.tensor([0, 0, 1, 3, 5, 5, 5, 5, 5, 5, 5])  # class 5 is new and has 7 > 5 samples
+    pred = torch.randn(len(labels), 2, 3, generator=gen, requires_grad=True)
+    reals_before = {c: real_memory.get(c) for c in range(6)}
+    earlier_before = {c: pred_memory.get(c) for c in range(6)}
+    rep, div = minimax_terms(pred, torch.randn(len(labels), 2, 3, generator=gen), labels, real_memory,
+                             pred_memory, *forms)
+    grad, = torch.autograd.grad(rep + 2 * div, pred)
+    pred_loop = pred.detach().clone().requires_grad_(True)
+    rep_loop, div_loop = per_class_loop(pred_loop, labels, reals_before.get, earlier_before.get, *forms)
+    grad_loop, = torch.autograd.grad(rep_loop + 2 * div_loop, pred_loop)
+    assert torch.allclose(rep, rep_loop, atol=1e-6) and torch.allclose(div, div_loop, atol=1e-6)
+    assert torch.allclose(grad, grad_loop, atol=1e-6)
+    assert rep.item() > 0 and div.item() != 0
+    # the memories now hold the last 5 of class 5, oldest first, and class 0's two new entries last
+    assert torch.equal(pred_memory.get(5), pred.detach()[-5:].flatten(1))
+    assert torch.equal(pred_memory.get(0)[-2:], pred.detach()[:2].flatten(1))
 
 
 def test_class_memory_is_fifo_with_bounded_size():
@@ -301,3 +346,29 @@ def test_random_subset_is_a_prefix_per_class_and_checks_ipc():
     assert set(two.tolist()) <= set(three.tolist())
     with pytest.raises(ValueError, match="IPC 5 exceeds the 4"):
         random_subset(labels, 5, seed=1)
+
+
+def test_ema_and_fused_adamw_are_the_reference_updates():
+    """The trainer's foreach EMA and fused AdamW against the reference's per-tensor loops
+    (train_dit.py update_ema: ema.mul_(decay).add_(param, alpha=1 - decay); plain AdamW)."""
+    from minimaxdd.training import update_ema
+
+    gen = torch.Generator().manual_seed(0)
+    params = {f"p{i}": torch.nn.Parameter(torch.randn(5, 3, generator=gen)) for i in range(3)}
+    copies = {k: torch.nn.Parameter(p.detach().clone()) for k, p in params.items()}
+    fused = torch.optim.AdamW(params.values(), lr=0.01, weight_decay=0, fused=True)
+    loop = torch.optim.AdamW(copies.values(), lr=0.01, weight_decay=0, foreach=False)
+    ema = {k: p.detach().clone() for k, p in params.items()}
+    ema_loop = {k: p.detach().clone() for k, p in params.items()}
+    for _ in range(20):
+        targets = torch.randn(5, 3, generator=gen)
+        for group, opt in ((params, fused), (copies, loop)):
+            opt.zero_grad()
+            sum(((p - targets) ** 2).sum() for p in group.values()).backward()
+            opt.step()
+        update_ema(ema, params, 0.9)
+        for k, p in copies.items():
+            ema_loop[k].mul_(0.9).add_(p.detach(), alpha=0.1)
+    for k in params:
+        assert torch.allclose(params[k], copies[k], atol=1e-6) and not torch.equal(params[k], ema[k])
+        assert torch.allclose(ema[k], ema_loop[k], atol=1e-6)

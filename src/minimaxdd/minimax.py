@@ -23,31 +23,65 @@ import torch.nn.functional as F
 
 
 class ClassMemory:
-    """Per-class FIFO queue of flattened vectors, at most `size` per class."""
+    """Per-class FIFO queues of flattened vectors, at most `size` per class.
+
+    Held as one (classes, size, dim) tensor on the device of the vectors, written as a ring per
+    class, so that a batch of any classes is pushed and compared with a few kernels (no loop over
+    the classes, no host synchronisation). The classes grow as labels appear."""
 
     def __init__(self, size: int):
         if size < 1:
             raise ValueError(f"memory size must be at least 1, got {size}")
         self.size = size
-        self._items: dict[int, torch.Tensor] = {}
+        self.entries: torch.Tensor | None = None  # (classes, size, dim)
+        self.count: torch.Tensor | None = None  # (classes,) entries held
+        self.next: torch.Tensor | None = None  # (classes,) ring position of the next write
+
+    def _grow(self, labels: torch.Tensor, dim: int, like: torch.Tensor) -> None:
+        classes = int(labels.max()) + 1
+        held = 0 if self.entries is None else len(self.entries)
+        if classes <= held:
+            return
+        entries = like.new_zeros(classes, self.size, dim)
+        count, next_slot = (torch.zeros(classes, dtype=torch.long, device=like.device) for _ in range(2))
+        if held:
+            entries[:held], count[:held], next_slot[:held] = self.entries, self.count, self.next
+        self.entries, self.count, self.next = entries, count, next_slot
+
+    def push_batch(self, labels: torch.Tensor, vectors: torch.Tensor) -> None:
+        """Append each row of `vectors` to the queue of its label, in order; the oldest go first."""
+        vectors = vectors.detach().flatten(1)
+        if len(vectors) == 0:
+            return
+        self._grow(labels, vectors.shape[1], vectors)
+        onehot = F.one_hot(labels, len(self.entries))
+        rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # position of each row within its class
+        per_class = onehot.sum(0)
+        kept = rank >= per_class[labels] - self.size  # more than `size` of a class: its last ones
+        slot = (self.next[labels] + rank) % self.size
+        self.entries[labels[kept], slot[kept]] = vectors[kept].to(self.entries.dtype)
+        self.next = (self.next + per_class) % self.size
+        self.count = (self.count + per_class).clamp(max=self.size)
 
     def push(self, label: int, vectors: torch.Tensor) -> None:
-        vectors = vectors.detach().flatten(1)
-        held = self._items.get(label)
-        merged = vectors if held is None else torch.cat([held, vectors])
-        self._items[label] = merged[-self.size :]  # drop the oldest first
+        self.push_batch(torch.full((len(vectors),), label, dtype=torch.long, device=vectors.device), vectors)
 
     def get(self, label: int) -> torch.Tensor | None:
-        return self._items.get(label)
+        """The entries of `label`, oldest first (None when it has none)."""
+        if self.entries is None or label >= len(self.entries) or self.count[label] == 0:
+            return None
+        count, order = int(self.count[label]), torch.arange(self.size, device=self.entries.device)
+        oldest = (int(self.next[label]) - count) % self.size
+        return self.entries[label, (oldest + order[:count]) % self.size]
 
     def __len__(self) -> int:
-        return sum(len(v) for v in self._items.values())
+        return 0 if self.count is None else int(self.count.sum())
 
-    def state_dict(self) -> dict[int, torch.Tensor]:
-        return dict(self._items)
+    def state_dict(self) -> dict:
+        return {"entries": self.entries, "count": self.count, "next": self.next}
 
-    def load_state_dict(self, items: dict[int, torch.Tensor]) -> None:
-        self._items = dict(items)
+    def load_state_dict(self, state: dict) -> None:
+        self.entries, self.count, self.next = state["entries"], state["count"], state["next"]
 
 
 def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -58,16 +92,28 @@ def cosine_matrix(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 FORMS = ("off", "minimax", "mean")
 
 
-def representativeness_term(preds: torch.Tensor, reals: torch.Tensor, form: str) -> torch.Tensor:
-    if form == "minimax":  # Eq. 3: pull toward the least similar real entry
-        return 1 - cosine_matrix(preds, reals).min()
-    return 1 - F.cosine_similarity(preds, reals.mean(0, keepdim=True)).mean()  # Eq. 2
+def _per_sample_similarity(preds: torch.Tensor, labels: torch.Tensor, memory: ClassMemory, form: str,
+                           pick: str) -> torch.Tensor:
+    """Each prediction against the memory of its own class: (B,) the min / max cosine over the
+    entries ("minimax"), or the cosine with the entries' mean ("mean")."""
+    entries = memory.entries[labels]  # (B, size, dim)
+    held = torch.arange(memory.size, device=preds.device) < memory.count[labels, None]  # (B, size)
+    if form == "mean":
+        mean = (entries * held[..., None]).sum(1) / memory.count[labels, None].clamp(min=1)
+        return F.cosine_similarity(preds, mean)
+    cos = torch.einsum("bd,bkd->bk", F.normalize(preds, dim=1), F.normalize(entries, dim=2))
+    empty = torch.tensor(float("inf") if pick == "min" else float("-inf"), device=preds.device)
+    cos = torch.where(held, cos, empty)
+    return cos.amin(1) if pick == "min" else cos.amax(1)
 
 
-def diversity_term(preds: torch.Tensor, earlier: torch.Tensor, form: str) -> torch.Tensor:
-    if form == "minimax":  # Eq. 4: push away from the most similar earlier prediction
-        return cosine_matrix(preds, earlier).max()
-    return F.cosine_similarity(preds, earlier.mean(0, keepdim=True)).mean()
+def _per_class(values: torch.Tensor, onehot: torch.Tensor, form: str, pick: str) -> torch.Tensor:
+    """(classes,) each class's min / max over its samples' values ("minimax"), or their mean."""
+    if form == "mean":
+        return (onehot * values[:, None]).sum(0) / onehot.sum(0).clamp(min=1)
+    fill = float("inf") if pick == "min" else float("-inf")
+    spread = torch.where(onehot, values[:, None], torch.full_like(values[:, None], fill))
+    return spread.amin(0) if pick == "min" else spread.amax(0)
 
 
 def minimax_terms(
@@ -84,28 +130,34 @@ def minimax_terms(
     (unless `update` is False: data-parallel training updates them with the whole global batch).
 
     `representativeness` and `diversity` pick each term's form: "minimax", "mean" or "off".
+    All classes of the batch are computed at once: each prediction against the memory of its class,
+    then each class's min (max, mean) over its predictions.
     """
     for form in (representativeness, diversity):
         if form not in FORMS:
             raise ValueError(f"criterion form must be one of {FORMS}, got {form!r}")
-    rep_total = pred_x0.new_zeros(())
-    div_total = pred_x0.new_zeros(())
-    classes = labels.unique().tolist()
-    for c in classes:
-        preds = pred_x0[labels == c].flatten(1)
-        reals, earlier = real_memory.get(c), pred_memory.get(c)
-        if reals is not None and representativeness != "off":
-            rep_total = rep_total + representativeness_term(preds, reals, representativeness)
-        if earlier is not None and diversity != "off":
-            div_total = div_total + diversity_term(preds, earlier, diversity)
+    preds = pred_x0.flatten(1)
+    terms = []
+    for memory, form, pick in ((real_memory, representativeness, "min"), (pred_memory, diversity, "max")):
+        if form == "off" or memory.entries is None:
+            terms.append(preds.new_zeros(()))
+            continue
+        classes = len(memory.entries)
+        in_memory = labels < classes  # a label never pushed yet has no memory
+        onehot = F.one_hot(labels.clamp(max=classes - 1), classes).bool() & in_memory[:, None]
+        values = _per_sample_similarity(preds, labels.clamp(max=classes - 1), memory, form, pick)
+        per_class = _per_class(values, onehot, form, pick)
+        if pick == "min":
+            per_class = 1 - per_class
+        counted = onehot.any(0) & memory.count.gt(0)  # a class whose memory is empty adds nothing
+        classes_in_batch = torch.bincount(labels).gt(0).sum()  # the empty ones still count here
+        terms.append(torch.where(counted, per_class, torch.zeros_like(per_class)).sum() / classes_in_batch)
     if update:
         update_memories(real_memory, pred_memory, real_x0, pred_x0, labels)
-    return rep_total / len(classes), div_total / len(classes)
+    return terms[0], terms[1]
 
 
 def update_memories(real_memory: ClassMemory, pred_memory: ClassMemory, real_x0: torch.Tensor,
                     pred_x0: torch.Tensor, labels: torch.Tensor) -> None:
-    for c in labels.unique().tolist():
-        in_class = labels == c
-        real_memory.push(c, real_x0[in_class])
-        pred_memory.push(c, pred_x0[in_class])
+    real_memory.push_batch(labels, real_x0)
+    pred_memory.push_batch(labels, pred_x0)

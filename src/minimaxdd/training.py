@@ -49,8 +49,8 @@ class LatentSet:
 
 @torch.no_grad()
 def update_ema(ema: dict[str, torch.Tensor], params: dict[str, torch.nn.Parameter], decay: float) -> None:
-    for name, value in params.items():
-        ema[name].mul_(decay).add_(value.detach(), alpha=1 - decay)
+    """ema <- decay * ema + (1 - decay) * param, for all tensors in one foreach kernel (as a lerp)."""
+    torch._foreach_lerp_([ema[name] for name in params], [p.detach() for p in params.values()], 1 - decay)
 
 
 @dataclass
@@ -74,7 +74,9 @@ class Trainer:
         if self.distributed:
             device_ids = [device.index] if device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
-        self.opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0)
+        # The fused kernel: one pass over all tensors, on the CPU as on CUDA (the per-tensor loop
+        # was ~8 % of a tiny step); the same update up to float rounding.
+        self.opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0, fused=True)
         self.ema = {k: v.detach().clone() for k, v in params.items()}
         self.ema_decay = ema_decay
         self.diffusion = GaussianDiffusion(linear_betas(NUM_TIMESTEPS))
