@@ -36,7 +36,7 @@ from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # no
 from minimaxdd.nets import build_net  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
-from minimaxdd.validate import to_unit  # noqa: E402
+from minimaxdd.validate import memory_format, to_unit  # noqa: E402
 
 MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
                 "validate_soft")
@@ -81,6 +81,9 @@ def parse_args(argv=None):
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own; 1 with --tiny)")
     p.add_argument("--out", type=Path, help="output folder (default docs/benchmarks/; a temp folder with --tiny)")
     p.add_argument("--tiny", action="store_true", help="tiny models at 32 px: a smoke test, not a paper-scale result")
+    p.add_argument("--compile", action="store_true", help="torch.compile the DiT (config speed.compile)")
+    p.add_argument("--channels-last", action="store_true", help="channels-last validation net (config speed.channels_last)")
+    p.add_argument("--tag", default="", help="appended to the output file names (e.g. -compiled)")
     args = p.parse_args(argv)
     selected = [m for m in MEASUREMENTS if not args.only or any(m == o or m.startswith(o + "_") for o in args.only)]
     if not selected:
@@ -132,14 +135,15 @@ class Bench:
         if self.cuda:
             torch.cuda.synchronize()
 
-    def measure(self, name: str, fn, *, items: int, unit: str, per: str, settings: dict):
-        """Time `fn` (one iteration = `items` images or one step); unit is `per`s per second."""
+    def measure(self, name: str, fn, *, items: int, unit: str, per: str, settings: dict, count=None):
+        """Time `fn` (one iteration = `items` images or one step); unit is `per`s per second.
+        `count`: the same iteration uncompiled, run once to count the FLOPs (default: `fn`)."""
         bar = tqdm(total=self.warmup + self.repeats, desc=name, unit="it", dynamic_ncols=True)
         with FlopCounterMode(display=False, custom_mapping=FLOP_EXTRA) as counter, self.amp():
-            fn()  # first warm-up iteration: also counts the FLOPs
+            (count or fn)()  # first warm-up iteration: also counts the FLOPs
         bar.update()
         with self.amp():
-            for _ in range(self.warmup - 1):
+            for _ in range(self.warmup - (0 if count else 1)):
                 fn()
                 bar.update()
             self.sync()
@@ -164,23 +168,25 @@ class Bench:
 
 # -- stages -------------------------------------------------------------------------------------
 
-def bench_finetune(b: Bench, dit: DiT, vae, res: int, selected: list[str]):
+def bench_finetune(b: Bench, dit: DiT, vae, res: int, selected: list[str], compile: bool = False):
     names = mark_difffit_trainable(dit)
     params = dict(dit.named_parameters())
     params = {k: params[k] for k in names}
     batch, sf = FINETUNE["batch"], vae.config.scaling_factor
     settings = {"batch": batch, "trainable_params": sum(p.numel() for p in params.values()),
-                "optimizer": "AdamW", "lr": FINETUNE["lr"], "minimax": FINETUNE["minimax"]}
+                "optimizer": "AdamW", "lr": FINETUNE["lr"], "minimax": FINETUNE["minimax"], "compile": compile}
     latent_shape = (dit.in_channels, dit.config.input_size, dit.config.input_size)
 
-    def trainer():
-        return Trainer(dit, params, FINETUNE["lr"], FINETUNE["ema_decay"], 0, b.device, FINETUNE["minimax"])
+    def trainer(compiled=compile):
+        return Trainer(dit, params, FINETUNE["lr"], FINETUNE["ema_decay"], 0, b.device, FINETUNE["minimax"],
+                       compile=compiled)
 
     if "finetune_cached" in selected:
         t, latents = trainer(), LatentSet(random_cache(10 * batch, latent_shape, sf), b.device)
         gen = torch.Generator().manual_seed(0)
-        b.measure("finetune_cached", lambda: t.step(latents, torch.randperm(len(latents), generator=gen)[:batch]
-                                                    .to(b.device)),
+        index = lambda: torch.randperm(len(latents), generator=gen)[:batch].to(b.device)  # noqa: E731
+        eager = trainer(False) if compile else None
+        b.measure("finetune_cached", lambda: t.step(latents, index()), count=eager and (lambda: eager.step(latents, index())),
                   items=batch, unit="steps/s", per="step", settings={**settings, "latents": "cached"})
     if "finetune_vae" in selected:
         t = trainer()
@@ -208,21 +214,24 @@ def bench_generate(b: Bench, dit: DiT, vae, args):
         if name not in args.selected:
             continue
 
-        def generate(batch=batch):  # as generate.generate_set does for one batch
+        def generate(batch=batch, compile=args.compile):  # as generate.generate_set does for one batch
             noise = torch.randn(args.gen_steps + 1, batch, *shape, device=b.device)
             labels = torch.randint(NUM_CLASSES_REAL, (batch,), device=b.device)
-            decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance, guidance_channels=3))
+            decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance, guidance_channels=3,
+                                               compile=compile))
 
         b.measure(name, generate, items=batch, unit="images/s", per="image",
+                  count=(lambda batch=batch: generate(batch, False)) if args.compile else None,
                   settings={"batch": batch, "steps": args.gen_steps, "guidance": args.guidance,
-                            "includes": "sampling + VAE decoding to uint8 on the CPU"})
+                            "compile": args.compile, "includes": "sampling + VAE decoding to uint8 on the CPU"})
     dit.train()
 
 
-def bench_validate(b: Bench, tiny: bool, res: int):
+def bench_validate(b: Bench, tiny: bool, res: int, channels_last: bool = False):
     torch.manual_seed(0)
     width = 0.25 if tiny else 1.0
-    net = build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device).train()
+    net = build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device, memory_format=memory_format(channels_last))
+    net.train()
     opt = torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
     x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
     y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
@@ -239,7 +248,7 @@ def bench_validate(b: Bench, tiny: bool, res: int):
 
     b.measure("validate", step, items=VAL_BATCH, unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
-                        "optimizer": "SGD(momentum 0.9)",
+                        "optimizer": "SGD(momentum 0.9)", "channels_last": channels_last,
                         "augment": "random resized crop + flip + ColorJitter + Lighting + cutmix"})
 
 
@@ -333,7 +342,7 @@ def main(argv=None):
     out = args.out or (Path(tempfile.gettempdir()) / "minimaxdd-benchmark-tiny" if args.tiny
                        else ROOT / "docs" / "benchmarks")
     info = device_info(device)
-    stem = f"benchmark-{info['kind']}" + ("-tiny" if args.tiny else "")
+    stem = f"benchmark-{info['kind']}" + ("-tiny" if args.tiny else "") + args.tag
     print(f"benchmark on {info['name']} ({device}), {'TINY' if args.tiny else 'paper-scale'} models: "
           f"{', '.join(args.selected)}; warm-up {warmup}, repeats {repeats}", flush=True)
 
@@ -344,17 +353,18 @@ def main(argv=None):
     if dit is not None:
         print(f"  built DiT ({sum(p.numel() for p in dit.parameters()) / 1e6:.1f} M params) and VAE in "
               f"{time.perf_counter() - start:.1f} s", flush=True)
-        bench_finetune(b, dit, vae, res, args.selected)
+        bench_finetune(b, dit, vae, res, args.selected, args.compile)
         bench_generate(b, dit, vae, args)
         del dit, vae
     if "validate" in args.selected:
-        bench_validate(b, args.tiny, res)
+        bench_validate(b, args.tiny, res, args.channels_last)
     if "validate_soft" in args.selected:
         bench_validate_soft(b, args.tiny, res)
 
     settings = {"tiny": args.tiny, "warmup": warmup, "repeats": repeats, "gen_steps": args.gen_steps,
                 "gen_batch": args.gen_batch, "guidance": args.guidance, "peak_tflops": args.peak_tflops,
-                "precision": "bf16 autocast + TF32" if cuda else "fp32",
+                "precision": "bf16 autocast + TF32" if cuda else "fp32", "compile": args.compile,
+                "channels_last": args.channels_last,
                 "models": ("tiny DiT (hidden 64, depth 2, 4x4 latents), tiny VAE (32 px), ResNet-18 x0.25 at 32 px"
                            if args.tiny else "DiT-XL/2 (256 px), SD VAE (sd-vae-ft-mse architecture), "
                            "ResNet-18 at 256 px")}

@@ -132,8 +132,12 @@ def test_the_dataset_name_changes_no_job_settings():
 def test_key_order_and_settings_that_change_no_result_leave_every_job_alone():
     base = every_settings(plan.Plan(load(validate={"epochs": {20: 5, 10: 7}, "seeds": [0]})))
     again = every_settings(plan.Plan(load(validate={"seeds": [0], "epochs": {10: 7, 20: 5}},
-                                          checkpoint={"every_steps": 7}, device="cpu")))
+                                          checkpoint={"every_steps": 7}, device="cpu",
+                                          speed={"compile": True, "channels_last": True})))
     assert json.dumps(base) == json.dumps(again)  # Snakemake compares params with their key order
+    fast = load(speed={"compile": True, "channels_last": True})
+    assert plan.runtime(fast, "finetune")["compile"] and plan.runtime(fast, "generate")["compile"]
+    assert plan.runtime(fast, "validate_packed")["channels_last"] and "compile" not in plan.runtime(fast, "validate")
 
 
 # ------------------------------------------------------------------ 5. experiments stay under results/

@@ -126,7 +126,8 @@ def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):
     out = folder / name
     stages.finetune(latents=str(folder / "latents.pt"), dit=str(folder / "dit"),
                     weights=str(out / "weights.safetensors"), losses=str(out / "losses.csv"), method="minimax",
-                    classes=None, finetune=settings, dit_num_heads=None, device="cpu", checkpoint_every_steps=4)
+                    classes=None, finetune=settings, dit_num_heads=None, device="cpu", checkpoint_every_steps=4,
+                    compile=False)
     with open(out / "losses.csv") as f:
         return load_file(out / "weights.safetensors"), list(csv.DictReader(f))
 

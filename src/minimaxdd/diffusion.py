@@ -17,7 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .io import autocast
+from .io import autocast, compiled
 
 NUM_TIMESTEPS = 1000
 
@@ -186,7 +186,7 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 @torch.no_grad()
 def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None,
                    guidance_channels: int | None = None, precision: str = "fp32", sampler: str = "ddpm",
-                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0):
+                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0, compile: bool = False):
     """Sampling of a batch, from noise to clean latents.
 
     `noise` has shape (steps + 1, N, C, H, W): noise[0] is the starting point, noise[k] the noise
@@ -195,16 +195,20 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
     see DiT.forward_with_guidance. `sampler`: "ddpm" (ancestral, learned variance) or "ddim" (with
     `eta`). `modes` (N, C, H, W): MGD3's mode guidance toward each sample's mode at the chain
     indices above `mode_stop` (MGD3: 49..26 of 50), by `mode_scale` (see GaussianDiffusion.p_step).
+    `compile`: the model's (guided) prediction runs through torch.compile (io.compiled).
     """
+    def predict(x, t):
+        if guidance_scale == 1.0:
+            return model(x, t, labels)
+        return model.forward_with_guidance(x, t, labels, guidance_scale, guidance_channels)
+
+    predict = compiled(predict) if compile else predict
     x = noise[0]
     indices = range(diffusion.num_timesteps - 1, -1, -1)
     for k, index in enumerate(progress(indices) if progress else indices, start=1):
         t = torch.full((x.shape[0],), int(diffusion.timestep_map[index]), dtype=torch.long, device=x.device)
         with autocast(x.device, precision):
-            if guidance_scale == 1.0:
-                out = model(x, t, labels)
-            else:
-                out = model.forward_with_guidance(x, t, labels, guidance_scale, guidance_channels)
+            out = predict(x, t)
         if sampler == "ddim":
             x = diffusion.ddim_step(out.float(), x, index, noise[k], eta)
         else:

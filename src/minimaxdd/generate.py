@@ -35,7 +35,7 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
                  guidance_channels: int | None, precision: str, sampler: str, batch_size: int, seed: int,
                  device: torch.device, eta: float = 0.0, classes: list[int] | None = None,
                  modes: torch.Tensor | None = None,
-                 mode_guidance: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 mode_guidance: dict | None = None, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
     their labels (indices into class_ids, the generator's id of each class).
 
@@ -56,7 +56,7 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
             guide = {"modes": torch.stack([modes[c, i] for c, i in batch]).to(device),
                      "mode_scale": mode_guidance["scale"], "mode_stop": mode_guidance["stop_step"]}
         latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
-                                 precision=precision, sampler=sampler, eta=eta, **guide)
+                                 precision=precision, sampler=sampler, eta=eta, compile=compile, **guide)
         images.append(decode_latents(vae, latents))
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return torch.cat(images), labels

@@ -179,6 +179,15 @@ def autocast(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bf16")
 
 
+def compiled(fn):
+    """`torch.compile(fn)` for fixed shapes. Inductor falls back to torch's own random ops, so the
+    DiT's label dropout draws exactly what it draws uncompiled (resumable from the same RNG state)."""
+    import torch._inductor.config
+
+    torch._inductor.config.fallback_random = True
+    return torch.compile(fn, dynamic=False)
+
+
 def pick_device(requested: str = "auto") -> torch.device:
     """`auto` takes CUDA when present, else the CPU. On CUDA, float32 matmuls may use TF32."""
     if requested == "auto":

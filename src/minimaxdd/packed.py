@@ -47,7 +47,7 @@ from minimaxdd.io import autocast
 from minimaxdd.nets import arch_label, build_net
 from minimaxdd.resume import Checkpointer
 from minimaxdd.validate import (_check_split, check_training_inputs, curve_scores, evaluate, evaluation_epochs,
-                                resize_for_validation, to_model_input, to_unit)
+                                memory_format, resize_for_validation, to_model_input, to_unit)
 
 PACK_MODES = ("auto", "loop", "vmap")
 
@@ -227,7 +227,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
                  augment: str = "idc", normalize: str = "imagenet", evaluations: int = 100,
                  precision: str = "fp32", test_x: torch.Tensor | None = None, test_y: torch.Tensor | None = None,
                  progress: bool = True, checkpointer: Checkpointer | None = None,
-                 mode: str = "auto") -> list[tuple[nn.Module, dict]]:
+                 mode: str = "auto", channels_last: bool = False) -> list[tuple[nn.Module, dict]]:
     """Train one classifier per seed of `seeds` on (train_x, train_y), all in one pack; return
     [(model, record)] in the order of `seeds`, each as `validate.train_classifier` with that
     seed returns it ("loop": equal bit for bit; "vmap": up to float rounding), its record
@@ -247,7 +247,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
 
     channels, resolution = train_x.shape[1], train_x.shape[2]
     built = [build_run(s, arch, channels, num_classes, resolution, width_factor, device) for s in seeds]
-    nets, rngs = [b[0] for b in built], [b[1] for b in built]
+    nets, rngs = [b[0].to(memory_format=memory_format(channels_last)) for b in built], [b[1] for b in built]
     pack = (_Loop if mode == "loop" else _Vmap)(nets, lr, momentum, weight_decay, epochs)
     x, y = train_x.to(device), train_y.long().to(device)
     scored = set(evaluation_epochs(epochs, evaluations)) if test_x is not None else set()
@@ -287,7 +287,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
     for model, seed, epoch_loss, curve in zip(pack.models(), seeds, epoch_losses, curves):
         record = {"final_loss": epoch_loss, "epochs": epochs, "train_images": len(x), "wall_s": wall / len(seeds),
                   "device": str(device), "arch": arch, "seed": seed, "width_factor": width_factor,
-                  "augment": augment, "normalize": normalize, "precision": precision,
+                  "augment": augment, "normalize": normalize, "precision": precision, "channels_last": channels_last,
                   "packed": len(seeds), "pack_mode": mode, "pack_wall_s": wall}
         results.append((model.eval(), record | curve_scores(curve)))
     return results

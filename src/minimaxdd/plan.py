@@ -465,17 +465,19 @@ class Plan:
 # Settings that change no result, so they are not params (not rerun triggers): by stage.
 RUNTIME = {
     "base_vae": ("device",), "encode": ("device",), "feature_net": ("device",), "analyze": ("device",),
-    "tsne": ("device",), "generate": ("device",),
-    "base_dit": ("device", "checkpoint_every_steps"), "finetune": ("device", "checkpoint_every_steps"),
-    "validate": ("device", "checkpoint_every_epochs"), "validate_soft_label": ("device", "checkpoint_every_epochs"),
-    "validate_packed": ("device", "checkpoint_every_epochs"),
+    "tsne": ("device",),
+    "base_dit": ("device", "checkpoint_every_steps", "compile"), "finetune": ("device", "checkpoint_every_steps", "compile"),
+    "generate": ("device", "compile"),
+    "validate": ("device", "checkpoint_every_epochs", "channels_last"),
+    "validate_soft_label": ("device", "checkpoint_every_epochs"),
+    "validate_packed": ("device", "checkpoint_every_epochs", "channels_last"),
 }
 
 
 def runtime(config: dict, stage: str) -> dict:
     """The stage's settings that are not rerun triggers, from the loaded config."""
     values = {"device": config["device"], "checkpoint_every_steps": config["checkpoint"]["every_steps"],
-              "checkpoint_every_epochs": config["checkpoint"]["every_epochs"]}
+              "checkpoint_every_epochs": config["checkpoint"]["every_epochs"], **config["speed"]}
     return {key: values[key] for key in RUNTIME.get(stage, ())}
 
 

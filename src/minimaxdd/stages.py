@@ -66,7 +66,7 @@ def encode(*, train: str, vae: str, latents: str, batch_size: int, device: str) 
 
 
 def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
-             checkpoint_every_steps: int) -> None:
+             checkpoint_every_steps: int, compile: bool) -> None:
     device = pick_device(device)
     cache = load_torch(latents)
     settings = dict(tiny_dit)
@@ -75,20 +75,21 @@ def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
     checkpointer = Checkpointer.next_to(dit, checkpoint_every_steps, [settings, training, seed, str(device)], [latents])
-    checkpoints.save_dit(pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer, **training),
-                         dit)
+    checkpoints.save_dit(pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer,
+                                      compile=compile, **training), dit)
     checkpointer.remove()
 
 
 def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, classes: list[int] | None,
-             finetune: dict, dit_num_heads: int | None, device: str, checkpoint_every_steps: int) -> None:
+             finetune: dict, dit_num_heads: int | None, device: str, checkpoint_every_steps: int,
+             compile: bool) -> None:
     """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
     subset). `finetune`: the method's fine-tuning settings (plan: config["finetune"] with the method's
     overrides and its two criteria forms). With `gpus` > 1 the job runs as that many data-parallel
     processes; rank 0 writes the outputs."""
     settings = dict(finetune)
     gpus = settings.pop("gpus")
-    job = (latents, dit, dit_num_heads, weights, losses, method, classes, settings, checkpoint_every_steps)
+    job = (latents, dit, dit_num_heads, weights, losses, method, classes, settings, checkpoint_every_steps, compile)
     if gpus == 1:
         _finetune_rank(0, 1, pick_device(device), *job)
     else:
@@ -97,7 +98,7 @@ def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, 
 
 def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
                    dit_num_heads: int | None, weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
-                   checkpoint_every: int) -> None:
+                   checkpoint_every: int, compile: bool) -> None:
     from .pretrained import load_pretrained_dit
 
     model = load_pretrained_dit(dit_path, device, dit_num_heads)
@@ -106,12 +107,12 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_fil
                                         [method, classes, settings, world_size, device.type], [latents_file, dit_path])
     start = time.time()
     model_params, ema_params, rows = finetune_dit(model, latents, device=device, checkpointer=checkpointer,
-                                                  **settings)
+                                                  compile=compile, **settings)
     if rank != 0:
         return
     checkpoints.save_difffit(model_params, ema_params, weights_out,
                              {"method": method, "steps": len(rows), "processes": world_size,
-                              "wall_s": round(time.time() - start, 1)})
+                              "wall_s": round(time.time() - start, 1), "compile": compile})
     with atomic_path(losses_out) as tmp, open(tmp, "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=list(rows[0]))
         writer.writeheader()
@@ -126,7 +127,7 @@ def modes(*, latents: str, modes: str, ipc: int, seed: int) -> None:
 
 
 def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], pack: str, timing: str,
-             ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str,
+             ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str, compile: bool,
              images: str | None = None, classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
     each, None = all classes), or no weights for the plain base DiT. `modes`: the class modes of a
@@ -152,7 +153,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
         parts.append(generate_set(model, autoencoder, class_ids=real.class_ids, ipc=ipc, device=device,
-                                  classes=phase, modes=class_modes, **generate))
+                                  classes=phase, modes=class_modes, compile=compile, **generate))
     pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
@@ -160,7 +161,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
         sets.write_image_folder(pixels, labels, real.class_names, images)
     chunk = {} if classes is None else {"classes": [int(c) for c in classes]}
     save_json({"images": len(pixels), "wall_s": wall_s, "seconds_per_image": wall_s / len(pixels),
-               "device": str(device), **chunk, **generate, **job_environment()}, timing)
+               "device": str(device), "compile": compile, **chunk, **generate, **job_environment()}, timing)
 
 
 def gather_generated(*, packs: list[str], timings: list[str], pack: str, images: str, timing: str) -> None:
@@ -269,7 +270,7 @@ def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: l
 def validate(*, train: str, test: str, record: str, method: str, ipc: int | None, arch: str, seed: int,
              epochs: int, batch_size: int, lr: float, weight_decay: float, width_factor: float,
              resolution: int | None, augment: str, normalize: str, evaluations: int, precision: str, device: str,
-             checkpoint_every_epochs: int) -> None:
+             checkpoint_every_epochs: int, channels_last: bool) -> None:
     """Train `arch` on the set `train` (a surrogate set, or the whole training split for `full`) and
     test it on the real test split, with the IDC protocol (validate.py). The rule `validate_full`
     runs this stage too."""
@@ -280,7 +281,8 @@ def validate(*, train: str, test: str, record: str, method: str, ipc: int | None
                     precision=precision)
     checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test])
     result = train_and_evaluate(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
-                                device=pick_device(device), checkpointer=checkpointer, **settings)
+                                device=pick_device(device), checkpointer=checkpointer, channels_last=channels_last,
+                                **settings)
     save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()
 
@@ -288,7 +290,7 @@ def validate(*, train: str, test: str, record: str, method: str, ipc: int | None
 def validate_packed(*, train: str, test: str, records: list[str], method: str, ipc: int | None, arch: str,
                     seeds: list[int], epochs: int, batch_size: int, lr: float, weight_decay: float,
                     width_factor: float, resolution: int | None, augment: str, normalize: str, evaluations: int,
-                    precision: str, device: str, checkpoint_every_epochs: int) -> None:
+                    precision: str, device: str, checkpoint_every_epochs: int, channels_last: bool) -> None:
     """`validate` for every seed of a (method, IPC, net) in one process (packed.py): each run draws
     what it would draw alone. One resume checkpoint for the pack."""
     from .packed import train_and_evaluate_packed
@@ -300,7 +302,8 @@ def validate_packed(*, train: str, test: str, records: list[str], method: str, i
                     precision=precision)
     checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs, [settings, device], [train, test])
     results = train_and_evaluate_packed(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
-                                        device=pick_device(device), checkpointer=checkpointer, **settings)
+                                        device=pick_device(device), checkpointer=checkpointer,
+                                        channels_last=channels_last, **settings)
     for record, result in zip(records, results):
         save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()

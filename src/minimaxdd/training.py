@@ -21,7 +21,7 @@ from tqdm import tqdm
 
 from .diffusion import NUM_TIMESTEPS, GaussianDiffusion, linear_betas
 from .dit import DiT, mark_difffit_trainable
-from .io import autocast
+from .io import autocast, compiled
 from .minimax import ClassMemory, minimax_terms, update_memories
 from .resume import Checkpointer
 
@@ -65,7 +65,7 @@ class Trainer:
     """One optimisation step of the DiT on a batch of cached latents (+ the optional minimax terms)."""
 
     def __init__(self, model: DiT, params: dict[str, torch.nn.Parameter], lr: float, ema_decay: float, seed: int,
-                 device: torch.device, minimax: dict | None = None, precision: str = "fp32"):
+                 device: torch.device, minimax: dict | None = None, precision: str = "fp32", compile: bool = False):
         self.model = model.to(device).train()
         self.params = params
         self.distributed = dist.is_available() and dist.is_initialized()
@@ -74,6 +74,8 @@ class Trainer:
         if self.distributed:
             device_ids = [device.index] if device.type == "cuda" else None
             self.forward = torch.nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if compile:
+            self.forward = compiled(self.forward)
         # The fused kernel: one pass over all tensors, on the CPU as on CUDA (the per-tensor loop
         # was ~8 % of a tiny step); the same update up to float rounding.
         self.opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0, fused=True)
@@ -235,10 +237,11 @@ def run_steps(trainer: Trainer, latents: LatentSet, batches: RandomBatches, step
 
 
 def pretrain_dit(model: DiT, latents: LatentSet, *, steps: int, batch_size: int, lr: float, ema_decay: float,
-                 seed: int, device: torch.device, checkpointer: Checkpointer | None = None) -> DiT:
+                 seed: int, device: torch.device, checkpointer: Checkpointer | None = None,
+                 compile: bool = False) -> DiT:
     """Train every parameter of a (tiny) DiT from scratch; returns the EMA model."""
     params = {k: p for k, p in model.named_parameters() if p.requires_grad}
-    trainer = Trainer(model, params, lr, ema_decay, seed, device, precision="bf16")  # tiny models: no reference
+    trainer = Trainer(model, params, lr, ema_decay, seed, device, precision="bf16", compile=compile)  # tiny: no reference
     batches = RandomBatches(len(latents), batch_size, trainer.generator, device)
     run_steps(trainer, latents, batches, steps, checkpointer or Checkpointer(), "train base DiT")
     ema_model = copy.deepcopy(model).eval()
@@ -253,7 +256,7 @@ def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, div
                  lr: float, ema_decay: float, seed: int, device: torch.device, epochs: int | None = None,
                  memory_size: int = 64,
                  rep_weight: float = 0.0, div_weight: float = 0.0, train_steps: int | None = None,
-                 precision: str = "fp32", checkpointer: Checkpointer | None = None, log=print):
+                 precision: str = "fp32", checkpointer: Checkpointer | None = None, compile: bool = False, log=print):
     """Difffit fine-tuning with the criteria in the given forms ("minimax", "mean" or "off"):
     `difffit` is ("off", "off"), the paper's method ("minimax", "minimax").
 
@@ -271,7 +274,7 @@ def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, div
     if (representativeness, diversity) != ("off", "off"):
         minimax = {"memory_size": memory_size, "rep_weight": rep_weight, "div_weight": div_weight,
                    "representativeness": representativeness, "diversity": diversity}
-    trainer = Trainer(model, params, lr, ema_decay, seed, device, minimax, precision)
+    trainer = Trainer(model, params, lr, ema_decay, seed, device, minimax, precision, compile)
     trainer.shard(batch_size)  # fail before any work when the batch does not split over the processes
     batches = EpochBatches(len(latents), batch_size, trainer.generator, device)
     total = train_steps if train_steps is not None else epochs * batches.per_epoch
