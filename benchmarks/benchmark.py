@@ -23,20 +23,19 @@ import time
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from torch.utils.flop_counter import FlopCounterMode, sdpa_backward_flop_count, sdpa_flop_count
 from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import augment_batch, cutmix, normalize  # noqa: E402
+from minimaxdd.augment import cutmix, normalize  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
-from minimaxdd.validate import memory_format, to_unit  # noqa: E402
+from minimaxdd.validate import memory_format, to_unit, train_step  # noqa: E402
 
 MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
                 "validate_soft")
@@ -238,13 +237,8 @@ def bench_validate(b: Bench, tiny: bool, res: int, channels_last: bool = False):
     if b.cuda:
         torch.backends.cudnn.benchmark = True  # as validate.train_classifier
 
-    def step():  # the inner loop of validate.train_classifier
-        images, y_a, y_b, lam = cutmix(normalize(augment_batch(to_unit(x, b.device))), y)
-        logits = net(images)
-        loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
+    def step():  # the inner loop of validate.train_classifier (bf16 on CUDA, as every measurement here)
+        train_step(net, opt, x, y, precision="bf16" if b.cuda else "fp32")
 
     b.measure("validate", step, items=VAL_BATCH, unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,

@@ -1,5 +1,5 @@
 """Checks on a CUDA device that the validation training step never waits for the GPU: one epoch of
-`validate.train_classifier`'s inner step (augmentation, CutMix, forward, backward, SGD) runs under
+`validate.train_step` (augmentation, CutMix, forward, backward, SGD, as `train_classifier`) runs under
 `torch.cuda.set_sync_debug_mode("error")`, which raises at any host synchronisation. (The epoch's
 end syncs once, for the loss log; CutMix draws its scalars on the CPU.)
 
@@ -12,13 +12,11 @@ import sys
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import augment_batch, cutmix, normalize  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
-from minimaxdd.validate import memory_format, to_unit  # noqa: E402
+from minimaxdd.validate import memory_format, train_step  # noqa: E402
 
 
 def main() -> None:
@@ -36,14 +34,7 @@ def main() -> None:
         torch.cuda.synchronize()
         torch.cuda.set_sync_debug_mode("error")
         for idx in order:
-            images, y_a, y_b, lam = cutmix(normalize(augment_batch(to_unit(x[idx], device))), y[idx])
-            with torch.autocast("cuda", dtype=torch.bfloat16):
-                logits = net(images)
-                loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += train_step(net, opt, x[idx], y[idx], precision="bf16") * len(idx)
         torch.cuda.set_sync_debug_mode("default")
         print(f"channels_last={channels_last}: {len(order)} steps without a host sync; "
               f"epoch loss {loss_sum.item() / len(x):.3f}")

@@ -332,6 +332,8 @@ def test_ipc_prefix_property_holds_across_batch_sizes():
                   eta=0.0, seed=5, device=torch.device("cpu"))
     small, small_labels = generate_set(model, vae, ipc=2, batch_size=3, **common)
     large, large_labels = generate_set(model, vae, ipc=3, batch_size=4, **common)
+    auto, auto_labels = generate_set(model, vae, ipc=3, batch_size="auto", **common)  # 64 on the CPU: one batch
+    assert torch.equal(auto, large) and torch.equal(auto_labels, large_labels)
     for c in range(2):
         assert torch.equal(large[large_labels == c][:2], small[small_labels == c])
     assert not torch.equal(large[large_labels == 0][0], large[large_labels == 1][0])

@@ -124,6 +124,13 @@ def test_integer_study_values_name_their_points_as_integers():
 
 # ------------------------------------------------------------------ 4. report labels are no rerun triggers
 
+def test_generation_batch_is_a_number_or_auto():
+    assert load(generate={"batch_size": "auto"})["generate"]["batch_size"] == "auto"
+    for wrong in ("big", 0):
+        with pytest.raises(ConfigError, match=r"^generate\.batch_size: "):
+            load(generate={"batch_size": wrong})
+
+
 def test_the_dataset_name_changes_no_job_settings():
     named = every_settings(plan.Plan(load(dataset={"kind": "digits", "name": "Digits, renamed"})))
     assert named == every_settings(plan.Plan(load()))

@@ -16,6 +16,7 @@ from tqdm import tqdm
 
 from .diffusion import GaussianDiffusion, sample_latents
 from .dit import DiT
+from .io import autocast
 from .vae import decode_latents
 
 
@@ -32,7 +33,7 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 
 @torch.no_grad()
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
-                 guidance_channels: int | None, precision: str, sampler: str, batch_size: int, seed: int,
+                 guidance_channels: int | None, precision: str, sampler: str, batch_size: int | str, seed: int,
                  device: torch.device, eta: float = 0.0, classes: list[int] | None = None,
                  modes: torch.Tensor | None = None,
                  mode_guidance: dict | None = None, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
@@ -47,6 +48,9 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
     latent_shape = (model.in_channels, model.config.input_size, model.config.input_size)
     classes = range(len(class_ids)) if classes is None else classes
     jobs = [(c, i) for c in classes for i in range(ipc)]
+    if batch_size == "auto":
+        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device)
+        print(f"generate.batch_size auto: {batch_size} images a batch on {device}")
     images = []
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate ipc={ipc}", mininterval=5):
         batch = jobs[start : start + batch_size]
@@ -60,3 +64,28 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
         images.append(decode_latents(vae, latents))
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return torch.cat(images), labels
+
+
+AUTO_BATCH_CPU = 64  # host memory is not what limits a CPU's batch; larger ones only page-fault more
+MEMORY_SHARE = 0.8  # of the device's free memory: room for the allocator's fragmentation
+
+
+@torch.no_grad()
+def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, device: torch.device,
+                       probe: int = 4) -> int:
+    """`generate.batch_size: auto`: on CUDA, the most images a batch whose guided denoising step and
+    decoding fit in 80 % of the free device memory, from the peak memory of a probe batch; on the
+    CPU, 64."""
+    if device.type != "cuda":
+        return AUTO_BATCH_CPU
+    torch.cuda.empty_cache()
+    free, _ = torch.cuda.mem_get_info(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    before = torch.cuda.memory_allocated(device)
+    x = torch.randn(probe, *latent_shape, device=device)
+    labels = torch.zeros(probe, dtype=torch.long, device=device)
+    with autocast(device, precision):
+        model.forward_with_guidance(x, torch.zeros_like(labels), labels, 4.0)
+    decode_latents(vae, x)
+    per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
+    return max(1, int(MEMORY_SHARE * free / per_image))

@@ -146,6 +146,23 @@ def curve_scores(curve: list) -> dict:
     return {"accuracy_last": curve[-1][1], "accuracy_best": best[1], "best_epoch": best[0], "curve": curve}
 
 
+def train_step(model: nn.Module, optimizer, images: torch.Tensor, labels: torch.Tensor, augment: str = "idc",
+               normalize: str = "imagenet", precision: str = "fp32") -> torch.Tensor:
+    """One step on a batch of uint8 images (on the model's device): augmentation, normalisation,
+    CutMix, forward, backward, update. Returns the detached loss; waits for the device nowhere
+    (CutMix draws its scalars on the CPU)."""
+    device = images.device
+    images = normalize_images(augment_batch(to_unit(images, device), augment), normalize)
+    images, y_a, y_b, lam = cutmix(images, labels)
+    with autocast(device, precision):  # fp32 (TF32 on CUDA) as IDC; bf16 is faster
+        logits = model(images)
+        loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    optimizer.step()
+    return loss.detach()
+
+
 def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str, num_classes: int, epochs: int,
                      seed: int, device: torch.device | str = "cpu", batch_size: int = 64, lr: float = 0.01,
                      momentum: float = 0.9, weight_decay: float = 5e-4, width_factor: float = 1.0,
@@ -189,15 +206,7 @@ def train_classifier(train_x: torch.Tensor, train_y: torch.Tensor, *, arch: str,
         model.train()
         loss_sum = torch.zeros((), device=device)
         for idx in torch.randperm(len(x), generator=order_rng).to(device).split(batch_size):
-            images = normalize_images(augment_batch(to_unit(x[idx], device), augment), normalize)
-            images, y_a, y_b, lam = cutmix(images, y[idx])
-            with autocast(device, precision):  # fp32 (TF32 on CUDA) as IDC; bf16 is faster
-                logits = model(images)
-                loss = lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
+            loss_sum += train_step(model, optimizer, x[idx], y[idx], augment, normalize, precision) * len(idx)
         scheduler.step()
         epoch_loss = loss_sum.item() / len(x)  # one device sync per epoch
         if epoch + 1 in scored:  # no random draw: scoring leaves the run as it is
