@@ -66,3 +66,13 @@ def test_channels_last_validation_trains_the_same_net():
     for (name, a), b in zip(plain.state_dict().items(), fast.state_dict().values()):
         assert torch.allclose(a, b, atol=1e-4), name
     assert abs(plain_record["final_loss"] - fast_record["final_loss"]) < 1e-4
+
+
+def test_channels_last_packs_train_in_loop_mode_and_records_what_ran():
+    from minimaxdd.packed import train_packed
+
+    x, y = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8), torch.arange(24) % 4
+    for mode, used in (("loop", True), ("vmap", False)):
+        runs = train_packed(x, y, seeds=[0, 1], arch="convnet", num_classes=4, epochs=1, width_factor=0.25,
+                            mode=mode, channels_last=True, progress=False)
+        assert [record["channels_last"] for _, record in runs] == [used, used], mode

@@ -247,6 +247,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
 
     channels, resolution = train_x.shape[1], train_x.shape[2]
     built = [build_run(s, arch, channels, num_classes, resolution, width_factor, device) for s in seeds]
+    channels_last = channels_last and mode == "loop"  # vmap cannot batch channels-last group norm (torch 2.13)
     nets, rngs = [b[0].to(memory_format=memory_format(channels_last)) for b in built], [b[1] for b in built]
     pack = (_Loop if mode == "loop" else _Vmap)(nets, lr, momentum, weight_decay, epochs)
     x, y = train_x.to(device), train_y.long().to(device)
