@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import cutmix, normalize  # noqa: E402
+from minimaxdd.augment import augment_batch, cutmix, normalize  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
@@ -38,7 +38,8 @@ from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa
 from minimaxdd.validate import memory_format, to_unit, train_step  # noqa: E402
 
 MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
-                "validate_soft")
+                "validate_soft", "validate_packed")
+PACKED_SEEDS = 3  # the presets' seeds of one (method, IPC, net)
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
             "minimax": {"memory_size": 64, "rep_weight": 0.002, "div_weight": 0.008,
                         "representativeness": "minimax", "diversity": "minimax"}}  # the paper's forms
@@ -246,6 +247,30 @@ def bench_validate(b: Bench, tiny: bool, res: int, channels_last: bool = False):
                         "augment": "random resized crop + flip + ColorJitter + Lighting + cutmix"})
 
 
+def bench_validate_packed(b: Bench, tiny: bool, res: int):
+    """`validate` for the seeds of one net packed in one job (validate.pack_seeds), in the mode the
+    workflow picks on this device (vmap on CUDA, loop on the CPU); images/s over all runs."""
+    from minimaxdd.packed import build_pack, pack_mode
+
+    torch.manual_seed(0)
+    width = 0.25 if tiny else 1.0
+    nets = [build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device) for _ in range(PACKED_SEEDS)]
+    mode = pack_mode("auto", b.device)
+    pack = build_pack(mode, nets, 0.01, 0.9, 5e-4, epochs=1000)
+    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
+    y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
+    if b.cuda:
+        torch.backends.cudnn.benchmark = True
+
+    def step():  # one step of every run of the pack, as packed.train_packed
+        batches = [cutmix(normalize(augment_batch(to_unit(x, b.device))), y) for _ in nets]
+        pack.train_step(batches, b.device, "bf16" if b.cuda else "fp32")
+
+    b.measure("validate_packed", step, items=VAL_BATCH * len(nets), unit="images/s", per="image",
+              settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
+                        "runs": len(nets), "pack_mode": mode})
+
+
 def bench_validate_soft(b: Bench, tiny: bool, res: int):
     """RDED's soft-label step on the same images: ResNet-18 (BN) student, frozen ResNet-18 teacher."""
     from minimaxdd.nets import build_bn_net
@@ -354,6 +379,8 @@ def main(argv=None):
         bench_validate(b, args.tiny, res, args.channels_last)
     if "validate_soft" in args.selected:
         bench_validate_soft(b, args.tiny, res)
+    if "validate_packed" in args.selected:
+        bench_validate_packed(b, args.tiny, res)
 
     settings = {"tiny": args.tiny, "warmup": warmup, "repeats": repeats, "gen_steps": args.gen_steps,
                 "gen_batch": args.gen_batch, "guidance": args.guidance, "peak_tflops": args.peak_tflops,

@@ -212,6 +212,12 @@ class _Vmap:
         self.scheduler.load_state_dict(saved["scheduler"])
 
 
+def build_pack(mode: str, nets: list[nn.Module], lr: float, momentum: float, weight_decay: float, epochs: int):
+    """The runs' nets, SGD optimisers and schedules, trained by `train_step(batches, device, precision)`
+    (one batch per run) in turn ("loop") or stacked ("vmap")."""
+    return (_Loop if mode == "loop" else _Vmap)(nets, lr, momentum, weight_decay, epochs)
+
+
 def pack_mode(mode: str, device: torch.device | str) -> str:
     """The mode "auto" stands for on `device`: "vmap" on CUDA, else "loop"."""
     if mode not in PACK_MODES:
@@ -249,7 +255,7 @@ def train_packed(train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[in
     built = [build_run(s, arch, channels, num_classes, resolution, width_factor, device) for s in seeds]
     channels_last = channels_last and mode == "loop"  # vmap cannot batch channels-last group norm (torch 2.13)
     nets, rngs = [b[0].to(memory_format=memory_format(channels_last)) for b in built], [b[1] for b in built]
-    pack = (_Loop if mode == "loop" else _Vmap)(nets, lr, momentum, weight_decay, epochs)
+    pack = build_pack(mode, nets, lr, momentum, weight_decay, epochs)
     x, y = train_x.to(device), train_y.long().to(device)
     scored = set(evaluation_epochs(epochs, evaluations)) if test_x is not None else set()
 
