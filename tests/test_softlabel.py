@@ -214,3 +214,29 @@ def test_shuffle_patches_swaps_halves_and_weight_decay_skips_norms_and_biases():
     assert decay["weight_decay"] == 0.01 and no_decay["weight_decay"] == 0.0
     assert len(decay["params"]) == 21 and len(no_decay["params"]) == 41  # 20 convs + fc; BN scales, biases
     assert rded_test_images(torch.zeros(1, 3, 256, 256, dtype=torch.uint8), 224).shape == (1, 3, 224, 224)
+
+
+def test_seeds_packed_in_one_job_give_the_records_of_their_own_jobs(tmp_path):
+    """validate.pack_seeds: one soft-label job trains every seed in turn; each record is the one
+    the seed's own job writes (the same curve and loss), and says how many runs its job held."""
+    import json
+
+    from minimaxdd import data, stages
+
+    (train_x, train_y), (test_x, test_y) = colour_split(3, seed=0), colour_split(2, seed=1)
+    data.RealPack(train_x, train_y, ["r", "g", "b"], [0, 1, 2]).save(tmp_path / "train.pt")
+    data.RealPack(test_x, test_y, ["r", "g", "b"], [0, 1, 2]).save(tmp_path / "test.pt")
+    torch.manual_seed(0)
+    torch.save(ResNet18BN(3, 3, width=8).state_dict(), tmp_path / "teacher.pth")
+    common = dict(train=str(tmp_path / "train.pt"), test=str(tmp_path / "test.pt"), teacher=str(tmp_path / "teacher.pth"),
+                  method="random", ipc=3, arch="resnet18_bn", epochs=2, batch_size=4, lr=1e-2, weight_decay=0.01,
+                  temperature=20.0, resolution=None, width_factor=0.125, evaluations=2, precision="fp32",
+                  teacher_classes=3, device="cpu", checkpoint_every_epochs=1)
+    stages.validate_soft_label(records=[str(tmp_path / "pack0.json"), str(tmp_path / "pack1.json")], seeds=[0, 1],
+                               **common)
+    stages.validate_soft_label(records=[str(tmp_path / "alone1.json")], seeds=[1], **common)
+    pack0, pack1, alone1 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("pack0", "pack1", "alone1"))
+    assert pack1["curve"] == alone1["curve"] and pack1["final_loss"] == alone1["final_loss"]
+    assert pack0["final_loss"] != pack1["final_loss"] and pack1["seed"] == 1
+    assert (pack1["packed"], alone1["packed"]) == (2, 1)
+    assert not list(tmp_path.glob("*.resume.pt"))  # every run's checkpoint is gone once its record is written

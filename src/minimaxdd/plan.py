@@ -410,13 +410,15 @@ class Plan:
         return {k: v for k, v in settings.items() if k != "seed"} | {"seeds": self.seeds}
 
     def validate_soft_label(self, wildcards) -> dict:
-        """One run of RDED's soft-label protocol; the teacher is a file, or the feature network."""
+        """RDED's soft-label protocol for the seed of the job, or every seed (validate.pack_seeds);
+        the teacher is a file, or the feature network."""
         soft = self.config["soft_label"]
         settings = {k: soft[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "temperature", "resolution",
                                          "width_factor", "evaluations", "precision")}
         teacher_classes = soft["teacher_classes"] if soft["teacher"] else None  # None: the dataset's classes
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "arch": wildcards.arch,
-                "seed": int(wildcards.seed), "teacher_classes": teacher_classes, **settings}
+                "seeds": [int(wildcards.seed)] if hasattr(wildcards, "seed") else self.seeds,
+                "teacher_classes": teacher_classes, **settings}
 
     def external_folder(self, wildcards) -> str:
         return self.external[wildcards.method][int(wildcards.ipc)]

@@ -309,16 +309,17 @@ def validate_packed(*, train: str, test: str, records: list[str], method: str, i
     checkpointer.remove()
 
 
-def validate_soft_label(*, train: str, test: str, teacher: str, record: str, method: str, ipc: int, arch: str,
-                        seed: int, epochs: int, batch_size: int | None, lr: float, weight_decay: float,
+def validate_soft_label(*, train: str, test: str, teacher: str, records: list[str], method: str, ipc: int, arch: str,
+                        seeds: list[int], epochs: int, batch_size: int | None, lr: float, weight_decay: float,
                         temperature: float, resolution: int | None, width_factor: float, evaluations: int | None,
                         precision: str, teacher_classes: int | None, device: str,
                         checkpoint_every_epochs: int) -> None:
-    """Train `arch` on the set `train` under RDED's soft-label protocol (softlabel.py) and test it on
-    the real test split. `teacher_classes` None: the teacher is the feature network, whose outputs
-    are the dataset's classes; else a torchvision ResNet-18 file with that many outputs: dataset
-    class i is its output class_ids[i] (ImageNet-1k ids), or output i for a teacher of exactly the
-    dataset's classes (RDED's subset teachers)."""
+    """Train `arch` on the set `train` under RDED's soft-label protocol (softlabel.py), once per seed
+    of `seeds` (one, or all of them with validate.pack_seeds: each run seeds itself, so it is the run
+    of its own job), and test it on the real test split. `teacher_classes` None: the teacher is the
+    feature network, whose outputs are the dataset's classes; else a torchvision ResNet-18 file with
+    that many outputs: dataset class i is its output class_ids[i] (ImageNet-1k ids), or output i for
+    a teacher of exactly the dataset's classes (RDED's subset teachers)."""
     from .softlabel import load_teacher, train_soft_label
 
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
@@ -328,15 +329,16 @@ def validate_soft_label(*, train: str, test: str, teacher: str, record: str, met
     else:
         subset = teacher_classes == len(test_pack.class_names)
         net, class_ids = load_teacher(teacher, teacher_classes, torch_device), None if subset else test_pack.class_ids
-    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
-                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
-                    resolution=resolution, width_factor=width_factor, evaluations=evaluations, precision=precision,
-                    class_ids=class_ids)
-    checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test, teacher])
-    _, result = train_soft_label(train_pack.images, net, test_x=test_pack.images, test_y=test_pack.labels,
-                                 device=torch_device, checkpointer=checkpointer, **settings)
-    save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
-    checkpointer.remove()
+    for seed, record in zip(seeds, records, strict=True):
+        settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
+                        batch_size=batch_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
+                        resolution=resolution, width_factor=width_factor, evaluations=evaluations,
+                        precision=precision, class_ids=class_ids)
+        checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test, teacher])
+        _, result = train_soft_label(train_pack.images, net, test_x=test_pack.images, test_y=test_pack.labels,
+                                     device=torch_device, checkpointer=checkpointer, **settings)
+        save_json({"method": method, "ipc": ipc, "packed": len(seeds)} | result | job_environment(), record)
+        checkpointer.remove()
 
 
 def import_external(*, train: str, folder: str, pack: str, images: str, ipc: int, resolution: int,

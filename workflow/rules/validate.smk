@@ -66,20 +66,23 @@ rule expand_set:
 
 
 rule validate_soft_label:
-    """Train one classifier on one surrogate set under RDED's soft-label protocol (a teacher labels
-    every crop); top-1 accuracy on the real test split."""
+    """Train a classifier on one surrogate set under RDED's soft-label protocol (a teacher labels
+    every crop), for one seed or, with validate.pack_seeds, every seed in one job; top-1 accuracy
+    on the real test split."""
     input:
         train=lambda w: PLAN.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
         teacher=PLAN.teacher(),
     output:
-        record=f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+        records=[f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds]
+        if PLAN.config["validate"]["pack_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
     wildcard_constraints:
         method=one_of(PLAN.subset_methods),
         arch=one_of(PLAN.soft_archs),
     params:
         settings=PLAN.validate_soft_label,
     log:
-        f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+        f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}"
+        + ("_packed.log" if PLAN.config["validate"]["pack_seeds"] else "_seed{seed}.log"),
     script:
         "../scripts/validate_soft_label.py"
