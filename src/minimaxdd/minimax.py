@@ -27,7 +27,7 @@ class ClassMemory:
 
     Held as one (classes, size, dim) tensor on the device of the vectors, written as a ring per
     class, so that a batch of any classes is pushed and compared with a few kernels (no loop over
-    the classes, no host synchronisation). The classes grow as labels appear."""
+    the classes). The classes grow as labels appear (a push reads the largest label on the host)."""
 
     def __init__(self, size: int):
         if size < 1:
