@@ -171,6 +171,9 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
+    if device.type == "cuda":  # TF32 matmuls and convolutions, as train_dit.py L7-8 and our pick_device
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
     results = []
     for name in args.shapes:
         steps = args.steps or (20 if name == "tiny" else 2)
