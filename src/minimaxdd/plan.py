@@ -468,7 +468,8 @@ class Plan:
 RUNTIME = {
     "base_vae": ("device",), "encode": ("device",), "feature_net": ("device",), "analyze": ("device",),
     "tsne": ("device",),
-    "base_dit": ("device", "checkpoint_every_steps", "compile"), "finetune": ("device", "checkpoint_every_steps", "compile"),
+    "base_dit": ("device", "checkpoint_every_steps", "compile"),
+    "finetune": ("device", "checkpoint_every_steps", "compile"),
     "generate": ("device", "compile"),
     "validate": ("device", "checkpoint_every_epochs", "channels_last"),
     "validate_soft_label": ("device", "checkpoint_every_epochs"),

@@ -75,8 +75,9 @@ def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
     checkpointer = Checkpointer.next_to(dit, checkpoint_every_steps, [settings, training, seed, str(device)], [latents])
-    checkpoints.save_dit(pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer,
-                                      compile=compile, **training), dit)
+    trained = pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer,
+                           compile=compile, **training)
+    checkpoints.save_dit(trained, dit)
     checkpointer.remove()
 
 
