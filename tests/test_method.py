@@ -121,12 +121,13 @@ def per_class_loop(preds, labels, reals_of, earlier_of, rep_form, div_form):
     return rep / len(classes), div / len(classes)
 
 
+@pytest.mark.parametrize("classes", [None, 6])  # memories that grow as labels appear, or sized up front
 @pytest.mark.parametrize("forms", [("minimax", "minimax"), ("mean", "mean")])
-def test_batched_terms_and_gradients_equal_the_per_class_loop(forms):
+def test_batched_terms_and_gradients_equal_the_per_class_loop(forms, classes):
     """Several classes, memories wrapped around their rings, a class new to the memories, a class
     with more samples than the memory holds: values and gradients as the per-class loop's."""
     gen = torch.Generator().manual_seed(0)
-    real_memory, pred_memory = ClassMemory(5), ClassMemory(5)
+    real_memory, pred_memory = ClassMemory(5, classes), ClassMemory(5, classes)
     for _ in range(3):  # 3 x 8 pushes over 4 classes: the rings of 5 wrap
         labels = torch.randint(4, (8,), generator=gen)
         minimax_terms(torch.randn(8, 2, 3, generator=gen), torch.randn(8, 2, 3, generator=gen), labels,

@@ -58,6 +58,7 @@ class GaussianDiffusion:
         self.num_timesteps = len(betas)
         # The model is always called with original timesteps; a respaced chain maps its indices back.
         self.timestep_map = torch.tensor(timestep_map if timestep_map is not None else range(len(betas)))
+        self.model_timesteps = self.timestep_map.clone()  # the same ids, on the device after `to`
         alphas_cumprod = np.cumprod(1.0 - betas)
         alphas_cumprod_prev = np.append(1.0, alphas_cumprod[:-1])
         posterior_variance = betas * (1.0 - alphas_cumprod_prev) / (1.0 - alphas_cumprod)
@@ -74,6 +75,15 @@ class GaussianDiffusion:
         self.posterior_mean_coef2 = as_t((1.0 - alphas_cumprod_prev) * np.sqrt(1.0 - betas) / (1.0 - alphas_cumprod))
         self.posterior_variance = as_t(posterior_variance)
         self.alphas_cumprod, self.alphas_cumprod_prev = as_t(alphas_cumprod), as_t(alphas_cumprod_prev)
+
+    def to(self, device: torch.device) -> "GaussianDiffusion":
+        """The schedule's tables on `device`, so that no step copies them from the host (on CUDA, a
+        copy from pageable host memory waits for the device). `timestep_map` stays on the host,
+        where the sampler reads it."""
+        for name, value in vars(self).items():
+            if isinstance(value, torch.Tensor) and name != "timestep_map":
+                setattr(self, name, value.to(device))
+        return self
 
     @classmethod
     def respaced(cls, steps: int, num_timesteps: int = NUM_TIMESTEPS, sampler: str = "ddpm") -> "GaussianDiffusion":
@@ -111,7 +121,7 @@ class GaussianDiffusion:
         """Per-sample `mse`, `vb`, their sum `loss`, and the predicted clean latent `pred_x0`."""
         noise = torch.randn_like(x0) if noise is None else noise
         x_t = self.q_sample(x0, t, noise)
-        out = model(x_t, self.timestep_map.to(t.device)[t], y).float()  # float32 losses under autocast
+        out = model(x_t, self.model_timesteps.to(t.device)[t], y).float()  # float32 losses under autocast
         channels = x0.shape[1]
         eps, var_values = out[:, :channels], out[:, channels:]
         mse = ((noise - eps) ** 2).flatten(1).mean(1)

@@ -43,7 +43,7 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
     With `mode_guidance` ({"scale", "stop_step"}: MGD3), image i of class c is guided toward
     `modes[c, i]` (the class's k-means modes, one per image; see modes.py)."""
     model = model.to(device).eval()
-    diffusion = GaussianDiffusion.respaced(steps, sampler=sampler)
+    diffusion = GaussianDiffusion.respaced(steps, sampler=sampler).to(device)
     guide = {}
     latent_shape = (model.in_channels, model.config.input_size, model.config.input_size)
     classes = range(len(class_ids)) if classes is None else classes

@@ -25,27 +25,35 @@ import torch.nn.functional as F
 class ClassMemory:
     """Per-class FIFO queues of flattened vectors, at most `size` per class.
 
-    Held as one (classes, size, dim) tensor on the device of the vectors, written as a ring per
-    class, so that a batch of any classes is pushed and compared with a few kernels (no loop over
-    the classes). The classes grow as labels appear (a push reads the largest label on the host)."""
+    Held as one (classes + 1, size, dim) tensor on the device of the vectors, written as a ring per
+    class, so that a batch of any classes is pushed and compared with a few kernels: no loop over
+    the classes, and no host synchronisation when `classes` is given (else the classes grow as
+    labels appear, reading the largest label on the host). The extra row is a sink for the rows of
+    a batch that holds more than `size` vectors of one class (only its last `size` are kept)."""
 
-    def __init__(self, size: int):
+    def __init__(self, size: int, classes: int | None = None):
         if size < 1:
             raise ValueError(f"memory size must be at least 1, got {size}")
-        self.size = size
-        self.entries: torch.Tensor | None = None  # (classes, size, dim)
+        self.size, self.classes = size, classes
+        self.entries: torch.Tensor | None = None  # (classes + 1, size, dim)
         self.count: torch.Tensor | None = None  # (classes,) entries held
         self.next: torch.Tensor | None = None  # (classes,) ring position of the next write
 
+    @property
+    def num_classes(self) -> int:
+        return 0 if self.count is None else len(self.count)
+
     def _grow(self, labels: torch.Tensor, dim: int, like: torch.Tensor) -> None:
-        classes = int(labels.max()) + 1
-        held = 0 if self.entries is None else len(self.entries)
+        if self.classes is not None and self.entries is not None:
+            return
+        classes = self.classes if self.classes is not None else int(labels.max()) + 1
+        held = self.num_classes
         if classes <= held:
             return
-        entries = like.new_zeros(classes, self.size, dim)
+        entries = like.new_zeros(classes + 1, self.size, dim)
         count, next_slot = (torch.zeros(classes, dtype=torch.long, device=like.device) for _ in range(2))
         if held:
-            entries[:held], count[:held], next_slot[:held] = self.entries, self.count, self.next
+            entries[:held], count[:held], next_slot[:held] = self.entries[:held], self.count, self.next
         self.entries, self.count, self.next = entries, count, next_slot
 
     def push_batch(self, labels: torch.Tensor, vectors: torch.Tensor) -> None:
@@ -54,12 +62,12 @@ class ClassMemory:
         if len(vectors) == 0:
             return
         self._grow(labels, vectors.shape[1], vectors)
-        onehot = F.one_hot(labels, len(self.entries))
+        onehot = F.one_hot(labels, self.num_classes)
         rank = (onehot.cumsum(0) * onehot).sum(1) - 1  # position of each row within its class
         per_class = onehot.sum(0)
         kept = rank >= per_class[labels] - self.size  # more than `size` of a class: its last ones
-        slot = (self.next[labels] + rank) % self.size
-        self.entries[labels[kept], slot[kept]] = vectors[kept].to(self.entries.dtype)
+        rows = torch.where(kept, labels, self.num_classes)  # the others go to the sink row
+        self.entries[rows, (self.next[labels] + rank) % self.size] = vectors.to(self.entries.dtype)
         self.next = (self.next + per_class) % self.size
         self.count = (self.count + per_class).clamp(max=self.size)
 
@@ -68,7 +76,7 @@ class ClassMemory:
 
     def get(self, label: int) -> torch.Tensor | None:
         """The entries of `label`, oldest first (None when it has none)."""
-        if self.entries is None or label >= len(self.entries) or self.count[label] == 0:
+        if self.entries is None or label >= self.num_classes or self.count[label] == 0:
             return None
         count, order = int(self.count[label]), torch.arange(self.size, device=self.entries.device)
         oldest = (int(self.next[label]) - count) % self.size
@@ -137,12 +145,14 @@ def minimax_terms(
         if form not in FORMS:
             raise ValueError(f"criterion form must be one of {FORMS}, got {form!r}")
     preds = pred_x0.flatten(1)
+    ordered = labels.sort().values
+    classes_in_batch = 1 + (ordered[1:] != ordered[:-1]).sum()  # those with empty memories count too
     terms = []
     for memory, form, pick in ((real_memory, representativeness, "min"), (pred_memory, diversity, "max")):
         if form == "off" or memory.entries is None:
             terms.append(preds.new_zeros(()))
             continue
-        classes = len(memory.entries)
+        classes = memory.num_classes
         in_memory = labels < classes  # a label never pushed yet has no memory
         onehot = F.one_hot(labels.clamp(max=classes - 1), classes).bool() & in_memory[:, None]
         values = _per_sample_similarity(preds, labels.clamp(max=classes - 1), memory, form, pick)
@@ -150,7 +160,6 @@ def minimax_terms(
         if pick == "min":
             per_class = 1 - per_class
         counted = onehot.any(0) & memory.count.gt(0)  # a class whose memory is empty adds nothing
-        classes_in_batch = torch.bincount(labels).gt(0).sum()  # the empty ones still count here
         terms.append(torch.where(counted, per_class, torch.zeros_like(per_class)).sum() / classes_in_batch)
     if update:
         update_memories(real_memory, pred_memory, real_x0, pred_x0, labels)

@@ -13,6 +13,7 @@ The minimax terms themselves are computed on each rank's slice against those sha
 from __future__ import annotations
 
 import copy
+import math
 from dataclasses import dataclass
 
 import torch
@@ -35,6 +36,7 @@ class LatentSet:
         self.scaling_factor = cache["scaling_factor"]
         self.labels = cache["labels"][keep].to(device)  # 0..K-1: the memories are kept per real class
         self.model_ids = torch.as_tensor(cache["class_ids"], device=device)[self.labels]  # conditioning ids
+        self.num_classes = len(cache["class_ids"])
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -81,14 +83,14 @@ class Trainer:
         self.opt = torch.optim.AdamW(params.values(), lr=lr, weight_decay=0, fused=True)
         self.ema = {k: v.detach().clone() for k, v in params.items()}
         self.ema_decay = ema_decay
-        self.diffusion = GaussianDiffusion(linear_betas(NUM_TIMESTEPS))
+        self.diffusion = GaussianDiffusion(linear_betas(NUM_TIMESTEPS)).to(device)
         self.generator = torch.Generator(device).manual_seed(seed)
         torch.manual_seed(seed)  # the DiT's label dropout draws from the global RNG, randomly seeded since torch 2.x
         self.device, self.precision = device, precision
         self.minimax = minimax
         if minimax:
-            self.real_memory = ClassMemory(minimax["memory_size"])
-            self.pred_memory = ClassMemory(minimax["memory_size"])
+            self.real_memory = ClassMemory(minimax["memory_size"], minimax.get("classes"))
+            self.pred_memory = ClassMemory(minimax["memory_size"], minimax.get("classes"))
 
     def step(self, latents: LatentSet, index: torch.Tensor) -> StepResult:
         x0 = latents.draw(index, self.generator)
@@ -108,13 +110,16 @@ class Trainer:
             total = total + self.minimax["rep_weight"] * rep + self.minimax["div_weight"] * div
             update_memories(self.real_memory, self.pred_memory, x0, self.gather(terms["pred_x0"].detach()), labels)
         losses = self.mean_over_ranks(torch.stack([diffusion_loss, rep, div, total]).detach())
-        if not torch.isfinite(losses).all():  # every rank sees the same values, so all of them stop
-            raise FloatingPointError(f"non-finite training loss {losses.tolist()}")
         self.opt.zero_grad(set_to_none=True)
         total.backward()
         self.opt.step()
         update_ema(self.ema, self.params, self.ema_decay)
-        return StepResult(*losses.tolist())
+        # The step's one wait for the device, after all its work is queued. A non-finite loss has
+        # already changed the weights in memory, but they are never saved: the run stops here.
+        values = losses.tolist()
+        if not all(math.isfinite(v) for v in values):  # every rank sees the same values, so all stop
+            raise FloatingPointError(f"non-finite training loss {values}")
+        return StepResult(*values)
 
     def shard(self, batch_size: int) -> slice:
         if batch_size % self.world_size:
@@ -273,7 +278,7 @@ def finetune_dit(model: DiT, latents: LatentSet, *, representativeness: str, div
     minimax = None
     if (representativeness, diversity) != ("off", "off"):
         minimax = {"memory_size": memory_size, "rep_weight": rep_weight, "div_weight": div_weight,
-                   "representativeness": representativeness, "diversity": diversity}
+                   "representativeness": representativeness, "diversity": diversity, "classes": latents.num_classes}
     trainer = Trainer(model, params, lr, ema_decay, seed, device, minimax, precision, compile)
     trainer.shard(batch_size)  # fail before any work when the batch does not split over the processes
     batches = EpochBatches(len(latents), batch_size, trainer.generator, device)
