@@ -2,8 +2,9 @@
 while the host catches up:
 
 - a validation training step (`validate.train_step`: augmentation, CutMix, forward, backward,
-  SGD), in contiguous and channels-last format: expected 0 (CutMix draws its scalars on the CPU;
-  the epoch's loss is read once per epoch, outside the step);
+  SGD), in contiguous and channels-last format, and a packed one (3 runs stacked with vmap):
+  expected 0 (CutMix draws its scalars on the CPU; the epoch's loss is read once per epoch,
+  outside the step);
 - a fine-tuning step (`training.Trainer.step`, minimax on): expected 1, the read of the step's
   losses after all its work is queued;
 - guided sampling (`diffusion.sample_latents`, 10 steps): expected 0.
@@ -26,6 +27,7 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
+from minimaxdd.packed import build_pack, build_run, draw_batch  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.validate import memory_format, train_step  # noqa: E402
 
@@ -58,6 +60,16 @@ def main() -> None:
         opt = torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
         counts[f"validation step, channels_last={channels_last}"] = (
             syncs(lambda: train_step(net, opt, x, y, precision="bf16"), 5), 0)
+
+    built = [build_run(seed, "resnetap10", 3, 10, 224, 1.0, device) for seed in range(3)]
+    pack = build_pack("vmap", [net for net, _ in built], 0.01, 0.9, 5e-4, epochs=100)
+    idx = torch.arange(64, device=device)
+
+    def packed_step():
+        batches = [draw_batch(x, y, idx, rng, "idc", "imagenet", device) for _, rng in built]
+        pack.train_step(batches, device, "bf16")
+
+    counts["packed validation step (vmap, 3 runs)"] = (syncs(packed_step, 5), 0)
 
     config = DiTConfig(hidden_size=384, depth=12, num_heads=6, num_classes=1000)  # DiT-S/2
     model = DiT(config)

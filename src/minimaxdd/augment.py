@@ -16,6 +16,7 @@ else the global CPU RNG), as a run trained alone draws them from the global CPU 
 
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
@@ -42,10 +43,21 @@ def normalize(x: torch.Tensor, kind: str = "imagenet") -> torch.Tensor:
     """(x - mean) / std per channel of [0, 1] images, with the statistics `NORMALIZATIONS[kind]`."""
     if kind not in NORMALIZATIONS:
         raise ValueError(f"unknown normalization {kind!r}; valid names: {', '.join(NORMALIZATIONS)}")
-    mean, std = (torch.tensor(v, device=x.device, dtype=x.dtype) for v in NORMALIZATIONS[kind])
+    mean, std = (constant(v, x) for v in NORMALIZATIONS[kind])
     if x.shape[1] == 1:
         mean, std = mean.mean(0, keepdim=True), std.mean(0, keepdim=True)
     return (x - mean[:, None, None]) / std[:, None, None]
+
+
+def constant(values: tuple, like: torch.Tensor) -> torch.Tensor:
+    """`values` as a tensor on the device and in the dtype of `like`, made once: built from a list
+    on CUDA, it would be copied from the host with a wait for the device at every step."""
+    return _constant(values, like.device, like.dtype)
+
+
+@functools.cache
+def _constant(values: tuple, device: torch.device, dtype: torch.dtype) -> torch.Tensor:
+    return torch.tensor(values, device=device, dtype=dtype)
 
 
 def random_resized_crop(x: torch.Tensor, scale: tuple[float, float] = (0.5, 1.0),
@@ -86,7 +98,7 @@ def grayscale(x: torch.Tensor) -> torch.Tensor:
     """N x 1 x H x W luma 0.299 R + 0.587 G + 0.114 B (IDC misc/utils.py L231-237); gray stays gray."""
     if x.shape[1] == 1:
         return x
-    return torch.einsum("nchw,c->nhw", x, x.new_tensor(GRAY_WEIGHTS)).unsqueeze(1)
+    return torch.einsum("nchw,c->nhw", x, constant(GRAY_WEIGHTS, x)).unsqueeze(1)
 
 
 def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4,
@@ -99,7 +111,7 @@ def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4
     commute (each is linear and the luma weights sum to 1), so a fixed order gives the same
     images up to rounding. var = 0 draws a = 0: the op is the identity, as IDC's skipping it.
     """
-    var = torch.tensor([brightness, contrast, saturation], device=x.device, dtype=x.dtype)
+    var = constant((brightness, contrast, saturation), x)
     a = (torch.rand(x.shape[0], 3, device=x.device, dtype=x.dtype, generator=generator) * 2 - 1) * var
     a_brightness, a_contrast, a_saturation = a.T[:, :, None, None, None]
     x = x - a_brightness * x
@@ -111,9 +123,9 @@ def lighting(x: torch.Tensor, std: float = LIGHTING_STD, generator: torch.Genera
     """IDC's Lighting (misc/utils.py L207-228), batched: add eigvec @ (a * eigval), a ~ N(0, std)^3
     per image, to every pixel; nothing is clamped. A gray image gets the luma of that shift."""
     alpha = torch.randn(x.shape[0], 3, device=x.device, dtype=x.dtype, generator=generator) * std
-    shift = (alpha * x.new_tensor(EIGVAL)) @ x.new_tensor(EIGVEC).T  # N x 3 RGB offsets
+    shift = (alpha * constant(EIGVAL, x)) @ constant(EIGVEC, x).T  # N x 3 RGB offsets
     if x.shape[1] == 1:
-        shift = shift @ x.new_tensor(GRAY_WEIGHTS)[:, None]
+        shift = shift @ constant(GRAY_WEIGHTS, x)[:, None]
     return x + shift[:, :, None, None]
 
 

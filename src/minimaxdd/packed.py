@@ -166,7 +166,9 @@ class _Vmap:
     def train_step(self, batches, device, precision) -> torch.Tensor:
         images = torch.stack([b[0] for b in batches])
         y_a, y_b = torch.stack([b[1] for b in batches]), torch.stack([b[2] for b in batches])
-        lam = torch.tensor([b[3] for b in batches], device=device)
+        lam = torch.tensor([b[3] for b in batches])
+        if lam.device != device:  # pinned, so that the copy does not wait for the device
+            lam = lam.pin_memory().to(device, non_blocking=True)
         runs, n = y_a.shape
         self.base.train()
         with autocast(device, precision):
