@@ -29,7 +29,7 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import augment_batch, cutmix, normalize  # noqa: E402
+from minimaxdd.augment import cutmix, normalize  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
@@ -250,25 +250,25 @@ def bench_validate(b: Bench, tiny: bool, res: int, channels_last: bool = False):
 def bench_validate_packed(b: Bench, tiny: bool, res: int):
     """`validate` for the seeds of one net packed in one job (validate.pack_seeds), in the mode the
     workflow picks on this device (vmap on CUDA, loop on the CPU); images/s over all runs."""
-    from minimaxdd.packed import build_pack, pack_mode
+    from minimaxdd.packed import build_pack, build_run, draw_batch, pack_mode
 
-    torch.manual_seed(0)
     width = 0.25 if tiny else 1.0
-    nets = [build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device) for _ in range(PACKED_SEEDS)]
+    built = [build_run(seed, "resnet18", 3, NUM_CLASSES_REAL, res, width, b.device) for seed in range(PACKED_SEEDS)]
     mode = pack_mode("auto", b.device)
-    pack = build_pack(mode, nets, 0.01, 0.9, 5e-4, epochs=1000)
+    pack = build_pack(mode, [net for net, _ in built], 0.01, 0.9, 5e-4, epochs=1000)
     x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
     y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
+    idx = torch.arange(VAL_BATCH, device=b.device)
     if b.cuda:
         torch.backends.cudnn.benchmark = True
 
     def step():  # one step of every run of the pack, as packed.train_packed
-        batches = [cutmix(normalize(augment_batch(to_unit(x, b.device))), y) for _ in nets]
+        batches = [draw_batch(x, y, idx, rng, "idc", "imagenet", b.device) for _, rng in built]
         pack.train_step(batches, b.device, "bf16" if b.cuda else "fp32")
 
-    b.measure("validate_packed", step, items=VAL_BATCH * len(nets), unit="images/s", per="image",
+    b.measure("validate_packed", step, items=VAL_BATCH * len(built), unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
-                        "runs": len(nets), "pack_mode": mode})
+                        "runs": len(built), "pack_mode": mode})
 
 
 def bench_validate_soft(b: Bench, tiny: bool, res: int):

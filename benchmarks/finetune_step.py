@@ -17,7 +17,8 @@ machine load (the fastest round of each is kept):
 - `reference`: the loop above;
 - `reference_cached`: the same loop drawing latents from our cache instead of running the VAE
   (what the step costs without the encoder);
-- `ours`: `training.Trainer.step` on the cached latents, as the fine-tune stage runs it.
+- `ours`: `training.Trainer.step` on the cached latents, as the fine-tune stage runs it (and with
+  `--compile` also `ours_compiled`, the same with speed.compile).
 
 Shapes: `tiny` is the embedded default's (config.yaml: 16 px digits, tiny VAE, DiT of width 96,
 depth 4, 4x4x2 latents); `dit-s2` is DiT-S/2 on 32x32x4 latents with the SD VAE's architecture at
@@ -110,7 +111,7 @@ class ReferenceLoop:
         return loss.item()
 
 
-def bench_shape(name: str, device: torch.device, rounds: int, steps: int) -> dict:
+def bench_shape(name: str, device: torch.device, rounds: int, steps: int, compile: bool = False) -> dict:
     config, vae, channels, side = shape(name)
     latent_shape = (config.in_channels, config.input_size, config.input_size)
     n = 10 * BATCH
@@ -125,17 +126,24 @@ def bench_shape(name: str, device: torch.device, rounds: int, steps: int) -> dic
 
     torch.manual_seed(0)
     reference = ReferenceLoop(DiT(config), vae, device)
-    model = DiT(config)
-    trainable = mark_difffit_trainable(model)
-    params = {k: p for k, p in model.named_parameters() if k in trainable}
-    ours = Trainer(model, params, LR, EMA_DECAY, 0, device,
-                   {"memory_size": MEMORY, "rep_weight": REP_WEIGHT, "div_weight": DIV_WEIGHT,
-                    "representativeness": "minimax", "diversity": "minimax", "classes": CLASSES})
+    minimax = {"memory_size": MEMORY, "rep_weight": REP_WEIGHT, "div_weight": DIV_WEIGHT,
+               "representativeness": "minimax", "diversity": "minimax", "classes": CLASSES}
+
+    def trainer(compiled: bool) -> Trainer:
+        model = DiT(config)
+        trainable = mark_difffit_trainable(model)
+        params = {k: p for k, p in model.named_parameters() if k in trainable}
+        return Trainer(model, params, LR, EMA_DECAY, 0, device, minimax, compile=compiled)
+
+    ours = trainer(False)
     runs = {
         "reference": lambda i: reference.step(images[i], None, latents.model_ids[i]),
         "reference_cached": lambda i: reference.step(None, latents.draw(i, gen), latents.model_ids[i]),
         "ours": lambda i: ours.step(latents, i),
     }
+    if compile:  # speed.compile; its compilation happens in the warm-up, untimed
+        ours_compiled = trainer(True)
+        runs["ours_compiled"] = lambda i: ours_compiled.step(latents, i)
     for run in runs.values():  # warm-up: allocator, first-call costs, memories filled
         for index in batches[:2]:
             run(index)
@@ -149,7 +157,7 @@ def bench_shape(name: str, device: torch.device, rounds: int, steps: int) -> dic
             sync(device)
             best[key] = min(best[key], (time.perf_counter() - start) / steps)
     return {"shape": name, "dit": config.to_dict(), "image_side": side, "batch": BATCH,
-            "trainable_params": sum(p.numel() for p in params.values()),
+            "trainable_params": sum(p.numel() for p in ours.params.values()),
             "seconds_per_step": best,
             "speedup_vs_reference": best["reference"] / best["ours"],
             "speedup_vs_reference_cached": best["reference_cached"] / best["ours"]}
@@ -167,6 +175,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each way (the fastest is kept)")
     parser.add_argument("--steps", type=int, help="steps per round (default: 20 tiny, 2 otherwise)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, as a fine-tune job of the default)")
+    parser.add_argument("--compile", action="store_true", help="also time our step compiled (speed.compile)")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -177,13 +186,14 @@ def main() -> None:
     results = []
     for name in args.shapes:
         steps = args.steps or (20 if name == "tiny" else 2)
-        row = bench_shape(name, device, args.rounds, steps)
+        row = bench_shape(name, device, args.rounds, steps, args.compile)
         results.append(row)
         s = row["seconds_per_step"]
         print(f"{name}: reference {s['reference'] * 1e3:.1f} ms, reference without the VAE "
               f"{s['reference_cached'] * 1e3:.1f} ms, ours {s['ours'] * 1e3:.1f} ms per step -> "
               f"{row['speedup_vs_reference']:.2f}x the reference, "
-              f"{row['speedup_vs_reference_cached']:.2f}x its step without the VAE", flush=True)
+              f"{row['speedup_vs_reference_cached']:.2f}x its step without the VAE"
+              + (f"; compiled {s['ours_compiled'] * 1e3:.1f} ms" if "ours_compiled" in s else ""), flush=True)
     if args.out:
         args.out.write_text(json.dumps({"device": str(device), "threads": args.threads, "torch": torch.__version__,
                                         "machine": platform.processor() or platform.machine(),

@@ -18,7 +18,7 @@ $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT"
 $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT" --compile --channels-last \
     --tag -fast --only finetune_cached generate_batched validate
 # our fine-tuning step against the reference's loop
-$PY benchmarks/finetune_step.py --device cuda --shapes dit-s2 dit-xl2 --rounds 3 --steps 10 \
+$PY benchmarks/finetune_step.py --device cuda --shapes dit-s2 dit-xl2 --rounds 3 --steps 10 --compile \
     --out "$OUT/finetune-step-$KIND.json"
 # packed seeds (vmap and loop) against one run at a time, the default's nets and the presets' nets
 $PY benchmarks/packed_validation.py --device cuda --json "$OUT/packed-$KIND.json"
