@@ -11,6 +11,7 @@ and validation training (ResNet-18, 256 px, batch 64). See benchmarks/README.md.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import contextlib
 import datetime
 import json
@@ -29,17 +30,19 @@ from tqdm import tqdm
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
-from minimaxdd.augment import cutmix, normalize  # noqa: E402
+from minimaxdd.classifier import build_group  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
 from minimaxdd.nets import build_net  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
-from minimaxdd.validate import memory_format, to_unit, train_step  # noqa: E402
+from minimaxdd.plan import load_config  # noqa: E402
+from minimaxdd.settings import HardLabel, SoftLabel, hard_label_rule  # noqa: E402
+from minimaxdd.validate import HardLabelSteps  # noqa: E402
 
 MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
-                "validate_soft", "validate_packed")
-PACKED_SEEDS = 3  # the presets' seeds of one (method, IPC, net)
+                "validate_soft", "validate_group")
+GROUP_SEEDS = 3  # the presets' seeds of one (method, IPC, net)
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
             "minimax": {"memory_size": 64, "rep_weight": 0.002, "div_weight": 0.008,
                         "representativeness": "minimax", "diversity": "minimax", "classes": 10}}  # the paper's forms
@@ -227,71 +230,65 @@ def bench_generate(b: Bench, dit: DiT, vae, args):
     dit.train()
 
 
+def protocols() -> tuple[HardLabel, SoftLabel]:
+    """The schema's defaults (the paper's protocols) for a 10-class subset."""
+    config = load_config({"experiment": "benchmark"})
+    return (HardLabel.from_config(config["validate"], **hard_label_rule(NUM_CLASSES_REAL)),
+            SoftLabel.from_config(config["soft_label"]))
+
+
+def validation_step(device: torch.device, steps, runs: int, res: int, channels_last: bool = False):
+    """One training step of `runs` classifiers (a group of seeds) on one batch of 64 images, as
+    classifier.train_classifiers takes it: the protocol's batch (augmentation, CutMix, targets),
+    then forward, backward and update; returns the step and the mode the group trains in."""
+    trainer, rngs, mode, _ = build_group(steps, list(range(runs)), 3, NUM_CLASSES_REAL, res, device, epochs=1000,
+                                         mode="auto", channels_last=channels_last)
+    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=device)
+    y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=device)
+    idx = torch.arange(VAL_BATCH, device=device)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True  # as classifier.train_classifiers
+
+    def step():
+        trainer.train_step([steps.batch(x, y, idx, rng) for rng in rngs], device)
+
+    return step, mode
+
+
 def bench_validate(b: Bench, tiny: bool, res: int, channels_last: bool = False):
-    torch.manual_seed(0)
     width = 0.25 if tiny else 1.0
-    net = build_net("resnet18", 3, NUM_CLASSES_REAL, res, width).to(b.device, memory_format=memory_format(channels_last))
-    net.train()
-    opt = torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
-    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
-    y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
-    if b.cuda:
-        torch.backends.cudnn.benchmark = True  # as validate.train_classifier
-
-    def step():  # the inner loop of validate.train_classifier (bf16 on CUDA, as every measurement here)
-        train_step(net, opt, x, y, precision="bf16" if b.cuda else "fp32")
-
+    hard, _ = protocols()
+    protocol = dataclasses.replace(hard, width_factor=width, precision="bf16" if b.cuda else "fp32")
+    step, _ = validation_step(b.device, HardLabelSteps("resnet18", protocol), 1, res, channels_last)
     b.measure("validate", step, items=VAL_BATCH, unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
                         "optimizer": "SGD(momentum 0.9)", "channels_last": channels_last,
                         "augment": "random resized crop + flip + ColorJitter + Lighting + cutmix"})
 
 
-def bench_validate_packed(b: Bench, tiny: bool, res: int):
-    """`validate` for the seeds of one net packed in one job (validate.pack_seeds), in the mode the
+def bench_validate_group(b: Bench, tiny: bool, res: int):
+    """`validate` for the seeds of one net in one job (validate.group_seeds), in the mode the
     workflow picks on this device (vmap on CUDA, loop on the CPU); images/s over all runs."""
-    from minimaxdd.packed import build_pack, build_run, draw_batch, pack_mode
-
     width = 0.25 if tiny else 1.0
-    built = [build_run(seed, "resnet18", 3, NUM_CLASSES_REAL, res, width, b.device) for seed in range(PACKED_SEEDS)]
-    mode = pack_mode("auto", b.device)
-    pack = build_pack(mode, [net for net, _ in built], 0.01, 0.9, 5e-4, epochs=1000)
-    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
-    y = torch.randint(NUM_CLASSES_REAL, (VAL_BATCH,), device=b.device)
-    idx = torch.arange(VAL_BATCH, device=b.device)
-    if b.cuda:
-        torch.backends.cudnn.benchmark = True
-
-    def step():  # one step of every run of the pack, as packed.train_packed
-        batches = [draw_batch(x, y, idx, rng, "idc", "imagenet", b.device) for _, rng in built]
-        pack.train_step(batches, b.device, "bf16" if b.cuda else "fp32")
-
-    b.measure("validate_packed", step, items=VAL_BATCH * len(built), unit="images/s", per="image",
+    hard, _ = protocols()
+    protocol = dataclasses.replace(hard, width_factor=width, precision="bf16" if b.cuda else "fp32")
+    step, mode = validation_step(b.device, HardLabelSteps("resnet18", protocol), GROUP_SEEDS, res)
+    b.measure("validate_group", step, items=VAL_BATCH * GROUP_SEEDS, unit="images/s", per="image",
               settings={"arch": "resnet18", "resolution": res, "width_factor": width, "batch": VAL_BATCH,
-                        "runs": len(built), "pack_mode": mode})
+                        "runs": GROUP_SEEDS, "group_mode": mode})
 
 
 def bench_validate_soft(b: Bench, tiny: bool, res: int):
     """RDED's soft-label step on the same images: ResNet-18 (BN) student, frozen ResNet-18 teacher."""
     from minimaxdd.nets import build_bn_net
-    from minimaxdd.softlabel import freeze, rded_augment, soft_label_loss, weight_decay_groups
+    from minimaxdd.softlabel import SoftLabelSteps, freeze
 
     torch.manual_seed(0)
     width = 0.25 if tiny else 1.0
-    student = build_bn_net("resnet18_bn", 3, NUM_CLASSES_REAL, res, width).to(b.device).train()
+    _, soft = protocols()
+    protocol = dataclasses.replace(soft, width_factor=width, precision="bf16" if b.cuda else "fp32")
     teacher = freeze(build_bn_net("resnet18_bn", 3, NUM_CLASSES_REAL, res, width).to(b.device))
-    opt = torch.optim.AdamW(weight_decay_groups(student, 0.01), lr=1e-3)
-    x = torch.randint(0, 256, (VAL_BATCH, 3, res, res), dtype=torch.uint8, device=b.device)
-
-    def step():  # the inner loop of softlabel.train_soft_label
-        images = cutmix(normalize(rded_augment(to_unit(x, b.device))), x)[0]
-        with torch.no_grad():
-            targets = teacher(images)
-        loss = soft_label_loss(student(images), targets, 20.0)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
+    step, _ = validation_step(b.device, SoftLabelSteps("resnet18_bn", protocol, teacher, None, VAL_BATCH), 1, res)
     b.measure("validate_soft", step, items=VAL_BATCH, unit="images/s", per="image",
               settings={"arch": "resnet18_bn (teacher: resnet18_bn)", "resolution": res, "width_factor": width,
                         "batch": VAL_BATCH, "optimizer": "AdamW", "augment": "patch shuffle + crop + flip + cutmix"})
@@ -379,8 +376,8 @@ def main(argv=None):
         bench_validate(b, args.tiny, res, args.channels_last)
     if "validate_soft" in args.selected:
         bench_validate_soft(b, args.tiny, res)
-    if "validate_packed" in args.selected:
-        bench_validate_packed(b, args.tiny, res)
+    if "validate_group" in args.selected:
+        bench_validate_group(b, args.tiny, res)
 
     settings = {"tiny": args.tiny, "warmup": warmup, "repeats": repeats, "gen_steps": args.gen_steps,
                 "gen_batch": args.gen_batch, "guidance": args.guidance, "peak_tflops": args.peak_tflops,

@@ -26,17 +26,21 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from minimaxdd import analysis, data
+from minimaxdd import analysis, data, sets
+from minimaxdd.classifier import evaluate, to_model_input
 from minimaxdd.checkpoints import load_dit, save_dit
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
 from minimaxdd.features import embed_images, load_feature_net, train_feature_net
 from minimaxdd.generate import generate_set
 from minimaxdd.plan import load_config
+from minimaxdd.settings import HardLabel, hard_label_rule
 from minimaxdd.training import LatentSet, finetune_dit, pretrain_dit
-from minimaxdd.validate import evaluate
 from minimaxdd.vae import encode_images, load_vae, save_vae, to_model_range, to_uint8, train_tiny_vae
 
-DATASET = load_config({"experiment": "study16"})["dataset"]  # the schema's defaults: the demo's digits at 16 px
+DEFAULTS = load_config({"experiment": "study16"})  # the schema's defaults: the demo's digits at 16 px
+DATASET = DEFAULTS["dataset"]
+# the feature network of the workflow's analyses at the demo's width
+PROTOCOL = HardLabel.from_config(DEFAULTS["validate"], **hard_label_rule(10), width_factor=0.125)
 DEVICE = torch.device("cpu")
 
 
@@ -55,9 +59,8 @@ def classifier(root: Path, epochs: int = 30):
     if not path.exists():
         train, test = splits()
         start = time.time()
-        net, record = train_feature_net(train.images, train.labels, test.images, test.labels, str(path),
-                                        num_classes=10, device=DEVICE, epochs=epochs, seed=0, batch_size=64,
-                                        lr=0.01, width_factor=0.125)
+        net, record = train_feature_net(PROTOCOL, train.images, train.labels, test.images, test.labels, str(path),
+                                        num_classes=10, epochs=epochs, seed=0, device=DEVICE)
         torch.save({"features": embed_images(net, train.images, DEVICE), "labels": train.labels},
                    root / "real_features.pt")
         log(root, {"kind": "classifier", "test_accuracy": record["test_accuracy"], "wall_s": time.time() - start})
@@ -108,8 +111,7 @@ def evaluate_set(root: Path, images: torch.Tensor, labels: torch.Tensor, k: int 
 
 
 def _inputs(images):
-    from minimaxdd.validate import to_model_input
-    return [to_model_input(b, DEVICE) for b in images.split(256)]
+    return [to_model_input(b, DEVICE, PROTOCOL.normalize) for b in images.split(256)]
 
 
 def cmd_classifier(root: Path, args) -> None:
@@ -122,10 +124,8 @@ def cmd_classifier(root: Path, args) -> None:
 
 
 def random_subset(pack, ipc, seed):
-    g = torch.Generator().manual_seed(seed)
-    keep = torch.cat([torch.nonzero(pack.labels == c).flatten()[torch.randperm(int((pack.labels == c).sum()),
-                                                                                 generator=g)[:ipc]]
-                      for c in range(10)])
+    """The workflow's random real set (rule select_random with select.random_order seeded)."""
+    keep = sets.random_subset(pack.labels, ipc, seed)
     return pack.images[keep], pack.labels[keep]
 
 
@@ -143,7 +143,7 @@ def cmd_vae(root: Path, args) -> None:
         recon = vae.decode(vae.encode(x).latent_dist.mean).sample.clamp(-1, 1)
     mse = float(((recon - x) ** 2).mean())
     net, _ = classifier(root)
-    acc = evaluate(net, to_uint8(recon), test.labels, DEVICE)
+    acc = evaluate(net, to_uint8(recon), test.labels, DEVICE, PROTOCOL.normalize, PROTOCOL.precision)
     svm_acc = svm_accuracy(root, to_uint8(recon), test.labels)
     cache = encode_images(vae, train.images, 64, DEVICE)
     torch.save(cache | {"labels": train.labels, "class_ids": train.class_ids, "class_names": train.class_names},

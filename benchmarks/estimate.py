@@ -13,8 +13,8 @@ Work model (ImageNet: about 1,300 training and 50 validation images per class):
   split (a forward pass taken as a third of a training step), at `validate` (hard labels) or
   `validate_soft` (soft labels) images/s, scaled by the FLOPs of the run's net at its resolution
   against the benchmark's ResNet-18 (counted with torch's FlopCounterMode);
-- the same hard-label runs with the seeds of each net packed in one job (`validate.pack_seeds`),
-  at `validate_packed` images/s (over all runs of the pack), side by side;
+- the same hard-label runs with the seeds of each net packed in one job (`validate.group_seeds`),
+  at `validate_group` images/s (over all runs of the group), side by side;
 - the feature network of the analyses: `analysis.feature_epochs` over the training split.
 Stages the benchmark file lacks are reported as not measured. Writes a Markdown table to stdout and,
 with --out, to a file.
@@ -105,7 +105,7 @@ def stage_work(p: plan.Plan, rates: dict, bench: dict) -> list[tuple[str, int, s
         rows.append((stage, len(records), f"{images:,.0f} ResNet-18-step images", _time(images, rates.get(rate))))
         if stage == "validate":  # the same runs, the seeds of each net packed in one job
             packs = len({parts[:-1] for parts in records})  # one job per (method, IPC, net)
-            rows.append(("validate, seeds packed", packs, "the same", _time(images, rates.get("validate_packed"))))
+            rows.append(("validate, seeds grouped", packs, "the same", _time(images, rates.get("validate_group"))))
 
     if config["analysis"]["enabled"]:
         images = config["analysis"]["feature_epochs"] * classes * TRAIN_PER_CLASS * step_gflop(
@@ -139,13 +139,13 @@ def main(argv=None) -> None:
     for preset in args.presets or [ROOT / f"configs/{name}.yaml" for name in PRESETS]:
         rows = stage_work(preset_plan(preset), rates, bench)
         hours = {stage: t for stage, _, _, t in rows}
-        one_by_one = sum(t for stage, *_, t in rows if t is not None and stage != "validate, seeds packed")
+        one_by_one = sum(t for stage, *_, t in rows if t is not None and stage != "validate, seeds grouped")
         lines += [f"## {preset.stem}", "", "| stage | jobs | work | hours |", "|---|---:|---|---:|"]
         lines += [f"| {stage} | {jobs} | {work} | {'not measured' if t is None else f'{t / 3600:,.1f}'} |"
                   for stage, jobs, work, t in rows]
         lines += [f"| **total of the measured stages, one validation run at a time** | | | **{one_by_one / 3600:,.1f}** |"]
-        if hours.get("validate") is not None and hours.get("validate, seeds packed") is not None:
-            packed = one_by_one - hours["validate"] + hours["validate, seeds packed"]
+        if hours.get("validate") is not None and hours.get("validate, seeds grouped") is not None:
+            packed = one_by_one - hours["validate"] + hours["validate, seeds grouped"]
             lines += [f"| **the same, the seeds of each net packed** | | | **{packed / 3600:,.1f}** |"]
         lines += [""]
     text = "\n".join(lines) + "\n"

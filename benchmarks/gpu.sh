@@ -20,9 +20,9 @@ $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT" --c
 # our fine-tuning step against the reference's loop
 $PY benchmarks/finetune_step.py --device cuda --shapes dit-s2 dit-xl2 --rounds 3 --steps 10 --compile \
     --out "$OUT/finetune-step-$KIND.json"
-# packed seeds (vmap and loop) against one run at a time, the default's nets and the presets' nets
-$PY benchmarks/packed_validation.py --device cuda --json "$OUT/packed-$KIND.json"
-$PY benchmarks/packed_validation.py --device cuda --archs convnet resnetap10 resnet18 --sizes 224 \
-    --width-factor 1.0 --seeds 3 --epochs 2 --evaluations 1 --json "$OUT/packed-224-$KIND.json"
+# grouped seeds (vmap and loop) against one run at a time, the default's nets and the presets' nets
+$PY benchmarks/group_validation.py --device cuda --json "$OUT/group-$KIND.json"
+$PY benchmarks/group_validation.py --device cuda --archs convnet resnetap10 resnet18 --sizes 224 \
+    --width-factor 1.0 --seeds 3 --epochs 2 --evaluations 1 --json "$OUT/group-224-$KIND.json"
 # the full-table estimate of every preset from the measured throughput
 $PY benchmarks/estimate.py --benchmark "$OUT/benchmark-$KIND.json" --out "$OUT/$KIND.md"

@@ -1,8 +1,9 @@
 """Counts on a CUDA device the host synchronisations inside the hot loops, which leave the GPU idle
 while the host catches up:
 
-- a validation training step (`validate.train_step`: augmentation, CutMix, forward, backward,
-  SGD), in contiguous and channels-last format, and a packed one (3 runs stacked with vmap):
+- a validation training step (the hard-label protocol's batch, then forward, backward, SGD, as
+  classifier.train_classifiers takes it), in contiguous and channels-last format, and one of a
+  group of 3 seeds stacked with vmap:
   expected 0 (CutMix draws its scalars on the CPU; the epoch's loss is read once per epoch,
   outside the step);
 - a fine-tuning step (`training.Trainer.step`, minimax on): expected 1, the read of the step's
@@ -16,6 +17,7 @@ Each runs after a warm-up under `torch.cuda.set_sync_debug_mode("warn")`, every 
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import warnings
 from pathlib import Path
@@ -26,10 +28,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
-from minimaxdd.nets import build_net  # noqa: E402
-from minimaxdd.packed import build_pack, build_run, draw_batch  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
-from minimaxdd.validate import memory_format, train_step  # noqa: E402
+from minimaxdd.validate import HardLabelSteps  # noqa: E402
+
+from benchmark import protocols, validation_step  # noqa: E402
 
 
 def syncs(fn, repeats: int) -> float:
@@ -52,24 +54,13 @@ def main() -> None:
         sys.exit("sync_check: no CUDA device (the check is about host-device synchronisation)")
     device = torch.device("cuda")
     counts = {}
-    x = torch.randint(0, 256, (64, 3, 224, 224), dtype=torch.uint8, device=device)
-    y = torch.randint(10, (64,), device=device)
+    hard, _ = protocols()
+    steps = HardLabelSteps("resnetap10", dataclasses.replace(hard, precision="bf16"))
     for channels_last in (False, True):
-        torch.manual_seed(0)
-        net = build_net("resnetap10", 3, 10, 224, 1.0).to(device, memory_format=memory_format(channels_last))
-        opt = torch.optim.SGD(net.parameters(), 0.01, momentum=0.9, weight_decay=5e-4)
-        counts[f"validation step, channels_last={channels_last}"] = (
-            syncs(lambda: train_step(net, opt, x, y, precision="bf16"), 5), 0)
-
-    built = [build_run(seed, "resnetap10", 3, 10, 224, 1.0, device) for seed in range(3)]
-    pack = build_pack("vmap", [net for net, _ in built], 0.01, 0.9, 5e-4, epochs=100)
-    idx = torch.arange(64, device=device)
-
-    def packed_step():
-        batches = [draw_batch(x, y, idx, rng, "idc", "imagenet", device) for _, rng in built]
-        pack.train_step(batches, device, "bf16")
-
-    counts["packed validation step (vmap, 3 runs)"] = (syncs(packed_step, 5), 0)
+        step, _ = validation_step(device, steps, 1, 224, channels_last)
+        counts[f"validation step, channels_last={channels_last}"] = (syncs(step, 5), 0)
+    step, mode = validation_step(device, steps, 3, 224)
+    counts[f"validation step of a group ({mode}, 3 runs)"] = (syncs(step, 5), 0)
 
     config = DiTConfig(hidden_size=384, depth=12, num_heads=6, num_classes=1000)  # DiT-S/2
     model = DiT(config)

@@ -12,9 +12,9 @@ from minimaxdd.diffusion import GaussianDiffusion, linear_betas, respaced_timest
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
 from minimaxdd.generate import generate_set, image_noise
 from minimaxdd.minimax import ClassMemory, cosine_matrix, minimax_terms
-from minimaxdd.sets import random_subset
+from minimaxdd.sets import first_per_class, random_subset
 from minimaxdd.training import LatentSet, finetune_dit
-from minimaxdd.vae import build_tiny_vae
+from minimaxdd.vae import build_tiny_vae, to_uint8
 
 TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=4, num_heads=2, num_classes=3)
 
@@ -351,6 +351,14 @@ def test_random_subset_is_a_prefix_per_class_and_checks_ipc():
         random_subset(labels, 5, seed=1)
 
 
+def test_the_sorted_random_set_is_the_first_images_of_each_class_as_the_reference():
+    # MD data.py L138-165: the first IPC samples of each class of a sorted ImageFolder
+    labels = torch.tensor([1, 0, 0, 1, 0, 1, 1])
+    assert first_per_class(labels, 2).tolist() == [1, 2, 0, 3]
+    with pytest.raises(ValueError, match="IPC 4 exceeds the 3"):
+        first_per_class(labels, 4)
+
+
 def test_ema_and_fused_adamw_are_the_reference_updates():
     """The trainer's foreach EMA and fused AdamW against the reference's per-tensor loops
     (train_dit.py update_ema: ema.mul_(decay).add_(param, alpha=1 - decay); plain AdamW)."""
@@ -375,3 +383,27 @@ def test_ema_and_fused_adamw_are_the_reference_updates():
     for k in params:
         assert torch.allclose(params[k], copies[k], atol=1e-6) and not torch.equal(params[k], ema[k])
         assert torch.allclose(ema[k], ema_loop[k], atol=1e-6)
+
+
+def test_images_are_quantised_as_the_reference_saves_them():
+    # torchvision 0.14 save_image(normalize=True, value_range=(-1, 1)), which MD sample.py L88-90
+    # calls: clamp, (x - low) / (high - low), then mul(255).add_(0.5).clamp_(0, 255) to uint8
+    x = torch.cat([torch.linspace(-1.2, 1.2, 4001), (torch.arange(255) + 0.5) / 127.5 - 1])  # with half steps
+    reference = ((x.clamp(-1, 1) + 1) / 2).mul(255).add_(0.5).clamp_(0, 255).to(torch.uint8)
+    assert torch.equal(to_uint8(x), reference)
+
+
+def test_the_latent_cache_holds_each_images_and_its_flips_posterior_in_float16():
+    from minimaxdd.vae import encode_images, to_model_range
+
+    torch.manual_seed(0)
+    vae = build_tiny_vae(3, 16, [8, 8], 2).eval()
+    images = torch.randint(0, 256, (3, 3, 16, 16), dtype=torch.uint8)
+    cache = encode_images(vae, images, 2, torch.device("cpu"))
+    assert cache["mean"].shape == (3, 2, 2, 8, 8) and cache["mean"].dtype == torch.float16
+    with torch.no_grad():
+        flipped = vae.encode(to_model_range(images).flip(-1)).latent_dist
+    # the reference samples a posterior of the (flipped) image each step; the cache rounds it to float16
+    torch.testing.assert_close(cache["mean"][:, 1].float(), flipped.mean, rtol=2 ** -10, atol=1e-4)
+    torch.testing.assert_close(cache["std"][:, 1].float(), flipped.std, rtol=2 ** -10, atol=1e-4)
+    assert cache["scaling_factor"] == vae.config.scaling_factor

@@ -1,6 +1,7 @@
 """The plan (issue 11): which config a run uses, how it is checked, and each job's settings, tested
 in-process; a few Snakemake runs check the wiring."""
 
+import dataclasses
 import inspect
 import json
 import re
@@ -14,6 +15,8 @@ from minimaxdd import plan, stages
 from minimaxdd.checks import ConfigError
 
 from test_workflow import REPO, TINY, snakemake, write_config
+
+from minimaxdd.settings import HardLabel, SoftLabel
 
 DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
 MINIMAL = {"experiment": "mine", "dataset": {"kind": "digits"}}
@@ -35,7 +38,7 @@ def every_settings(p: plan.Plan) -> dict:
         "feature_net": p.feature_net(),
         "validate": p.validate(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
         "validate_full": p.validate(Wildcards(arch=arch, seed=str(seed))),
-        "tables": p.tables(), "analysis_tables": p.analysis_tables(),
+        "table1": p.table1(), "analysis_tables": p.analysis_tables(),
     }
 
 
@@ -94,6 +97,11 @@ def test_docs_and_schema_agree_on_every_default():
 
 # ------------------------------------------------------------------ 2. integer-keyed maps
 
+def test_a_renamed_key_names_its_new_name():
+    with pytest.raises(ConfigError, match=r"^validate\.pack_seeds: renamed validate\.group_seeds"):
+        load(validate={"pack_seeds": True})
+
+
 def test_epochs_per_ipc_take_integer_keys_in_yaml_and_json():
     from_yaml = load(validate={"epochs": {10: 20}})
     from_json = plan.load_config(json.loads(json.dumps({**MINIMAL, "validate": {"epochs": {10: 20}}})))
@@ -144,7 +152,7 @@ def test_key_order_and_settings_that_change_no_result_leave_every_job_alone():
     assert json.dumps(base) == json.dumps(again)  # Snakemake compares params with their key order
     fast = load(speed={"compile": True, "channels_last": True})
     assert plan.runtime(fast, "finetune")["compile"] and plan.runtime(fast, "generate")["compile"]
-    assert plan.runtime(fast, "validate_packed")["channels_last"] and "compile" not in plan.runtime(fast, "validate")
+    assert plan.runtime(fast, "validate_group")["channels_last"] and "compile" not in plan.runtime(fast, "validate")
 
 
 # ------------------------------------------------------------------ 5. experiments stay under results/
@@ -178,12 +186,24 @@ def test_maintenance_commands_run_without_cores(tmp_path):
 
 # ------------------------------------------------------------------ the stages take exactly their settings
 
+# the stages that take a protocol's fields as **protocol and rebuild its settings object from them
+PROTOCOL_OF = {"validate": HardLabel, "validate_group": HardLabel, "feature_net": HardLabel,
+               "validate_soft_label": SoftLabel}
+
+
+def assert_stage_takes(stage, given: set) -> None:
+    """`given` names the stage's keyword parameters, and the fields of its protocol object, if any."""
+    parameters = inspect.signature(stage).parameters
+    named = {name for name, p in parameters.items() if p.kind is not p.VAR_KEYWORD}
+    protocol = {f.name for f in dataclasses.fields(PROTOCOL_OF[stage.__name__])} if stage.__name__ in PROTOCOL_OF else set()
+    assert given - protocol <= named, (stage.__name__, given - protocol - named)
+    assert protocol <= given, (stage.__name__, protocol - given)
+
+
 def test_every_settings_key_is_a_parameter_of_its_stage():
     for rule, settings in every_settings(plan.Plan(load(methods=["random", "dit", "minimax"]))).items():
         stage = getattr(stages, "validate" if rule == "validate_full" else rule)
-        parameters = set(inspect.signature(stage).parameters)
-        given = set(settings) | set(plan.runtime(load(), stage.__name__))
-        assert given <= parameters, (rule, given - parameters)
+        assert_stage_takes(stage, set(settings) | set(plan.runtime(load(), stage.__name__)))
 
 
 # ------------------------------------------------------------------ environment and lint
@@ -226,11 +246,68 @@ def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_
     assert not any(p.exists() for p in leftovers)
 
 
-def test_a_packed_validation_job_takes_every_seed_and_the_stage_takes_its_settings():
-    p = plan.Plan(load(validate={"pack_seeds": True, "seeds": [3, 4]}))
+def test_a_group_validation_job_takes_every_seed_and_the_stage_takes_its_settings():
+    p = plan.Plan(load(validate={"group_seeds": True, "seeds": [3, 4]}))
     w = Wildcards(method="random", ipc="10", arch="convnet")
-    assert p.packed_records(w) == [p.record("random", "10", "convnet", s) for s in (3, 4)]
-    settings = p.validate_packed(w)
+    assert p.group_records(w) == [p.record("random", "10", "convnet", s) for s in (3, 4)]
+    settings = p.validate(w)
     assert settings["seeds"] == [3, 4] and "seed" not in settings
-    assert set(settings) | set(plan.runtime(p.config, "validate_packed")) <= set(
-        inspect.signature(stages.validate_packed).parameters)
+    protocol = {k: v for k, v in settings.items() if k in HardLabel.__dataclass_fields__}
+    assert HardLabel(**protocol) == p.hard_label  # the stage rebuilds the plan's object from the params
+    assert_stage_takes(stages.validate_group, set(settings) | set(plan.runtime(p.config, "validate_group")))
+
+
+def test_the_reference_rule_sets_lr_weight_decay_and_batch_by_class_count():
+    # MD argument.py L294-302: more than 100 classes -> lr 0.1, weight decay 1e-4, batch max(128, 64)
+    def protocol(classes, **validate):
+        p = plan.Plan(load(validate=validate))
+        p.__dict__["class_count"] = classes  # the dataset's class count, as read from disk
+        return p.hard_label
+
+    assert (protocol(10).lr, protocol(10).weight_decay, protocol(10).batch_size) == (0.01, 5e-4, 64)
+    assert (protocol(100).lr, protocol(100).weight_decay, protocol(100).batch_size) == (0.01, 5e-4, 64)
+    assert (protocol(1000).lr, protocol(1000).weight_decay, protocol(1000).batch_size) == (0.1, 1e-4, 128)
+    given = protocol(1000, lr=0.05, batch_size=32)  # a value the user gives is the value used
+    assert (given.lr, given.weight_decay, given.batch_size) == (0.05, 1e-4, 32)
+
+
+def test_the_full_split_is_scored_every_epoch():
+    # MD argument.py L426-437: epoch_print_freq = 1 when training on the full split (ipc <= 0)
+    from minimaxdd.validate import HardLabelSteps
+
+    p = plan.Plan(load(validate={"full_epochs": 30, "evaluations": 10}))
+    full = p.validate(Wildcards(arch="convnet", seed="0"))
+    subset = p.validate(Wildcards(method="random", ipc="10", arch="convnet", seed="0"))
+    steps = lambda settings: HardLabelSteps("convnet", HardLabel(**{k: settings[k] for k in HardLabel.__dataclass_fields__}))
+    assert steps(full).scored_epochs(full["epochs"]) == list(range(1, 31))
+    assert len(steps(subset).scored_epochs(subset["epochs"])) == 10
+
+
+# ------------------------------------------------------------------ settings objects: one place for each default
+
+GRID_KEYS = {"validate": {"protocols", "archs", "seeds", "epochs", "default_epochs", "full_epochs", "group_seeds",
+                          "report"},
+             "soft_label": {"archs", "teacher", "teacher_classes", "check_images", "epochs"}}
+
+
+@pytest.mark.parametrize("section,settings", [("validate", HardLabel), ("soft_label", SoftLabel)])
+def test_every_protocol_key_of_the_schema_is_a_field_of_its_settings_object(section, settings):
+    """A new validate / soft_label key is either a field of the protocol's settings object (what every
+    run takes) or a key of the job grid: this test names the place it was forgotten."""
+    keys = set(plan.schema()["properties"][section]["properties"])
+    assert keys == {f.name for f in dataclasses.fields(settings)} | GRID_KEYS[section]
+
+
+def test_the_validation_entry_points_keep_no_default_of_the_schema():
+    from minimaxdd import classifier, features, softlabel, validate
+
+    schema = plan.schema()["properties"]
+    keys = set(schema["validate"]["properties"]) | set(schema["soft_label"]["properties"])
+    for function in (classifier.train_classifiers, classifier.build_group, validate.train_and_evaluate,
+                     validate.HardLabelSteps, validate.evaluation_epochs, softlabel.train_soft_label,
+                     softlabel.SoftLabelSteps, softlabel.check_teacher_class_order, softlabel.build_student,
+                     features.train_feature_net, stages.validate, stages.validate_group,
+                     stages.validate_soft_label, stages.feature_net):
+        defaults = {name for name, p in inspect.signature(function).parameters.items()
+                    if p.default is not inspect.Parameter.empty}
+        assert not defaults & keys, (function.__qualname__, defaults & keys)

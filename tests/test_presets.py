@@ -120,7 +120,7 @@ def test_imagenet1k_plans_table4_under_the_soft_label_protocol(planned):
     assert jobs["finetune"] == 100  # minimax, one model per phase of 10 classes
     assert jobs["generate"] == 4  # dit and minimax at IPC 10 and 50
     assert jobs["validate_soft_label"] == 2 * 2 * 3 and jobs["table4"] == 1
-    assert "validate" not in jobs and "tables" not in jobs and "analyze" not in jobs  # no hard-label tables, no MMD
+    assert "validate" not in jobs and "table1" not in jobs and "analyze" not in jobs  # no hard-label tables, no MMD
 
 
 def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):

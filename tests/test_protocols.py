@@ -30,7 +30,7 @@ def two_protocols(tmp_path_factory):
     config = {**TINY, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
               "external": {"elsewhere": {1: str(external)}},
               "validate": {**TINY["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"],
-                           "seeds": [0, 1], "pack_seeds": True},
+                           "seeds": [0, 1], "group_seeds": True},
               "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
     write_config(workdir, config)
     snakemake(workdir)
@@ -51,9 +51,9 @@ def test_each_protocol_has_its_table_and_the_external_set_its_column(two_protoco
     assert (tables / "leaderboard.md").read_text().count("|") > 10
 
 
-def test_packed_seeds_write_each_seeds_record_as_its_own_run(two_protocols):
+def test_grouped_seeds_write_each_seeds_record_as_its_own_run(two_protocols):
     records = [json.loads((two_protocols / f"validate/mgd3/ipc1/convnet/seed{s}.json").read_text()) for s in (0, 1)]
-    assert [r["seed"] for r in records] == [0, 1] and all(r["packed"] == 2 for r in records)
+    assert [r["seed"] for r in records] == [0, 1] and all(r["group_size"] == 2 for r in records)
     assert records[0]["curve"] != records[1]["curve"] or records[0]["final_loss"] != records[1]["final_loss"]
 
 
@@ -95,9 +95,55 @@ def test_table4_names_the_soft_label_student(tmp_path):
             path.write_text(json.dumps({"method": method, "ipc": 10, "arch": "resnet18_bn", "seed": seed,
                                         "accuracy_best": 50.0 + seed, "accuracy_last": 40.0}))
             records.append(str(path))
-    tables.write_table1(records, tmp_path / "t4.csv", tmp_path / "t4.md", None, ["random", "minimax"], [10],
-                        ["resnet18_bn"], 224, "best", "soft_label")
-    assert "| 10 | ResNet-18 (BN) | 50.5 ± 0.7 | 50.5 ± 0.7 |" in (tmp_path / "t4.md").read_text()
+    tables.write_accuracy_table(records, tmp_path / "t4.csv", tmp_path / "t4.md", None, ["random", "minimax"],
+                                [10], ["resnet18_bn"], 224, "best", "soft_label")
+    assert "| 10 | ResNet-18 (BN) | 50.5 ± 0.5 | 50.5 ± 0.5 |" in (tmp_path / "t4.md").read_text()
+
+
+def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
+    """MM train.py L97 prints np.std (ddof 0) of its repeats' best accuracies: seeds at 10, 20, 30
+    give 8.16, not the sample std 10.0, in Table 1 (and 4), the studies, Tables 5 and 9 and the
+    scores' gain spread (the plots' error bars are drawn from the same summaries); one seed gives 0."""
+    from minimaxdd import tables
+
+    def records(method, accuracies, ipc=10):
+        paths = []
+        for seed, accuracy in enumerate(accuracies):
+            path = tmp_path / f"{method}_{seed}.json"
+            path.write_text(json.dumps({"method": method, "ipc": ipc, "arch": "convnet", "seed": seed,
+                                        "accuracy_best": accuracy, "accuracy_last": accuracy}))
+            paths.append(str(path))
+        return paths
+
+    spread, minimax, single = records("random", [10, 20, 30]), records("minimax", [40, 40, 40]), records("dit", [25])
+    full = records("full", [60, 80], ipc=None)
+    tables.write_accuracy_table(spread + minimax + single, tmp_path / "t1.csv", tmp_path / "t1.md", tmp_path / "t1.png",
+                                ["random", "dit", "minimax"], [10], ["convnet"], 32, "best")
+    table1 = pd.read_csv(tmp_path / "t1.csv").set_index("method")
+    assert table1.loc["random", "std"] == 8.16 and table1.loc["dit", "std"] == 0.0  # CSV at 2 decimals
+    markdown = (tmp_path / "t1.md").read_text()
+    assert "| 20.0 ± 8.2 | 25.0 ± 0.0 | 40.0 ± 0.0 |" in markdown
+    assert "mean ± std over seeds (population std, ddof 0, as the reference's np.std)" in markdown.splitlines()[0]
+    summary = tables.summarize(tables.load_accuracies(spread, "best"), [10])
+    assert summary["std"].item() == pytest.approx(8.1650, abs=1e-4)
+
+    tables.write_scores(spread + minimax, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
+                        ["random", "minimax"], [10], ["convnet"], 32, "best")
+    assert pd.read_csv(tmp_path / "s.csv").gain_spread.item() == 8.16  # sqrt(8.16^2 + 0^2)
+    assert "population std, ddof 0" in (tmp_path / "s.md").read_text()
+
+    study = {"name": "steps", "parameter": "steps", "values": [1]}
+    tables.write_study(spread, [], tmp_path / "st.csv", tmp_path / "st.md", tmp_path / "st.png", study, ["random"],
+                       32, "best")
+    assert "| 20.0 ± 8.2 |" in (tmp_path / "st.md").read_text()
+
+    tables.write_table5(spread, tmp_path / "t5.csv", tmp_path / "t5.md", ["random"], {"random": ("off", "off")}, [10],
+                        ["convnet"], 32, "best")
+    assert "| 20.0 ± 8.2 |" in (tmp_path / "t5.md").read_text()
+
+    expanded = records("full+minimax", [10, 20, 30])
+    tables.write_table9(full + expanded, tmp_path / "t9.csv", tmp_path / "t9.md", 32, "best")
+    assert "| 70.0 ± 10.0 | 20.0 ± 8.2 |" in (tmp_path / "t9.md").read_text()  # two seeds: 10.0 (ddof 1: 14.1)
 
 
 def test_a_soft_label_only_experiment_runs_no_hard_label_training():

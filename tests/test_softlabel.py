@@ -12,7 +12,7 @@ from minimaxdd.softlabel import (check_teacher_class_order, load_teacher, rded_b
                                  rded_lr_factor, rded_test_images, shuffle_patches, soft_label_loss,
                                  teacher_logits, train_soft_label, weight_decay_groups)
 
-from test_validate import assert_resumes_bit_for_bit
+from conftest import assert_resumes_bit_for_bit, soft_label
 
 COLOURS = ((255, 0, 0), (0, 255, 0), (0, 0, 255))  # dataset classes 0, 1, 2
 CLASS_IDS = [4, 1, 2]  # their outputs of the 6-class toy teacher
@@ -148,13 +148,21 @@ def test_teacher_logits_are_gathered_at_class_ids():
     assert torch.equal(teacher_logits(teacher, x, torch.tensor(CLASS_IDS)), full[:, CLASS_IDS])
     assert torch.equal(teacher_logits(teacher, x, None), full)
     train_x, _ = colour_split(1, seed=0)
-    settings = dict(arch="resnet18_bn", num_classes=3, epochs=1, seed=0, width_factor=0.125, progress=False)
     with pytest.raises(ValueError, match="the teacher has 6 outputs but the dataset 3 classes: pass class_ids"):
-        train_soft_label(train_x, teacher, **settings)
+        train_student(train_x, teacher, None, epochs=1)
     with pytest.raises(ValueError, match="class_ids reach 9 but the teacher has only 6 outputs"):
-        train_soft_label(train_x, teacher, class_ids=[0, 1, 9], **settings)
+        train_student(train_x, teacher, [0, 1, 9], epochs=1)
     with pytest.raises(ValueError, match="class_ids has 2 entries but there are 3 classes"):
-        train_soft_label(train_x, teacher, class_ids=[0, 1], **settings)
+        train_student(train_x, teacher, [0, 1], epochs=1)
+
+
+def train_student(train_x, teacher, class_ids, *, epochs, seeds=(0,), test=(None, None), checkpointer=None,
+                  **protocol):
+    """softlabel.train_soft_label of a ResNet-18 (BN) student, 3 classes, on the CPU; the first run."""
+    protocol = soft_label(**{"width_factor": 0.125} | protocol)
+    return train_soft_label(protocol, "resnet18_bn", train_x, teacher, *test, num_classes=3, class_ids=class_ids,
+                            seeds=list(seeds), epochs=epochs, device="cpu", progress=False,
+                            checkpointer=checkpointer)[0]
 
 
 def test_soft_label_training_uses_the_gathered_targets(monkeypatch):
@@ -166,8 +174,7 @@ def test_soft_label_training_uses_the_gathered_targets(monkeypatch):
     train_x, _ = colour_split(2, seed=0)
     teacher, outputs = ColourTeacher(), []
     teacher.register_forward_hook(lambda module, args, output: outputs.append(output))
-    train_soft_label(train_x, teacher, arch="resnet18_bn", num_classes=3, epochs=1, seed=0, class_ids=CLASS_IDS,
-                     width_factor=0.125, batch_size=6, progress=False)
+    train_student(train_x, teacher, CLASS_IDS, epochs=1, batch_size=6)
     assert len(seen) == 1 and seen[0].shape == (6, 3)
     assert outputs[-1].shape == (6, 6) and torch.equal(seen[0], outputs[-1][:, CLASS_IDS])  # [0]: the output check
 
@@ -175,9 +182,8 @@ def test_soft_label_training_uses_the_gathered_targets(monkeypatch):
 def test_student_learns_the_teachers_colours():
     train_x, _ = colour_split(3, seed=0)
     test_x, test_y = colour_split(3, seed=1)
-    _, record = train_soft_label(train_x, ColourTeacher(), arch="resnet18_bn", num_classes=3, epochs=10, seed=0,
-                                 class_ids=CLASS_IDS, width_factor=0.125, lr=1e-2, temperature=1, progress=False,
-                                 test_x=test_x, test_y=test_y)
+    _, record = train_student(train_x, ColourTeacher(), CLASS_IDS, epochs=10, lr=1e-2, temperature=1,
+                              test=(test_x, test_y))
     assert record["curve"] == [[10, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
     assert record["accuracy_best"] > 90.0 and record["best_epoch"] == 10
     assert record["protocol"] == "soft_label" and record["resolution"] == 16
@@ -186,10 +192,10 @@ def test_student_learns_the_teachers_colours():
 def test_resumed_soft_label_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):
     train_x, _ = colour_split(3, seed=0)  # 9 images, batch 4: 3 steps per epoch
     test_x, test_y = colour_split(1, seed=1)
-    settings = dict(arch="resnet18_bn", num_classes=3, epochs=4, seed=1, class_ids=CLASS_IDS, width_factor=0.125,
-                    batch_size=4, evaluations=4, progress=False, test_x=test_x, test_y=test_y)
+    settings = dict(epochs=4, seeds=[1], batch_size=4, evaluations=4, test=(test_x, test_y))
     # stop in epoch 3, after the checkpoint of epoch 2
-    assert_resumes_bit_for_bit(lambda ckpt: train_soft_label(train_x, ColourTeacher(), checkpointer=ckpt, **settings),
+    assert_resumes_bit_for_bit(lambda ckpt: train_student(train_x, ColourTeacher(), CLASS_IDS, checkpointer=ckpt,
+                                                          **settings),
                                torch.optim.AdamW, 7, tmp_path, monkeypatch)
 
 
@@ -217,7 +223,7 @@ def test_shuffle_patches_swaps_halves_and_weight_decay_skips_norms_and_biases():
 
 
 def test_seeds_packed_in_one_job_give_the_records_of_their_own_jobs(tmp_path):
-    """validate.pack_seeds: one soft-label job trains every seed in turn; each record is the one
+    """validate.group_seeds: one soft-label job trains every seed in turn; each record is the one
     the seed's own job writes (the same curve and loss), and says how many runs its job held."""
     import json
 
@@ -238,5 +244,5 @@ def test_seeds_packed_in_one_job_give_the_records_of_their_own_jobs(tmp_path):
     pack0, pack1, alone1 = (json.loads((tmp_path / f"{name}.json").read_text()) for name in ("pack0", "pack1", "alone1"))
     assert pack1["curve"] == alone1["curve"] and pack1["final_loss"] == alone1["final_loss"]
     assert pack0["final_loss"] != pack1["final_loss"] and pack1["seed"] == 1
-    assert (pack1["packed"], alone1["packed"]) == (2, 1)
+    assert (pack1["group_size"], alone1["group_size"]) == (2, 1)
     assert not list(tmp_path.glob("*.resume.pt"))  # every run's checkpoint is gone once its record is written

@@ -7,7 +7,7 @@ import torch._dynamo
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
 from minimaxdd.training import LatentSet, Trainer
-from minimaxdd.validate import train_classifier
+from conftest import train_hard
 
 TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=2, num_heads=2, num_classes=3)
 MINIMAX = {"memory_size": 4, "rep_weight": 0.5, "div_weight": 0.5, "representativeness": "minimax",
@@ -57,8 +57,8 @@ def test_compiled_fine_tuning_and_sampling_follow_the_eager_ones():
 def test_channels_last_validation_trains_the_same_net():
     gen = torch.Generator().manual_seed(0)
     x, y = torch.randint(0, 256, (40, 3, 16, 16), dtype=torch.uint8, generator=gen), torch.arange(40) % 4
-    runs = [train_classifier(x, y, arch="convnet", num_classes=4, epochs=3, seed=0, width_factor=0.25,
-                             channels_last=flag, progress=False) for flag in (False, True)]
+    runs = [train_hard(x, y, num_classes=4, epochs=3, width_factor=0.25, channels_last=flag)[0]
+            for flag in (False, True)]
     (plain, plain_record), (fast, fast_record) = runs
     assert not plain_record["channels_last"] and fast_record["channels_last"]
     conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
@@ -68,11 +68,9 @@ def test_channels_last_validation_trains_the_same_net():
     assert abs(plain_record["final_loss"] - fast_record["final_loss"]) < 1e-4
 
 
-def test_channels_last_packs_train_in_loop_mode_and_records_what_ran():
-    from minimaxdd.packed import train_packed
-
+def test_channels_last_groups_train_in_loop_mode_and_records_what_ran():
     x, y = torch.randint(0, 256, (24, 3, 16, 16), dtype=torch.uint8), torch.arange(24) % 4
     for mode, used in (("loop", True), ("vmap", False)):
-        runs = train_packed(x, y, seeds=[0, 1], arch="convnet", num_classes=4, epochs=1, width_factor=0.25,
-                            mode=mode, channels_last=True, progress=False)
+        runs = train_hard(x, y, seeds=[0, 1], num_classes=4, epochs=1, width_factor=0.25, mode=mode,
+                          channels_last=True)
         assert [record["channels_last"] for _, record in runs] == [used, used], mode

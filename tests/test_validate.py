@@ -6,11 +6,11 @@ import torch
 import numpy as np
 from PIL import Image
 
+from conftest import assert_resumes_bit_for_bit, hard_label, toy_split, train_hard
 from minimaxdd.augment import augment_batch, cutmix, random_flip, random_resized_crop
+from minimaxdd.classifier import evaluate
 from minimaxdd.nets import ARCHS, arch_label, build_net, convnet_depth
-from minimaxdd.resume import Checkpointer
-from minimaxdd.validate import (evaluate, evaluation_epochs, resize_for_validation, train_and_evaluate,
-                                train_classifier)
+from minimaxdd.validate import evaluation_epochs, resize_for_validation, train_and_evaluate
 
 # Parameter counts of IDC's nets for 3 x 224 / 256 px images and 10 classes, built from
 # snu-mllab/Efficient-Dataset-Condensation models/convnet.py (ConvNet depth 6, width 128, instance
@@ -128,25 +128,10 @@ def test_cutmix_box_sides_are_even_as_idc():
     assert inner > 0
 
 
-def toy_split(per_class, seed):
-    """Three classes of 16x16 gray images: horizontal stripes, vertical stripes, checkerboard.
-
-    Period-4 patterns survive flips and the 0.5-1 area crops; noise makes every image differ.
-    """
-    g = torch.Generator().manual_seed(seed)
-    rows = (torch.arange(16) // 2 % 2).float()
-    patterns = torch.stack([rows[:, None].expand(16, 16), rows[None, :].expand(16, 16),
-                            (rows[:, None] + rows[None, :]) % 2])
-    y = torch.arange(3).repeat_interleave(per_class)
-    x = 0.2 + 0.6 * patterns[y] + 0.1 * torch.randn(len(y), 16, 16, generator=g)
-    return (x.clamp(0, 1) * 255).round().to(torch.uint8).unsqueeze(1), y
-
-
 def test_convnet_learns_an_easy_problem():
     train_x, train_y = toy_split(12, seed=0)
     test_x, test_y = toy_split(20, seed=1)
-    record = train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet", num_classes=3,
-                                epochs=12, seed=0, batch_size=12, progress=False, resolution=None)
+    record = evaluate_hard(train_x, train_y, test_x, test_y, epochs=12, seed=0, batch_size=12, width_factor=1.0)
     assert record["accuracy_last"] > 90.0
     assert record["train_images"] == 36 and record["epochs"] == 12 and record["resolution"] == 16
     assert (record["arch"], record["seed"], record["device"]) == ("convnet", 0, "cpu")
@@ -156,9 +141,8 @@ def test_convnet_learns_an_easy_problem():
 def test_scores_follow_the_reference_cadence_and_report_last_and_best():
     train_x, train_y = toy_split(4, seed=0)
     test_x, test_y = toy_split(4, seed=1)
-    record = train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet", num_classes=3, epochs=9,
-                                seed=0, batch_size=6, width_factor=0.125, evaluations=4, progress=False,
-                                resolution=None)
+    record = evaluate_hard(train_x, train_y, test_x, test_y, epochs=9, seed=0, batch_size=6, width_factor=0.125,
+                           evaluations=4)
     epochs, accuracies = zip(*record["curve"])
     assert list(epochs) == evaluation_epochs(9, 4) == [2, 4, 6, 8, 9]
     assert record["accuracy_last"] == accuracies[-1] and record["accuracy_best"] == max(accuracies)
@@ -169,44 +153,19 @@ def test_scores_follow_the_reference_cadence_and_report_last_and_best():
 def test_evaluation_epochs_are_those_of_idc():
     # IDC argument.py L443 (every epochs // 100) and train.py L130-142 (epoch % every == 0, from 1)
     for epochs, every in ((2000, 20), (1500, 15), (300, 3)):
-        assert evaluation_epochs(epochs) == list(range(every, epochs + 1, every))
-        assert len(evaluation_epochs(epochs)) == 100
-    assert evaluation_epochs(60) == list(range(1, 61))  # IDC divides by zero here; we score every epoch
-    assert evaluation_epochs(350) == list(range(3, 349, 3)) + [350]  # the last epoch is always scored
+        assert evaluation_epochs(epochs, 100) == list(range(every, epochs + 1, every))
+        assert len(evaluation_epochs(epochs, 100)) == 100
+    assert evaluation_epochs(60, 100) == list(range(1, 61))  # IDC divides by zero here; we score every epoch
+    assert evaluation_epochs(350, 100) == list(range(3, 349, 3)) + [350]  # the last epoch is always scored
     assert evaluation_epochs(300, evaluations=1) == [300]
-
-
-def assert_resumes_bit_for_bit(train, optimizer, stop_after: int, tmp_path, monkeypatch) -> None:
-    """`train(checkpointer)` -> (model, record), killed after `stop_after` optimizer steps, then
-    resumed from its checkpoint (every 2 epochs): the same curve, scores and weights as one run."""
-    expected_model, expected = train(None)
-    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
-    real_step, count = optimizer.step, {"n": 0}
-
-    def step(self, *args, **kwargs):
-        count["n"] += 1
-        if count["n"] > stop_after:
-            raise KeyboardInterrupt
-        return real_step(self, *args, **kwargs)
-
-    with monkeypatch.context() as patch:
-        patch.setattr(optimizer, "step", step)
-        with pytest.raises(KeyboardInterrupt):
-            train(checkpointer)
-    assert torch.load(tmp_path / "resume.pt", weights_only=False)["curve"] == expected["curve"][:2]
-    model, resumed = train(checkpointer)
-    for key in ("curve", "accuracy_last", "accuracy_best", "best_epoch", "final_loss"):
-        assert resumed[key] == expected[key]
-    assert all(torch.equal(v, expected_model.state_dict()[k]) for k, v in model.state_dict().items())
 
 
 def test_resumed_validation_gives_the_same_curve_and_weights(tmp_path, monkeypatch):
     train_x, train_y = toy_split(3, seed=0)  # 9 images, batch 4: 3 steps per epoch
     test_x, test_y = toy_split(2, seed=1)
-    settings = dict(arch="convnet", num_classes=3, epochs=6, seed=1, width_factor=0.125, batch_size=4,
-                    evaluations=3, progress=False, test_x=test_x, test_y=test_y)
+    settings = dict(epochs=6, seeds=[1], width_factor=0.125, batch_size=4, evaluations=3, test=(test_x, test_y))
     # stop in epoch 5, after the checkpoint of epoch 4
-    assert_resumes_bit_for_bit(lambda ckpt: train_classifier(train_x, train_y, checkpointer=ckpt, **settings),
+    assert_resumes_bit_for_bit(lambda ckpt: train_hard(train_x, train_y, checkpointer=ckpt, **settings)[0],
                                torch.optim.SGD, 13, tmp_path, monkeypatch)
 
 
@@ -227,9 +186,8 @@ def test_resize_for_validation_matches_pil_resize_and_centre_crop():
 def test_same_seed_gives_the_same_run():
     train_x, train_y = toy_split(4, seed=0)
     test_x, test_y = toy_split(4, seed=1)
-    run = lambda seed: train_and_evaluate(train_x, train_y, test_x, test_y, arch="convnet",
-                                          num_classes=3, epochs=2, seed=seed, batch_size=5,
-                                          progress=False, resolution=None)
+    run = lambda seed: evaluate_hard(train_x, train_y, test_x, test_y, epochs=2, seed=seed, batch_size=5,
+                                     width_factor=1.0)
     first, again, other = run(3), run(3), run(4)
     assert (first["curve"], first["final_loss"]) == (again["curve"], again["final_loss"])
     assert first["final_loss"] != other["final_loss"]
@@ -243,7 +201,7 @@ def test_evaluate_counts_top1_in_percent():
     x = torch.zeros(10, 1, 2, 2, dtype=torch.uint8)
     x[:, 0, 0, 0] = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 0, 1])
     y = torch.tensor([0, 1, 2, 3, 0, 1, 2, 3, 3, 3])
-    assert evaluate(FirstPixelIsClass(), x, y, "cpu", batch_size=3, normalize="half") == 80.0
+    assert evaluate(FirstPixelIsClass(), x, y, "cpu", "half", "fp32", batch_size=3) == 80.0
 
 
 @pytest.mark.parametrize("change,message", [
@@ -255,11 +213,44 @@ def test_evaluate_counts_top1_in_percent():
 def test_bad_training_inputs_are_refused(change, message):
     x, y = toy_split(2, seed=0)
     bad_x, bad_y = change(x, y)
-    settings = dict(arch="convnet", num_classes=3, seed=0, progress=False, resolution=None)
     with pytest.raises(ValueError, match=message):
-        train_and_evaluate(bad_x, bad_y, x, y, epochs=1, **settings)
+        evaluate_hard(bad_x, bad_y, x, y, epochs=1, seed=0)
     with pytest.raises(ValueError, match="epochs"):
-        train_and_evaluate(x, y, x, y, epochs=0, **settings)
+        evaluate_hard(x, y, x, y, epochs=0, seed=0)
     for key in ("augment", "normalize"):
         with pytest.raises(ValueError, match=f"unknown {key} 'nope'"):
-            train_and_evaluate(x, y, x, y, epochs=1, **settings, **{key: "nope"})
+            evaluate_hard(x, y, x, y, epochs=1, seed=0, **{key: "nope"})
+
+
+def evaluate_hard(train_x, train_y, test_x, test_y, *, epochs, seed, **protocol):
+    """validate.train_and_evaluate for one seed, three classes, on the CPU."""
+    (record,) = train_and_evaluate(hard_label(**protocol), "convnet", train_x, train_y, test_x, test_y,
+                                   num_classes=3, seeds=[seed], epochs=epochs, device="cpu", mode="loop",
+                                   channels_last=False, progress=False, checkpointer=None)
+    return record
+
+
+def test_validation_leaves_pytorchs_tf32_defaults(tmp_path, monkeypatch):
+    # the reference's evaluator sets no TF32 flag (MD train.py); its DiT scripts set both
+    from minimaxdd import data, io, stages
+
+    x, y = toy_split(2, seed=0)
+    for split in ("train", "test"):
+        data.RealPack(x, y, ["a", "b", "c"], [0, 1, 2]).save(tmp_path / f"{split}.pt")
+    asked = []
+    monkeypatch.setattr(stages, "pick_device", lambda device, tf32: asked.append(tf32) or io.pick_device("cpu", tf32))
+    settings = hard_label(width_factor=0.125).params()
+    for precision in ("fp32", "tf32"):
+        stages.validate(train=str(tmp_path / "train.pt"), test=str(tmp_path / "test.pt"),
+                        record=str(tmp_path / f"{precision}.json"), method="random", ipc=2, arch="convnet", seed=0,
+                        epochs=1, device="cpu", checkpoint_every_epochs=1, channels_last=False,
+                        **settings | {"precision": precision})
+    assert asked == [False, True]
+    before = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    try:
+        io.pick_device("cuda", tf32=False)  # sets flags only: no CUDA device needed
+        assert (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32) == before
+        io.pick_device("cuda", tf32=True)
+        assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from . import methods
 
-# The schema the Snakefile validates against (present in a source checkout, the way the workflow runs).
-SCHEMA = Path(__file__).resolve().parents[2] / "workflow" / "schemas" / "config.schema.yaml"
+# The schema the Snakefile validates against: package data, installed with the package (pyproject.toml).
+SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"
 
 
 class ConfigError(ValueError):

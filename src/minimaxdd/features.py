@@ -8,21 +8,29 @@ from __future__ import annotations
 
 import torch
 
+from .classifier import evaluate, to_model_input, train_classifiers
 from .io import load_torch, save_torch
 from .nets import build_net
-from .validate import evaluate, to_model_input, train_classifier
+from .settings import HardLabel
+from .validate import HardLabelSteps
 
 FEATURE_ARCH = "resnetap10"
 
 
-def train_feature_net(images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
-                      test_labels: torch.Tensor, path: str, *, num_classes: int,
-                      **settings) -> tuple[torch.nn.Module, dict]:
-    """Train on the full training split, save weights and build facts; returns the model and facts."""
-    model, record = train_classifier(images, labels, arch=FEATURE_ARCH, num_classes=num_classes, **settings)
-    record |= {"test_accuracy": evaluate(model, test_images, test_labels, record["device"]),
+def train_feature_net(protocol: HardLabel, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
+                      test_labels: torch.Tensor, path: str, *, num_classes: int, epochs: int, seed: int,
+                      device: torch.device) -> tuple[torch.nn.Module, dict]:
+    """Train on the full training split at its own resolution with the hard-label protocol, save
+    weights and build facts; returns the model and facts."""
+    ((model, record),) = train_classifiers(HardLabelSteps(FEATURE_ARCH, protocol), images, labels, seeds=[seed],
+                                           num_classes=num_classes, epochs=epochs, device=device, mode="loop",
+                                           channels_last=False, test_x=None, test_y=None, progress=True,
+                                           checkpointer=None)
+    record |= {"test_accuracy": evaluate(model, test_images, test_labels, device, protocol.normalize,
+                                         protocol.precision),
                "num_classes": num_classes, "channels": images.shape[1], "resolution": images.shape[-1]}
     save_torch({"state_dict": model.state_dict(), "record": record}, path)
+    model.normalize = protocol.normalize  # embed_images normalises its inputs as in training
     return model, record
 
 
@@ -32,10 +40,12 @@ def load_feature_net(path: str, device: torch.device) -> torch.nn.Module:
     model = build_net(FEATURE_ARCH, record["channels"], record["num_classes"], record["resolution"],
                       record["width_factor"])
     model.load_state_dict(saved["state_dict"])
+    model.normalize = record["normalize"]  # its inputs are normalised as in its training
     return model.to(device).eval()
 
 
 @torch.no_grad()
 def embed_images(model: torch.nn.Module, images: torch.Tensor, device: torch.device, batch_size: int = 256):
-    """uint8 images -> (N, D) float features on the CPU."""
-    return torch.cat([model.embed(to_model_input(batch, device)).float().cpu() for batch in images.split(batch_size)])
+    """uint8 images -> (N, D) float features on the CPU, normalised as the network was trained."""
+    return torch.cat([model.embed(to_model_input(batch, device, model.normalize)).float().cpu()
+                      for batch in images.split(batch_size)])

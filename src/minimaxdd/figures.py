@@ -16,7 +16,7 @@ from sklearn.manifold import TSNE  # noqa: E402
 from .analysis import as_matrix  # noqa: E402
 from .io import atomic_path  # noqa: E402
 from .nets import arch_label  # noqa: E402
-from .tables import label, load_records  # noqa: E402
+from .tables import label, load_records, seed_std  # noqa: E402
 
 LOSS_TERMS = ("diffusion", "representativeness", "diversity")
 
@@ -45,7 +45,8 @@ def plot_loss_curves(loss_files: dict[str, str], path) -> None:
 def plot_validation_curves(record_paths: list[str], path, methods: list[str], archs: list[str], title: str,
                            resolution: int) -> None:
     """Test accuracy over validation training, one panel per net, one line per method (mean over
-    seeds, shaded ± std): where the best of the evaluations falls, and how far the last is from it."""
+    seeds, shaded ± their `seed_std`): where the best of the evaluations falls, and how far the last
+    is from it."""
     records = load_records(record_paths)
     fig, axes = plt.subplots(1, len(archs), figsize=(4.5 * len(archs), 3.4), squeeze=False)
     for ax, arch in zip(axes[0], archs):
@@ -54,7 +55,7 @@ def plot_validation_curves(record_paths: list[str], path, methods: list[str], ar
             curves = pd.DataFrame([dict(run) for run in runs.curve])  # columns: evaluated epochs
             if curves.empty:
                 continue
-            mean, std = curves.mean(), curves.std().fillna(0.0)
+            mean, std = curves.mean(), seed_std(curves).fillna(0.0)
             ax.plot(mean.index, mean.values, label=label(method))
             ax.fill_between(mean.index, mean - std, mean + std, alpha=0.15)
         ax.set(title=f"{title}: {arch_label(arch, resolution)}", xlabel="epoch", ylabel="test top-1 accuracy (%)")

@@ -168,12 +168,12 @@ def job_environment() -> dict:
     return {"host": socket.gethostname(), "slurm_job_id": os.environ.get("SLURM_JOB_ID")}
 
 
-PRECISIONS = ("fp32", "bf16")
+PRECISIONS = ("fp32", "tf32", "bf16")
 
 
 def autocast(device: torch.device, precision: str):
     """bf16 autocast on CUDA when asked (the losses are computed in float32 by the diffusion code);
-    fp32 (with TF32 matmuls on CUDA, as the reference runs) otherwise, and always on the CPU."""
+    float32 otherwise (with TF32 where `pick_device` allowed it), and always on the CPU."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16, enabled=device.type == "cuda" and precision == "bf16")
@@ -188,11 +188,14 @@ def compiled(fn):
     return torch.compile(fn, dynamic=False)
 
 
-def pick_device(requested: str = "auto") -> torch.device:
-    """`auto` takes CUDA when present, else the CPU. On CUDA, float32 matmuls may use TF32."""
+def pick_device(requested: str, tf32: bool) -> torch.device:
+    """`auto` takes CUDA when present, else the CPU. `tf32`: float32 matmuls and convolutions may use
+    TF32 on CUDA, as the reference's DiT scripts set it (MD train_dit.py L6-8, sample.py L7-8);
+    False leaves PyTorch's defaults (TF32 convolutions only), as the reference's evaluator does
+    (MD train.py sets no TF32 flag). Every job is a fresh process, so the choice is per job."""
     if requested == "auto":
         requested = "cuda" if torch.cuda.is_available() else "cpu"
-    if requested == "cuda":
+    if requested == "cuda" and tf32:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
     return torch.device(requested)

@@ -39,7 +39,7 @@ def _run(rank: int, fn: Callable, world_size: int, device: torch.device, port: i
     torch.set_num_threads(threads)
     device = rank_device(device, rank)
     if device.type == "cuda":
-        pick_device("cuda")  # TF32 settings are per process
+        pick_device("cuda", tf32=True)  # TF32 settings are per process
         torch.cuda.set_device(device)
     dist.init_process_group("nccl" if device.type == "cuda" else "gloo", init_method=f"tcp://127.0.0.1:{port}",
                             rank=rank, world_size=world_size)

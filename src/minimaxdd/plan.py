@@ -13,20 +13,18 @@ No Snakemake here: the rules call into this module, and tests check the plan in-
 from __future__ import annotations
 
 import copy
+import dataclasses
 import functools
 import re
 from pathlib import Path
-from types import SimpleNamespace
 
 import yaml
 
 from . import checks, methods
 from .checks import SCHEMA, ConfigError
+from .settings import HardLabel, SoftLabel, hard_label_rule
 
 RESULTS = "results"
-# validate.* keys every validation run takes (the rest of the section shapes the grid or the tables)
-VALIDATION_PROTOCOL = ("batch_size", "lr", "weight_decay", "width_factor", "resolution", "augment", "normalize",
-                       "evaluations", "precision")
 REPORT_ONLY = {"dataset": ("name",)}  # labels of the report: never a reason to rerun a job
 
 
@@ -43,6 +41,7 @@ def load_config(user: dict) -> dict:
     would otherwise rerun every job), and IPC-keyed maps get integer keys.
     """
     config = copy.deepcopy(dict(user))
+    _check_renamed(config)
     for key, parent, name in _ipc_keyed(config):
         parent[name] = _stringified(key, parent[name])
     checks.validate_schema(config)
@@ -52,6 +51,15 @@ def load_config(user: dict) -> dict:
     _check_studies(config)
     _check_experiment(config["experiment"])
     return _sorted(config)
+
+
+RENAMED = {("validate", "pack_seeds"): "validate.group_seeds"}  # old key -> its new name
+
+
+def _check_renamed(config: dict) -> None:
+    for (section, key), new in RENAMED.items():
+        if isinstance(config.get(section), dict) and key in config[section]:
+            raise ConfigError(f"{section}.{key}: renamed {new} (same meaning); see docs/configuration.md")
 
 
 def _ipc_keyed(config: dict) -> list[tuple[str, dict, str]]:
@@ -358,15 +366,16 @@ class Plan:
         return {"ipc": int(wildcards.ipc), "seed": self.config["mgd3"]["seed"]}
 
     def select_random(self, wildcards) -> dict:
-        return {"ipc": int(wildcards.ipc), "seed": self.config["select"]["seed"]}
+        select = self.config["select"]
+        seed = select["seed"] if select["random_order"] == "seeded" else None  # no rerun for an unused seed
+        return {"ipc": int(wildcards.ipc), "order": select["random_order"], "seed": seed}
 
     def select_coreset(self, wildcards) -> dict:
         return {"ipc": int(wildcards.ipc), "method": wildcards.method}
 
     def feature_net(self, wildcards=None) -> dict:
-        validate, analysis = self.config["validate"], self.config["analysis"]
-        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"],
-                **{k: validate[k] for k in ("batch_size", "lr", "width_factor")}}
+        analysis = self.config["analysis"]
+        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"], **self.hard_label.params()}
 
     def analyze(self, wildcards) -> dict:
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.config["analysis"]["k"]}
@@ -390,35 +399,44 @@ class Plan:
     def loss_curves(self, wildcards=None) -> dict:
         return {"methods": self.finetuned}
 
+    @functools.cached_property
+    def hard_label(self) -> HardLabel:
+        """The hard-label protocol of validate.*; lr, weight decay and batch size left null take the
+        reference's values for the dataset's class count (settings.hard_label_rule)."""
+        validate = self.config["validate"]
+        unset = [key for key in ("lr", "weight_decay", "batch_size") if validate[key] is None]
+        rule = hard_label_rule(self.class_count) if unset else {}
+        return HardLabel.from_config(validate, **{key: rule[key] for key in unset})
+
+    @functools.cached_property
+    def soft_label(self) -> SoftLabel:
+        return SoftLabel.from_config(self.config["soft_label"])
+
     def validate(self, wildcards) -> dict:
-        """One validation run; `validate_full` trains on the whole training split (no IPC)."""
+        """One validation run (rule validate) or every seed's (rule validate_group) of a set; the
+        whole training split (rule validate_full) is scored after every epoch, as the reference
+        scores it (epoch_print_freq 1 for ipc <= 0: MD argument.py L426-437)."""
         method = getattr(wildcards, "method", "full")
         ipc = int(wildcards.ipc) if hasattr(wildcards, "ipc") else None
-        settings = self.config["validate"]
-        return {"method": method, "ipc": ipc, "arch": wildcards.arch, "seed": int(wildcards.seed),
-                "epochs": self.validation_epochs(method, ipc),
-                **{k: settings[k] for k in VALIDATION_PROTOCOL}}
+        epochs = self.validation_epochs(method, ipc)
+        protocol = self.hard_label
+        if method == "full" or method.startswith("full+"):
+            protocol = dataclasses.replace(protocol, evaluations=epochs)
+        run = {"seed": int(wildcards.seed)} if hasattr(wildcards, "seed") else {"seeds": self.seeds}
+        return {"method": method, "ipc": ipc, "arch": wildcards.arch, **run, "epochs": epochs, **protocol.params()}
 
-    def packed_records(self, wildcards) -> list[str]:
-        """The records one packed validation job writes: every seed of a (method, IPC, net)."""
+    def group_records(self, wildcards) -> list[str]:
+        """The records one validate_group job writes: every seed of a (method, IPC, net)."""
         return [self.record(wildcards.method, wildcards.ipc, wildcards.arch, seed) for seed in self.seeds]
 
-    def validate_packed(self, wildcards) -> dict:
-        """All seeds of one (method, IPC, net) in one job (validate.pack_seeds)."""
-        one = SimpleNamespace(method=wildcards.method, ipc=wildcards.ipc, arch=wildcards.arch, seed=0)
-        settings = self.validate(one)
-        return {k: v for k, v in settings.items() if k != "seed"} | {"seeds": self.seeds}
-
     def validate_soft_label(self, wildcards) -> dict:
-        """RDED's soft-label protocol for the seed of the job, or every seed (validate.pack_seeds);
+        """RDED's soft-label protocol for the seed of the job, or every seed (validate.group_seeds);
         the teacher is a file, or the feature network."""
         soft = self.config["soft_label"]
-        settings = {k: soft[k] for k in ("epochs", "batch_size", "lr", "weight_decay", "temperature", "resolution",
-                                         "width_factor", "evaluations", "precision")}
         teacher_classes = soft["teacher_classes"] if soft["teacher"] else None  # None: the dataset's classes
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "arch": wildcards.arch,
                 "seeds": [int(wildcards.seed)] if hasattr(wildcards, "seed") else self.seeds,
-                "teacher_classes": teacher_classes, **settings}
+                "epochs": soft["epochs"], "teacher_classes": teacher_classes, **self.soft_label.params()}
 
     def external_folder(self, wildcards) -> str:
         return self.external[wildcards.method][int(wildcards.ipc)]
@@ -427,7 +445,7 @@ class Plan:
         dataset = self.config["dataset"]
         return {"ipc": int(wildcards.ipc), "resolution": dataset["resolution"], "channels": dataset["channels"]}
 
-    def tables(self, wildcards=None) -> dict:
+    def table1(self, wildcards=None) -> dict:
         return {"methods": self.methods, "ipcs": self.ipcs, "archs": self.archs, **self._labels()}
 
     def table4(self, wildcards=None) -> dict:
@@ -436,7 +454,7 @@ class Plan:
                 **self._labels(resolution)}
 
     def scores(self, wildcards=None) -> dict:
-        return self.tables()
+        return self.table1()
 
     def analysis_tables(self, wildcards=None) -> dict:
         return {"methods": self.subset_methods, "ipcs": self.ipcs}
@@ -472,8 +490,8 @@ RUNTIME = {
     "finetune": ("device", "checkpoint_every_steps", "compile"),
     "generate": ("device", "compile"),
     "validate": ("device", "checkpoint_every_epochs", "channels_last"),
+    "validate_group": ("device", "checkpoint_every_epochs", "channels_last"),
     "validate_soft_label": ("device", "checkpoint_every_epochs"),
-    "validate_packed": ("device", "checkpoint_every_epochs", "channels_last"),
 }
 
 

@@ -23,6 +23,19 @@ def random_subset(labels: torch.Tensor, ipc: int, seed: int) -> torch.Tensor:
     return torch.from_numpy(np.concatenate(chosen))
 
 
+def first_per_class(labels: torch.Tensor, ipc: int) -> torch.Tensor:
+    """Indices of the first `ipc` images of each class in the split's order (files sorted by name
+    within a class folder): the reference's "random" baseline, which takes the first IPC samples of
+    each class of torchvision's sorted ImageFolder (MD data.py L138-165, `slct_type == 'random'`)."""
+    chosen = []
+    for c in sorted(labels.unique().tolist()):
+        members = torch.nonzero(labels == c).flatten()
+        if ipc > len(members):
+            raise ValueError(f"IPC {ipc} exceeds the {len(members)} training images of class index {c}")
+        chosen.append(members[:ipc])
+    return torch.cat(chosen)
+
+
 def write_image_folder(images: torch.Tensor, labels: torch.Tensor, class_names: list[str], folder: str | Path) -> None:
     """`folder/<class name>/<index>.png`, readable by any ImageFolder loader."""
     counters = {}

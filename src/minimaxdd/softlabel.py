@@ -32,25 +32,32 @@ from __future__ import annotations
 
 import argparse
 import math
-import time
 from pathlib import Path
 
 import torch
 from torch import nn
 from torch.nn import functional as F
-from tqdm import tqdm
 
-from minimaxdd.augment import NORMALIZATIONS, cutmix, random_flip, random_resized_crop
-from minimaxdd.augment import normalize as normalize_images
-from minimaxdd.io import autocast
-from minimaxdd.nets import ARCHS, BN_ARCHS, ResNet18BN, build_bn_net, build_net
-from minimaxdd.resume import Checkpointer
-from minimaxdd.validate import (_check_split, curve_scores, evaluate, evaluation_epochs, resize_for_validation,
-                                resume_run, save_run, to_unit)
+from .augment import cutmix, random_flip, random_resized_crop
+from .augment import normalize as normalize_images
+from .classifier import RunRandom, check_split, to_unit, train_classifiers
+from .io import autocast
+from .nets import ARCHS, BN_ARCHS, ResNet18BN, build_bn_net, build_net
+from .resume import Checkpointer
+from .settings import SoftLabel
+from .validate import evaluation_epochs, resize_for_validation
 
-TEMPERATURE = 20.0  # with CutMix (argument.py:270-274)
+# RDED's constants, not settings
 FACTOR = 2  # ShufflePatches grid and 1 / min crop scale (argument.py:54-58)
-BN_MOMENTUM = 0.1  # torch's default, RDED's student (torchvision resnet18)
+BETAS = (0.9, 0.999)  # AdamW (argument.py:150-154)
+CUTMIX_BETA = 1.0  # argument.py:130-135
+NORMALIZE = "imagenet"  # validation/main.py:125
+EVAL_EVERY, EVAL_AFTER = 10, 0.8  # validation/main.py:179-180
+# RDED's CutMix mixes the batch in place (validation/utils.py:143-144), so its extra no-grad
+# student forward for the train accuracy (validation/main.py:213) sees the same mixed batch in
+# train mode and moves the BN running statistics twice per step: momentum 1 - 0.9^2 instead of
+# torch's 0.1 does the same without the extra forward.
+BN_MOMENTUM = 1 - (1 - 0.1) ** 2
 
 
 def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, temperature: float) -> torch.Tensor:
@@ -62,7 +69,7 @@ def soft_label_loss(student_logits: torch.Tensor, teacher_logits: torch.Tensor, 
     return F.kl_div(log_q, p, reduction="batchmean")
 
 
-def shuffle_patches(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
+def shuffle_patches(x: torch.Tensor, factor: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """RDED's ShufflePatches (validation/utils.py:164-188), batched: cut each image into `factor`
     vertical strips and put them in a random order, then the same with horizontal strips (an
     independent random order per image and axis). RDED drops the w - factor * (w // factor)
@@ -76,7 +83,7 @@ def shuffle_patches(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
         strip = size // factor
         if strip == 0:  # fewer pixels than strips: nothing to shuffle
             continue
-        order = torch.rand(n, factor, device=x.device).argsort(1)  # a uniform permutation per image
+        order = torch.rand(n, factor, device=x.device, generator=generator).argsort(1)  # a permutation per image
         pos = torch.arange(size, device=x.device)
         src = torch.where(pos < factor * strip, order[:, (pos // strip).clamp(max=factor - 1)] * strip + pos % strip,
                           pos)  # n x size: the source column (row) of each output one
@@ -86,13 +93,12 @@ def shuffle_patches(x: torch.Tensor, factor: int = FACTOR) -> torch.Tensor:
     return x
 
 
-def rded_augment(x: torch.Tensor, factor: int = FACTOR, shuffle: bool = True) -> torch.Tensor:
-    """[0, 1] images -> ShufflePatches(factor) -> RandomResizedCrop(scale (1 / factor, 1)) -> flip
+def rded_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+    """[0, 1] images -> ShufflePatches(FACTOR) -> RandomResizedCrop(scale (1 / FACTOR, 1)) -> flip
     (validation/main.py:115-125); the crop keeps the image size (the train images are already at
-    the student's input size)."""
-    if shuffle:
-        x = shuffle_patches(x, factor)
-    return random_flip(random_resized_crop(x, scale=(1 / factor, 1.0)))
+    the student's input size). Draws from `generator` (None: the global RNG)."""
+    x = shuffle_patches(x, FACTOR, generator)
+    return random_flip(random_resized_crop(x, scale=(1 / FACTOR, 1.0), generator=generator), generator=generator)
 
 
 def rded_test_images(images: torch.Tensor, size: int) -> torch.Tensor:
@@ -116,7 +122,7 @@ def rded_batch_size(ipc: int, num_classes: int) -> int:
     return max(1, min(size, ipc * num_classes))
 
 
-def rded_evaluation_epochs(epochs: int, every: int = 10, after: float = 0.8) -> list[int]:
+def rded_evaluation_epochs(epochs: int, every: int = EVAL_EVERY, after: float = EVAL_AFTER) -> list[int]:
     """The (1-based) epochs after which RDED scores the test split: every `every`-th and the last,
     once the 0-based epoch index exceeds after * epochs (validation/main.py:179-180). The last
     epoch is always scored here (RDED scores none at all for epochs <= 5)."""
@@ -138,8 +144,7 @@ def weight_decay_groups(model: nn.Module, weight_decay: float) -> list[dict]:
     return [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
 
 
-def build_student(arch: str, in_channels: int, num_classes: int, resolution: int,
-                  width_factor: float = 1.0) -> nn.Module:
+def build_student(arch: str, in_channels: int, num_classes: int, resolution: int, width_factor: float) -> nn.Module:
     """The instance-norm nets of the IDC protocol (nets.ARCHS) or a batch-norm one (nets.BN_ARCHS,
     RDED's student: torchvision's resnet18)."""
     if arch in BN_ARCHS:
@@ -243,9 +248,8 @@ def teacher_logits(teacher: nn.Module, images: torch.Tensor, index: torch.Tensor
 
 
 def check_teacher_class_order(teacher: nn.Module, images_uint8: torch.Tensor, labels: torch.Tensor,
-                              class_ids=None, *, resolution: int | None = None, normalize: str = "imagenet",
-                              device: torch.device | str = "cpu", min_accuracy: float | None = None,
-                              per_class: int = 5, batch_size: int = 100) -> float:
+                              class_ids, *, resolution: int | None, per_class: int, device: torch.device | str = "cpu",
+                              min_accuracy: float | None = None, chunk: int = 100) -> float:
     """Top-1 accuracy (%) of the teacher on up to `per_class` real images of each class, restricted
     to the dataset's classes' logits (at `class_ids`, see `teacher_logits`); the images go through
     RDED's test transform at `resolution` (None: their size). Raises a ValueError saying the
@@ -266,8 +270,8 @@ def check_teacher_class_order(teacher: nn.Module, images_uint8: torch.Tensor, la
         min_accuracy = min(2 * chance, (100 + chance) / 2)
     teacher.eval()
     correct = 0
-    for xb, yb in zip(x.split(batch_size), y.split(batch_size)):
-        logits = teacher_logits(teacher, normalize_images(to_unit(xb, device), normalize), None)
+    for xb, yb in zip(x.split(chunk), y.split(chunk)):
+        logits = teacher_logits(teacher, normalize_images(to_unit(xb, device), NORMALIZE), None)
         check_teacher_outputs(logits.shape[1], index, num_classes)
         logits = logits if index is None else logits[:, index]
         correct += int((logits.argmax(1) == yb).sum())
@@ -283,118 +287,83 @@ def check_teacher_class_order(teacher: nn.Module, images_uint8: torch.Tensor, la
 # Training
 # ----------------------------------------------------------------------------------------------
 
-def train_soft_label(train_x: torch.Tensor, teacher: nn.Module, *, arch: str, num_classes: int, epochs: int,
-                     seed: int, device: torch.device | str = "cpu", class_ids=None, batch_size: int | None = None,
-                     lr: float = 1e-3, weight_decay: float = 0.01, betas: tuple[float, float] = (0.9, 0.999),
-                     temperature: float = TEMPERATURE, factor: int = FACTOR, shuffle: bool = True,
-                     cutmix_beta: float = 1.0, resolution: int | None = None, width_factor: float = 1.0,
-                     normalize: str = "imagenet", precision: str = "fp32",
-                     eval_every: int = 10, eval_after: float = 0.8, evaluations: int | None = None,
-                     bn_double_update: bool = True,
-                     test_x: torch.Tensor | None = None, test_y: torch.Tensor | None = None,
-                     progress: bool = True, checkpointer: Checkpointer | None = None) -> tuple[nn.Module, dict]:
-    """Train `arch` from scratch on the uint8 images `train_x` with RDED's soft-label protocol (see
-    the module docstring), the frozen `teacher` labelling every augmented, CutMixed batch; return
-    the student in eval mode and the facts of the run, with the keys of validate.train_classifier.
+class SoftLabelSteps:
+    """RDED's protocol as the steps of classifier.train_classifiers: the frozen `teacher` labels
+    every augmented, CutMixed batch (its logits at `class_index`, or all of them when None)."""
+
+    vmappable = False  # batch-norm students: vmap cannot update running statistics in place
+    normalize = NORMALIZE
+
+    def __init__(self, arch: str, protocol: SoftLabel, teacher: nn.Module, class_index: torch.Tensor | None,
+                 batch_size: int):
+        self.arch, self.protocol, self.teacher, self.class_index = arch, protocol, teacher, class_index
+        self.batch_size, self.precision = batch_size, protocol.precision
+
+    def build_net(self, channels: int, num_classes: int, resolution: int) -> nn.Module:
+        net = build_student(self.arch, channels, num_classes, resolution, self.protocol.width_factor)
+        for m in net.modules():
+            if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                m.momentum = BN_MOMENTUM
+        return net
+
+    def parameters(self, net: nn.Module):
+        return weight_decay_groups(net, self.protocol.weight_decay)
+
+    def optimizer(self, parameters) -> torch.optim.Optimizer:
+        return torch.optim.AdamW(parameters, lr=self.protocol.lr, betas=BETAS)
+
+    def scheduler(self, optimizer, epochs: int):
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: rded_lr_factor(epoch, epochs))
+
+    def batch(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, rng: RunRandom) -> tuple:
+        images = normalize_images(rded_augment(to_unit(x[idx], x.device), rng.device), self.normalize)
+        images = cutmix(images, idx, beta=CUTMIX_BETA, generator=rng.device, cpu_generator=rng.cpu)[0]  # the box only
+        with autocast(x.device, self.precision):
+            return images, teacher_logits(self.teacher, images, self.class_index)
+
+    def loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return soft_label_loss(logits, targets, self.protocol.temperature)
+
+    def scored_epochs(self, epochs: int) -> list[int]:
+        if self.protocol.evaluations is not None:
+            return evaluation_epochs(epochs, self.protocol.evaluations)
+        return rded_evaluation_epochs(epochs)
+
+    def record(self) -> dict:
+        return {"protocol": "soft_label", "augment": "rded", "normalize": self.normalize, "factor": FACTOR,
+                **self.protocol.params(), "batch_size": self.batch_size}
+
+
+def train_soft_label(protocol: SoftLabel, arch: str, train_x: torch.Tensor, teacher: nn.Module,
+                     test_x: torch.Tensor | None, test_y: torch.Tensor | None, *, num_classes: int, class_ids,
+                     seeds: list[int], epochs: int, device: torch.device | str, progress: bool,
+                     checkpointer: Checkpointer | None) -> list[tuple[nn.Module, dict]]:
+    """Train `arch` from scratch once per seed of `seeds` on the uint8 images `train_x` with
+    RDED's soft-label protocol (see the module docstring); [(student in eval mode, record)] in
+    the order of `seeds`, as classifier.train_classifiers returns them.
 
     The surrogate set's labels are not used (the teacher labels every crop), so there is no
-    train_y. Train images are resized to `resolution` as validate.resize_for_validation (None:
-    kept); test images take RDED's Resize(size // 7 * 8) + CenterCrop(size). `batch_size` None is
-    `rded_batch_size(len(train_x) // num_classes, num_classes)`. The test split is scored after the
-    epochs of `rded_evaluation_epochs(epochs, eval_every, eval_after)`, or, with `evaluations`,
-    of validate.evaluation_epochs(epochs, evaluations) (the IDC cadence).
-
-    `bn_double_update`: RDED's CutMix mixes the batch in place (validation/utils.py:143-144), so
-    its extra no-grad student forward for the train accuracy (validation/main.py:213) sees the
-    same mixed batch in train mode and moves the BN running statistics twice per step. The
-    same happens here without the extra forward: BN momentum 1 - 0.9^2 = 0.19 while training.
-
-    Same inputs and seed give the same result on the CPU, also when resumed from `checkpointer`
-    (saved every `checkpointer.every` epochs).
+    train_y. Train images are resized to `protocol.resolution` as validate.resize_for_validation
+    (None: kept); test images take RDED's Resize(size // 7 * 8) + CenterCrop(size).
+    `protocol.batch_size` None is `rded_batch_size(len(train_x) // num_classes, num_classes)`. The
+    test split is scored after the epochs of `rded_evaluation_epochs(epochs)`, or, with
+    `protocol.evaluations`, of validate.evaluation_epochs (the IDC cadence). `class_ids`: the
+    teacher's output of each dataset class (None: output i is class i).
     """
-    if epochs < 1:
-        raise ValueError(f"epochs must be at least 1, got {epochs}")
-    _check_split("train", train_x, torch.zeros(len(train_x), dtype=torch.int64), num_classes)
-    if normalize not in NORMALIZATIONS:
-        raise ValueError(f"unknown normalize {normalize!r}; valid names: {', '.join(NORMALIZATIONS)}")
-    start = time.perf_counter()
+    labels = torch.zeros(len(train_x), dtype=torch.int64)  # unused: the teacher labels every crop
+    check_split("train", train_x, labels, num_classes)
     device = torch.device(device)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    train_x = resize_for_validation(train_x, resolution)
+    train_x = resize_for_validation(train_x, protocol.resolution)
     channels, size = train_x.shape[1], train_x.shape[-1]
     if test_x is not None:
-        _check_split("test", test_x, test_y, num_classes)
+        check_split("test", test_x, test_y, num_classes)
         test_x = rded_test_images(test_x, size)
-    if batch_size is None:
-        batch_size = rded_batch_size(max(1, len(train_x) // num_classes), num_classes)
+    batch_size = protocol.batch_size or rded_batch_size(max(1, len(train_x) // num_classes), num_classes)
     index = _class_index(class_ids, num_classes, device)
     teacher = freeze(teacher.to(device))
     with torch.no_grad():  # once, not a device sync per step; 2 images: instance norm of a 1x1 map needs 2
         check_teacher_outputs(teacher(torch.zeros(2, channels, size, size, device=device)).shape[1], index, num_classes)
-
-    torch.manual_seed(seed)  # weights, augmentation and CutMix draws
-    order_rng = torch.Generator().manual_seed(seed)  # data order, drawn on the CPU for any device
-    model = build_student(arch, channels, num_classes, size, width_factor).to(device)
-    bn_layers = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    x = train_x.to(device)
-    optimizer = torch.optim.AdamW(weight_decay_groups(model, weight_decay), lr=lr, betas=betas)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda epoch: rded_lr_factor(epoch, epochs))
-    if test_x is None:
-        scored = set()
-    elif evaluations is not None:
-        scored = set(evaluation_epochs(epochs, evaluations))
-    else:
-        scored = set(rded_evaluation_epochs(epochs, eval_every, eval_after))
-
-    checkpointer = checkpointer or Checkpointer()
-    run = (model, optimizer, scheduler, order_rng)
-    first, epoch_loss, curve = resume_run(checkpointer, *run)
-    bar = tqdm(range(first, epochs), initial=first, total=epochs,
-               desc=f"{arch} soft labels on {len(x)} images", disable=not progress)
-    for epoch in bar:
-        model.train()
-        for m in bn_layers:
-            m.momentum = 1 - (1 - BN_MOMENTUM) ** 2 if bn_double_update else BN_MOMENTUM
-        loss_sum = torch.zeros((), device=device)
-        for idx in torch.randperm(len(x), generator=order_rng).to(device).split(batch_size):
-            images = normalize_images(rded_augment(to_unit(x[idx], device), factor, shuffle), normalize)
-            images = cutmix(images, idx, beta=cutmix_beta)[0]  # the box only: the teacher labels the result
-            with autocast(device, precision):
-                targets = teacher_logits(teacher, images, index)
-                loss = soft_label_loss(model(images), targets, temperature)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * len(idx)
-        scheduler.step()
-        for m in bn_layers:
-            m.momentum = BN_MOMENTUM
-        epoch_loss = loss_sum.item() / len(x)
-        if epoch + 1 in scored:
-            curve.append([epoch + 1, evaluate(model, test_x, test_y, device, normalize=normalize, precision=precision)])
-        bar.set_postfix(loss=f"{epoch_loss:.4f}", **({"acc": f"{curve[-1][1]:.1f}"} if curve else {}))
-        if checkpointer.due(epoch + 1, epochs):
-            save_run(checkpointer, epoch + 1, *run, epoch_loss, curve)
-
-    record = {
-        "final_loss": epoch_loss,  # mean soft-label loss of the last epoch
-        "epochs": epochs,
-        "train_images": len(x),
-        "wall_s": time.perf_counter() - start,
-        "device": str(device),
-        "arch": arch,
-        "seed": seed,
-        "width_factor": width_factor,
-        "augment": "rded",
-        "normalize": normalize,
-        "precision": precision,
-        "protocol": "soft_label",
-        "resolution": size,
-        "batch_size": batch_size,
-        "lr": lr,
-        "weight_decay": weight_decay,
-        "temperature": temperature,
-        "factor": factor,
-    }
-    return model.eval(), record | curve_scores(curve)
+    steps = SoftLabelSteps(arch, protocol, teacher, index, batch_size)
+    return train_classifiers(steps, train_x, labels, seeds=seeds, num_classes=num_classes, epochs=epochs,
+                             device=device, mode="loop", channels_last=False, test_x=test_x, test_y=test_y,
+                             progress=progress, checkpointer=checkpointer)

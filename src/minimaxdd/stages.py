@@ -23,7 +23,6 @@ from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
 from .resume import Checkpointer
 from .training import LatentSet, finetune_dit, pretrain_dit
-from .validate import train_and_evaluate
 
 
 def run(stage, job) -> None:
@@ -51,14 +50,14 @@ def base_vae(*, train: str, vae: str, tiny_vae: dict, seed: int, device: str) ->
     from .vae import save_vae, train_tiny_vae
 
     pack = data.RealPack.load(train)
-    save_vae(train_tiny_vae(pack.images, seed=seed, device=pick_device(device), **tiny_vae), vae)
+    save_vae(train_tiny_vae(pack.images, seed=seed, device=pick_device(device, tf32=True), **tiny_vae), vae)
 
 
 def encode(*, train: str, vae: str, latents: str, batch_size: int, device: str) -> None:
     from .pretrained import resolve_vae_folder
     from .vae import encode_images, load_vae
 
-    device = pick_device(device)
+    device = pick_device(device, tf32=True)
     pack = data.RealPack.load(train)
     cache = encode_images(load_vae(resolve_vae_folder(vae), device), pack.images, batch_size, device)
     save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names},
@@ -67,7 +66,7 @@ def encode(*, train: str, vae: str, latents: str, batch_size: int, device: str) 
 
 def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
              checkpoint_every_steps: int, compile: bool) -> None:
-    device = pick_device(device)
+    device = pick_device(device, tf32=True)
     cache = load_torch(latents)
     settings = dict(tiny_dit)
     training = {k: settings.pop(k) for k in ("steps", "batch_size", "lr", "ema_decay")}
@@ -92,9 +91,9 @@ def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, 
     gpus = settings.pop("gpus")
     job = (latents, dit, dit_num_heads, weights, losses, method, classes, settings, checkpoint_every_steps, compile)
     if gpus == 1:
-        _finetune_rank(0, 1, pick_device(device), *job)
+        _finetune_rank(0, 1, pick_device(device, tf32=True), *job)
     else:
-        parallel.spawn(_finetune_rank, gpus, pick_device(device), *job)
+        parallel.spawn(_finetune_rank, gpus, pick_device(device, tf32=True), *job)
 
 
 def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
@@ -139,7 +138,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
     from .pretrained import load_pretrained_dit, resolve_vae_folder
     from .vae import load_vae
 
-    device = pick_device(device)
+    device = pick_device(device, tf32=True)
     real = data.RealPack.load(train)
     autoencoder = load_vae(resolve_vae_folder(vae), device)
     start = time.time()
@@ -193,10 +192,13 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
                **job_environment()}, timing)
 
 
-def select_random(*, train: str, pack: str, images: str, ipc: int, seed: int) -> None:
+def select_random(*, train: str, pack: str, images: str, ipc: int, order: str, seed: int | None) -> None:
+    """The `random` real set: the first `ipc` images of each class ("sorted", the reference's), or
+    a seeded draw ("seeded")."""
     real = data.RealPack.load(train)
     _check_ipc(real, ipc)
-    _save_subset(real, sets.random_subset(real.labels, ipc, seed), pack, images)
+    index = sets.first_per_class(real.labels, ipc) if order == "sorted" else sets.random_subset(real.labels, ipc, seed)
+    _save_subset(real, index, pack, images)
 
 
 def select_coreset(*, train: str, features: str, pack: str, images: str, ipc: int, method: str) -> None:
@@ -232,13 +234,19 @@ def expand_set(*, train: str, generated: str, pack: str) -> None:
                   real.class_names, real.class_ids).save(pack)
 
 
-def feature_net(*, train: str, test: str, model: str, features: str, epochs: int, seed: int, batch_size: int,
-                lr: float, width_factor: float, device: str) -> None:
-    device = pick_device(device)
+def feature_net(*, train: str, test: str, model: str, features: str, epochs: int, seed: int, device: str,
+                **protocol) -> None:
+    """The analyses' ResNetAP-10, trained on the whole training split with the hard-label protocol
+    (`protocol`: the fields of settings.HardLabel; its resolution is not used: the features are
+    those of the dataset's images)."""
+    from .settings import HardLabel
+
+    protocol = HardLabel(**protocol)
+    device = pick_device(device, tf32=protocol.precision == "tf32")
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
-    net, record = train_feature_net(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels, model,
-                                    num_classes=len(train_pack.class_names), device=device, epochs=epochs, seed=seed,
-                                    batch_size=batch_size, lr=lr, width_factor=width_factor)
+    net, record = train_feature_net(protocol, train_pack.images, train_pack.labels, test_pack.images,
+                                    test_pack.labels, model, num_classes=len(train_pack.class_names), epochs=epochs,
+                                    seed=seed, device=device)
     print(f"feature network: {record}")
     save_torch({"features": embed_images(net, train_pack.images, device), "labels": train_pack.labels}, features)
 
@@ -248,7 +256,7 @@ def analyze(*, pack: str, model: str, features: str, metrics: str, method: str, 
     """Distribution metrics of one surrogate set against the full training split, in feature space."""
     from . import analysis
 
-    device = pick_device(device)
+    device = pick_device(device, tf32=False)
     real = load_torch(features)["features"]
     fake = embed_images(load_feature_net(model, device), data.RealPack.load(pack).images, device)
     sigma = analysis.median_bandwidth(real, real[:0])  # one bandwidth, from the real data alone
@@ -260,7 +268,7 @@ def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: l
          device: str) -> None:
     from . import figures
 
-    device = pick_device(device)
+    device = pick_device(device, tf32=False)
     net = load_feature_net(model, device)
     points = {method: embed_images(net, data.RealPack.load(p).images, device).numpy()
               for method, p in zip(methods, packs)}
@@ -268,78 +276,69 @@ def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: l
     figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed), figure, f"IPC {ipc}")
 
 
-def validate(*, train: str, test: str, record: str, method: str, ipc: int | None, arch: str, seed: int,
-             epochs: int, batch_size: int, lr: float, weight_decay: float, width_factor: float,
-             resolution: int | None, augment: str, normalize: str, evaluations: int, precision: str, device: str,
-             checkpoint_every_epochs: int, channels_last: bool) -> None:
+def validate(*, train: str, test: str, record: str, method: str, ipc: int | None, arch: str, seed: int, epochs: int,
+             device: str, checkpoint_every_epochs: int, channels_last: bool, **protocol) -> None:
     """Train `arch` on the set `train` (a surrogate set, or the whole training split for `full`) and
     test it on the real test split, with the IDC protocol (validate.py). The rule `validate_full`
     runs this stage too."""
+    validate_group(train=train, test=test, records=[record], method=method, ipc=ipc, arch=arch, seeds=[seed],
+                   epochs=epochs, device=device, checkpoint_every_epochs=checkpoint_every_epochs,
+                   channels_last=channels_last, **protocol)
+
+
+def validate_group(*, train: str, test: str, records: list[str], method: str, ipc: int | None, arch: str,
+                   seeds: list[int], epochs: int, device: str, checkpoint_every_epochs: int, channels_last: bool,
+                   **protocol) -> None:
+    """`validate` for every seed of a (method, IPC, net) in one process (validate.group_seeds): each
+    run draws what it draws alone (classifier.py). `protocol`: the fields of settings.HardLabel.
+    One resume checkpoint for the group."""
+    from .settings import HardLabel
+    from .validate import train_and_evaluate
+    
+    protocol = HardLabel(**protocol)
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
-    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
-                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, width_factor=width_factor,
-                    resolution=resolution, augment=augment, normalize=normalize, evaluations=evaluations,
-                    precision=precision)
-    checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test])
-    result = train_and_evaluate(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
-                                device=pick_device(device), checkpointer=checkpointer, channels_last=channels_last,
-                                **settings)
-    save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
-    checkpointer.remove()
-
-
-def validate_packed(*, train: str, test: str, records: list[str], method: str, ipc: int | None, arch: str,
-                    seeds: list[int], epochs: int, batch_size: int, lr: float, weight_decay: float,
-                    width_factor: float, resolution: int | None, augment: str, normalize: str, evaluations: int,
-                    precision: str, device: str, checkpoint_every_epochs: int, channels_last: bool) -> None:
-    """`validate` for every seed of a (method, IPC, net) in one process (packed.py): each run draws
-    what it would draw alone. One resume checkpoint for the pack."""
-    from .packed import train_and_evaluate_packed
-
-    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
-    settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seeds=seeds,
-                    batch_size=batch_size, lr=lr, weight_decay=weight_decay, width_factor=width_factor,
-                    resolution=resolution, augment=augment, normalize=normalize, evaluations=evaluations,
-                    precision=precision)
-    checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs, [settings, device], [train, test])
-    results = train_and_evaluate_packed(train_pack.images, train_pack.labels, test_pack.images, test_pack.labels,
-                                        device=pick_device(device), checkpointer=checkpointer,
-                                        channels_last=channels_last, **settings)
-    for record, result in zip(records, results):
+    checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs,
+                                        [protocol.params(), arch, seeds, epochs, device], [train, test])
+    results = train_and_evaluate(protocol, arch, train_pack.images, train_pack.labels, test_pack.images,
+                                 test_pack.labels, num_classes=len(test_pack.class_names), seeds=seeds, epochs=epochs,
+                                 device=pick_device(device, tf32=protocol.precision == "tf32"), mode="auto",
+                                 channels_last=channels_last, progress=True,
+                                 checkpointer=checkpointer)
+    for record, result in zip(records, results, strict=True):
         save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()
 
 
 def validate_soft_label(*, train: str, test: str, teacher: str, records: list[str], method: str, ipc: int, arch: str,
-                        seeds: list[int], epochs: int, batch_size: int | None, lr: float, weight_decay: float,
-                        temperature: float, resolution: int | None, width_factor: float, evaluations: int | None,
-                        precision: str, teacher_classes: int | None, device: str,
-                        checkpoint_every_epochs: int) -> None:
+                        seeds: list[int], epochs: int, teacher_classes: int | None, device: str,
+                        checkpoint_every_epochs: int, **protocol) -> None:
     """Train `arch` on the set `train` under RDED's soft-label protocol (softlabel.py), once per seed
-    of `seeds` (one, or all of them with validate.pack_seeds: each run seeds itself, so it is the run
-    of its own job), and test it on the real test split. `teacher_classes` None: the teacher is the
-    feature network, whose outputs are the dataset's classes; else a torchvision ResNet-18 file with
-    that many outputs: dataset class i is its output class_ids[i] (ImageNet-1k ids), or output i for
-    a teacher of exactly the dataset's classes (RDED's subset teachers)."""
+    of `seeds` (one, or all of them with validate.group_seeds: each run draws what it draws alone),
+    and test it on the real test split. `protocol`: the fields of settings.SoftLabel.
+    `teacher_classes` None: the teacher is the feature network, whose outputs are the dataset's
+    classes; else a torchvision ResNet-18 file with that many outputs: dataset class i is its output
+    class_ids[i] (ImageNet-1k ids), or output i for a teacher of exactly the dataset's classes
+    (RDED's subset teachers)."""
+    from .settings import SoftLabel
     from .softlabel import load_teacher, train_soft_label
 
+    protocol = SoftLabel(**protocol)
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
-    torch_device = pick_device(device)
+    torch_device = pick_device(device, tf32=protocol.precision == "tf32")
     if teacher_classes is None:
         net, class_ids = load_feature_net(teacher, torch_device), None
     else:
         subset = teacher_classes == len(test_pack.class_names)
         net, class_ids = load_teacher(teacher, teacher_classes, torch_device), None if subset else test_pack.class_ids
-    for seed, record in zip(seeds, records, strict=True):
-        settings = dict(arch=arch, num_classes=len(test_pack.class_names), epochs=epochs, seed=seed,
-                        batch_size=batch_size, lr=lr, weight_decay=weight_decay, temperature=temperature,
-                        resolution=resolution, width_factor=width_factor, evaluations=evaluations,
-                        precision=precision, class_ids=class_ids)
-        checkpointer = Checkpointer.next_to(record, checkpoint_every_epochs, [settings, device], [train, test, teacher])
-        _, result = train_soft_label(train_pack.images, net, test_x=test_pack.images, test_y=test_pack.labels,
-                                     device=torch_device, checkpointer=checkpointer, **settings)
-        save_json({"method": method, "ipc": ipc, "packed": len(seeds)} | result | job_environment(), record)
-        checkpointer.remove()
+    checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs,
+                                        [protocol.params(), arch, seeds, epochs, class_ids, device],
+                                        [train, test, teacher])
+    runs = train_soft_label(protocol, arch, train_pack.images, net, test_pack.images, test_pack.labels,
+                            num_classes=len(test_pack.class_names), class_ids=class_ids, seeds=seeds, epochs=epochs,
+                            device=torch_device, progress=True, checkpointer=checkpointer)
+    for record, (_, result) in zip(records, runs, strict=True):
+        save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
+    checkpointer.remove()
 
 
 def import_external(*, train: str, folder: str, pack: str, images: str, ipc: int, resolution: int,
@@ -354,18 +353,18 @@ def import_external(*, train: str, folder: str, pack: str, images: str, ipc: int
     sets.write_image_folder(imported.images, imported.labels, imported.class_names, images)
 
 
-def tables(*, records: list[str], csv: str, md: str, plot: str, methods: list[str], ipcs: list[int],
+def table1(*, records: list[str], csv: str, md: str, plot: str, methods: list[str], ipcs: list[int],
            archs: list[str], resolution: int, report: str) -> None:
     from . import tables as paper_tables
 
-    paper_tables.write_table1(records, csv, md, plot, methods, ipcs, archs, resolution, report)
+    paper_tables.write_accuracy_table(records, csv, md, plot, methods, ipcs, archs, resolution, report)
 
 
 def table4(*, records: list[str], csv: str, md: str, methods: list[str], ipcs: list[int], archs: list[str],
            resolution: int, report: str) -> None:
     from . import tables as paper_tables
 
-    paper_tables.write_table1(records, csv, md, None, methods, ipcs, archs, resolution, report, "soft_label")
+    paper_tables.write_accuracy_table(records, csv, md, None, methods, ipcs, archs, resolution, report, "soft_label")
 
 
 def scores(*, records: list[str], csv: str, md: str, leaderboard_csv: str, leaderboard_md: str, methods: list[str],

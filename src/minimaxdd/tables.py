@@ -49,13 +49,27 @@ PROTOCOLS = {  # validate.protocols: how the classifiers of a table were trained
 }
 
 
+SEED_STD = "population std, ddof 0, as the reference's np.std"  # what every ± of the tables is
+
+
+def seed_std(values: pd.Series | pd.DataFrame) -> float | pd.Series:
+    """The spread over seeds behind every ± and error bar: the population std (ddof 0), as the
+    reference's train.py prints np.std of its repeats' best accuracies; one seed gives 0."""
+    return values.std(ddof=0)
+
+
+def over_seeds(accuracies) -> pd.DataFrame:
+    """Mean, `seed_std` and number of runs of each group of a grouped accuracy column."""
+    return accuracies.agg(mean="mean", std=seed_std, runs="count").reset_index()
+
+
 def caption(report: str, protocol: str = "hard_label") -> str:
     return (f"Top-1 accuracy (%) on the real test split{PROTOCOLS[protocol]}: {REPORTS[report]}; "
-            "mean ± std over seeds.\n\n")
+            f"mean ± std over seeds ({SEED_STD}).\n\n")
 
 
 def summarize(records: pd.DataFrame, ipcs: list[int]) -> pd.DataFrame:
-    """Mean and std (over seeds) of the top-1 accuracy per (method, ipc, arch).
+    """Mean and std (over seeds, `seed_std`) of the top-1 accuracy per (method, ipc, arch).
 
     `full` does not depend on the IPC; its one result is repeated on every IPC row, as in the paper.
     """
@@ -63,12 +77,12 @@ def summarize(records: pd.DataFrame, ipcs: list[int]) -> pd.DataFrame:
     per_ipc = records[records.method != "full"]
     repeated = [full.assign(ipc=ipc) for ipc in ipcs] if len(full) else []
     records = pd.concat([per_ipc, *repeated], ignore_index=True)
-    grouped = records.groupby(["method", "ipc", "arch"]).accuracy
-    return grouped.agg(mean="mean", std="std", runs="count").reset_index().fillna({"std": 0.0})
+    return over_seeds(records.groupby(["method", "ipc", "arch"]).accuracy)
 
 
-def write_table1(record_paths: list[str], csv: str, md: str, plot: str | None, methods: list[str], ipcs: list[int],
-                 archs: list[str], resolution: int, report: str, protocol: str = "hard_label") -> None:
+def write_accuracy_table(record_paths: list[str], csv: str, md: str, plot: str | None, methods: list[str],
+                         ipcs: list[int], archs: list[str], resolution: int, report: str,
+                         protocol: str = "hard_label") -> None:
     """Table 1 (Table 4 under the soft-label protocol): the numbers (csv), mean ± std shaped like
     the paper (md), accuracy vs IPC (plot, when given)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).assign(report=report)
@@ -144,8 +158,7 @@ def write_study(record_paths: list[str], timing_paths: list[str], csv: str, md: 
     value_of = dict(zip(points, study["values"]))
     records = load_accuracies(record_paths, report)
     records["value"] = records.method.map(value_of)
-    summary = records.groupby(["value", "ipc", "arch"]).accuracy.agg(mean="mean", std="std", runs="count")
-    summary = summary.reset_index().fillna({"std": 0.0})
+    summary = over_seeds(records.groupby(["value", "ipc", "arch"]).accuracy)
     timing = pd.DataFrame([json.loads(Path(p).read_text()) | {"method": Path(p).parts[-3]} for p in timing_paths])
     if len(timing):
         per_image = timing.assign(value=timing.method.map(value_of)).groupby("value").seconds_per_image.mean()
@@ -201,7 +214,7 @@ def write_table9(record_paths: list[str], csv: str, md: str, resolution: int, re
         "Original" if m == "full" else f"Original + {label(m.removeprefix('full+'))} IPC {int(i)}"
         for m, i in zip(records.method, records.ipc.fillna(0))
     ]
-    summary = records.groupby(["arch", "column"]).accuracy.agg(mean="mean", std="std").reset_index().fillna(0.0)
+    summary = over_seeds(records.groupby(["arch", "column"]).accuracy)
     summary["cell"] = summary.apply(_mean_std, axis=1)
     wide = summary.pivot(index="arch", columns="column", values="cell")
     wide = wide[["Original", *[c for c in wide.columns if c != "Original"]]]
@@ -213,8 +226,8 @@ def write_scores(record_paths: list[str], csv: str, md: str, leaderboard_csv: st
                  methods: list[str], ipcs: list[int], archs: list[str], resolution: int, report: str) -> None:
     """The scores the field now reports (after DD-Ranking): each method's gain over random real
     images at the same IPC and net, in points (spread: the seeds' stds of the two combined,
-    sqrt(std_m^2 + std_random^2)), and the share of the full-data accuracy it recovers; then a
-    leaderboard of the methods by their mean gain over every (IPC, net)."""
+    sqrt(std_m^2 + std_random^2), each a `seed_std`), and the share of the full-data accuracy it
+    recovers; then a leaderboard of the methods by their mean gain over every (IPC, net)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
     rows = []
     for method in [m for m in methods if m not in ("random", "full")]:
@@ -239,8 +252,8 @@ def write_scores(record_paths: list[str], csv: str, md: str, leaderboard_csv: st
     for (ipc, arch), row in wide.iterrows():
         lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
     title = ("Gain over random real images at the same IPC and net, in points of top-1 accuracy "
-             f"({REPORTS[report]}), ± the seeds' spread; in brackets the share of the full-data accuracy "
-             "recovered.\n\n")
+             f"({REPORTS[report]}), ± the seeds' spread (sqrt(std_m^2 + std_random^2), {SEED_STD}); "
+             "in brackets the share of the full-data accuracy recovered.\n\n")
     save_text(title + "\n".join(lines) + "\n", md)
 
     board = scores.groupby("method").agg(mean_gain=("gain", "mean"), beats_random=("gain", lambda g: int((g > 0).sum())),

@@ -20,7 +20,10 @@ def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
 
 
 def to_uint8(images: torch.Tensor) -> torch.Tensor:
-    return images.clamp(-1, 1).add(1).mul(127.5).round().to(torch.uint8)
+    """[-1, 1] decoder output -> uint8 as the reference saves its samples: torchvision's save_image
+    with normalize=True, value_range=(-1, 1) (MD sample.py L88-90; torchvision 0.14 utils.py L84-86,
+    L149): clamp, (x + 1) / 2, x 255 + 0.5, truncated (round half up)."""
+    return images.clamp(-1, 1).add(1).div(2).mul(255).add(0.5).clamp(0, 255).to(torch.uint8)
 
 
 def build_tiny_vae(channels: int, resolution: int, block_channels: list[int], latent_channels: int) -> AutoencoderKL:

@@ -1,4 +1,4 @@
-rule tables:
+rule table1:
     """Table 1 (mean ± std over seeds, rows IPC x arch, columns methods) and accuracy-vs-IPC plot."""
     input:
         records=PLAN.validation_records(),
@@ -9,11 +9,11 @@ rule tables:
         plot=report(f"{EXP}/tables/accuracy_vs_ipc.png", caption="../report/accuracy_vs_ipc.rst",
                     category="Accuracy", labels={"figure": "accuracy vs IPC"}),
     params:
-        settings=PLAN.tables,
+        settings=PLAN.table1,
     log:
-        f"{EXP}/logs/tables.log",
+        f"{EXP}/logs/table1.log",
     script:
-        "../scripts/tables.py"
+        "../scripts/table1.py"
 
 
 rule study:

@@ -1,38 +1,46 @@
-if not PLAN.config["validate"]["pack_seeds"]:
+# One job per seed (validate) or per (method, IPC, net) with every seed (validate_group): both rules
+# exist whatever the config; validate.group_seeds says which one builds the records.
+if PLAN.config["validate"]["group_seeds"]:
 
-    rule validate:
-        """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
-        input:
-            train=lambda w: PLAN.set_pack(w.method, w.ipc),
-            test=rules.prepare.output.test,
-        output:
-            record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
-        wildcard_constraints:
-            method=one_of(PLAN.validated),
-        params:
-            settings=PLAN.validate,
-        log:
-            f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
-        script:
-            "../scripts/validate.py"
+    ruleorder: validate_group > validate
 
 else:
 
-    rule validate_packed:
-        """Train one classifier per seed on one surrogate set, in one process (validate.pack_seeds)."""
-        input:
-            train=lambda w: PLAN.set_pack(w.method, w.ipc),
-            test=rules.prepare.output.test,
-        output:
-            records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds],
-        wildcard_constraints:
-            method=one_of(PLAN.validated),
-        params:
-            settings=PLAN.validate_packed,
-        log:
-            f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_packed.log",
-        script:
-            "../scripts/validate_packed.py"
+    ruleorder: validate > validate_group
+
+
+rule validate:
+    """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
+    input:
+        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        test=rules.prepare.output.test,
+    output:
+        record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+    wildcard_constraints:
+        method=one_of(PLAN.validated),
+    params:
+        settings=PLAN.validate,
+    log:
+        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+    script:
+        "../scripts/validate.py"
+
+
+rule validate_group:
+    """Train one classifier per seed on one surrogate set, in one process (validate.group_seeds)."""
+    input:
+        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        test=rules.prepare.output.test,
+    output:
+        records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds],
+    wildcard_constraints:
+        method=one_of(PLAN.validated),
+    params:
+        settings=PLAN.validate,
+    log:
+        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_group.log",
+    script:
+        "../scripts/validate_group.py"
 
 
 rule validate_full:
@@ -67,7 +75,7 @@ rule expand_set:
 
 rule validate_soft_label:
     """Train a classifier on one surrogate set under RDED's soft-label protocol (a teacher labels
-    every crop), for one seed or, with validate.pack_seeds, every seed in one job; top-1 accuracy
+    every crop), for one seed or, with validate.group_seeds, every seed in one job; top-1 accuracy
     on the real test split."""
     input:
         train=lambda w: PLAN.set_pack(w.method, w.ipc),
@@ -75,7 +83,7 @@ rule validate_soft_label:
         teacher=PLAN.teacher(),
     output:
         records=[f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds]
-        if PLAN.config["validate"]["pack_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
+        if PLAN.config["validate"]["group_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
     wildcard_constraints:
         method=one_of(PLAN.subset_methods),
         arch=one_of(PLAN.soft_archs),
@@ -83,6 +91,6 @@ rule validate_soft_label:
         settings=PLAN.validate_soft_label,
     log:
         f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}"
-        + ("_packed.log" if PLAN.config["validate"]["pack_seeds"] else "_seed{seed}.log"),
+        + ("_group.log" if PLAN.config["validate"]["group_seeds"] else "_seed{seed}.log"),
     script:
         "../scripts/validate_soft_label.py"

@@ -1,22 +1,24 @@
-"""Packed validation: several seeds trained in one job give the records of the runs alone."""
+"""Groups of seeds: several seeds trained in one job give the records of the runs alone."""
 
 import pytest
 import torch
-from test_validate import toy_split
 
+from conftest import hard_label, toy_split, train_hard
 from minimaxdd.augment import augment_batch, beta_sample, cutmix
+from minimaxdd.classifier import build_run, group_mode
 from minimaxdd.nets import build_net
-from minimaxdd.packed import build_run, pack_mode, train_and_evaluate_packed, train_packed
 from minimaxdd.resume import Checkpointer
-from minimaxdd.validate import train_and_evaluate, train_classifier
-
-SCORES = ("curve", "accuracy_last", "accuracy_best", "best_epoch", "final_loss")
+from minimaxdd.validate import HardLabelSteps, train_and_evaluate
 
 
 def settings(arch="convnet", epochs=3, **extra):
-    test_x, test_y = toy_split(2, seed=1)
-    return dict(arch=arch, num_classes=3, epochs=epochs, width_factor=0.125, batch_size=5, evaluations=3,
-                progress=False, test_x=test_x, test_y=test_y) | extra
+    return dict(arch=arch, epochs=epochs, width_factor=0.125, batch_size=5, evaluations=3,
+                test=toy_split(2, seed=1)) | extra
+
+
+def train_alone(train_x, train_y, seeds, **s):
+    """Each seed in a group of its own."""
+    return [train_hard(train_x, train_y, seeds=[seed], **s)[0] for seed in seeds]
 
 
 @pytest.mark.parametrize("kind", ["idc", "crop_flip"])
@@ -46,17 +48,17 @@ def test_a_run_is_built_as_the_run_alone_and_the_global_rng_is_left_alone():
     want_next = torch.rand(5)
     torch.manual_seed(99)
     before = torch.get_rng_state()
-    net, rng = build_run(11, "resnetap10", 1, 3, 16, 0.125, torch.device("cpu"))
+    net, rng = build_run(11, lambda: build_net("resnetap10", 1, 3, 16, 0.125), torch.device("cpu"))
     assert torch.equal(torch.get_rng_state(), before)
     assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), want.state_dict().values()))
     assert rng.cpu is rng.device and torch.equal(torch.rand(5, generator=rng.cpu), want_next)
-    order = torch.Generator().manual_seed(11)  # train_classifier's order_rng
+    order = torch.Generator().manual_seed(11)  # a run alone's data order
     assert torch.equal(torch.randperm(9, generator=rng.order), torch.randperm(9, generator=order))
 
 
 def assert_same_runs(alone, packed, exact=True, atol=0.0):
     for (model, record), (packed_model, packed_record) in zip(alone, packed):
-        assert packed_record["seed"] == record["seed"] and packed_record["packed"] == len(packed)
+        assert packed_record["seed"] == record["seed"] and packed_record["group_size"] == len(packed)
         assert packed_record["curve"] == record["curve"]
         for key in ("accuracy_last", "accuracy_best", "best_epoch"):
             assert packed_record[key] == record[key]
@@ -75,10 +77,10 @@ def assert_same_runs(alone, packed, exact=True, atol=0.0):
 def test_a_loop_pack_equals_the_runs_alone_bit_for_bit(arch):
     train_x, train_y = toy_split(4, seed=0)  # 12 images, batch 5: steps of 5, 5, 2
     s = settings(arch)
-    alone = [train_classifier(train_x, train_y, seed=seed, **s) for seed in (3, 5)]
-    packed = train_packed(train_x, train_y, seeds=[3, 5], mode="loop", **s)
+    alone = train_alone(train_x, train_y, (3, 5), **s)
+    packed = train_hard(train_x, train_y, seeds=[3, 5], mode="loop", **s)
     assert_same_runs(alone, packed)
-    assert packed[0][1]["pack_mode"] == "loop"
+    assert packed[0][1]["group_mode"] == "loop"
 
 
 @pytest.mark.parametrize("arch", ["convnet", "resnetap10"])
@@ -89,8 +91,8 @@ def test_a_vmap_pack_equals_the_runs_alone_up_to_rounding(arch):
     # change of the initial weights of a run alone moves its weights by O(1) within 2 epochs).
     train_x, train_y = toy_split(4, seed=0)
     s = settings(arch, epochs=4, evaluations=4)
-    alone = [train_classifier(train_x, train_y, seed=seed, **s) for seed in (3, 5)]
-    packed = train_packed(train_x, train_y, seeds=[3, 5], mode="vmap", **s)
+    alone = train_alone(train_x, train_y, (3, 5), **s)
+    packed = train_hard(train_x, train_y, seeds=[3, 5], mode="vmap", **s)
     assert_same_runs(alone, packed, exact=False, atol=1e-5)
 
 
@@ -98,7 +100,7 @@ def test_a_vmap_pack_equals_the_runs_alone_up_to_rounding(arch):
 def test_a_resumed_pack_equals_an_uninterrupted_one(mode, steps_per_epoch, tmp_path, monkeypatch):
     train_x, train_y = toy_split(3, seed=0)  # 9 images, batch 4: 3 steps per epoch and run
     s = settings(epochs=6, batch_size=4, evaluations=3)
-    expected = train_packed(train_x, train_y, seeds=[1, 2], mode=mode, **s)
+    expected = train_hard(train_x, train_y, seeds=[1, 2], mode=mode, **s)
     checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="pack")
     real_step, count = torch.optim.SGD.step, {"n": 0}
 
@@ -111,29 +113,32 @@ def test_a_resumed_pack_equals_an_uninterrupted_one(mode, steps_per_epoch, tmp_p
     with monkeypatch.context() as patch:
         patch.setattr(torch.optim.SGD, "step", step)
         with pytest.raises(KeyboardInterrupt):
-            train_packed(train_x, train_y, seeds=[1, 2], mode=mode, checkpointer=checkpointer, **s)
+            train_hard(train_x, train_y, seeds=[1, 2], mode=mode, checkpointer=checkpointer, **s)
     saved = torch.load(tmp_path / "resume.pt", weights_only=False)
     assert saved["step"] == 4 and [c[:2] for c in saved["curves"]] == [r["curve"][:2] for _, r in expected]
-    resumed = train_packed(train_x, train_y, seeds=[1, 2], mode=mode, checkpointer=checkpointer, **s)
+    resumed = train_hard(train_x, train_y, seeds=[1, 2], mode=mode, checkpointer=checkpointer, **s)
     assert_same_runs(expected, resumed)
     other = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="pack", log=lambda _: None)
-    restarted = train_packed(train_x, train_y, seeds=[2, 1], mode=mode, checkpointer=other, **s)  # another pack
+    restarted = train_hard(train_x, train_y, seeds=[2, 1], mode=mode, checkpointer=other, **s)  # another group
     assert_same_runs(expected, restarted[::-1])
 
 
-def test_packed_records_match_train_and_evaluate_and_bad_packs_are_refused():
+def test_a_group_of_one_is_the_run_alone_and_bad_groups_are_refused():
     train_x, train_y = toy_split(3, seed=0)
     s = settings(epochs=2)
-    test_x, test_y = s.pop("test_x"), s.pop("test_y")
-    alone = train_and_evaluate(train_x, train_y, test_x, test_y, resolution=None, seed=4, **s)
-    (packed,) = train_and_evaluate_packed(train_x, train_y, test_x, test_y, resolution=None, seeds=[4],
-                                          mode="loop", **s)
-    assert {k: v for k, v in packed.items() if k not in ("wall_s", "packed", "pack_mode", "pack_wall_s")} == \
-        {k: v for k, v in alone.items() if k != "wall_s"}
-    assert (packed["packed"], packed["resolution"]) == (1, 16)
+    test_x, test_y = s.pop("test")
+    protocol = hard_label(width_factor=0.125, batch_size=5, evaluations=3)
+    run = dict(num_classes=3, epochs=2, device="cpu", mode="loop", channels_last=False, progress=False,
+               checkpointer=None)
+    (alone,) = train_and_evaluate(protocol, "convnet", train_x, train_y, test_x, test_y, seeds=[4], **run)
+    grouped = train_and_evaluate(protocol, "convnet", train_x, train_y, test_x, test_y, seeds=[3, 4], **run)[1]
+    assert {k: v for k, v in grouped.items() if k not in ("wall_s", "group_size", "group_wall_s")} == \
+        {k: v for k, v in alone.items() if k not in ("wall_s", "group_size", "group_wall_s")}
+    assert (grouped["group_size"], alone["group_size"], alone["resolution"]) == (2, 1, 16)
     for seeds, message in (([], "empty"), ([1, 1], "differ")):
         with pytest.raises(ValueError, match=message):
-            train_packed(train_x, train_y, seeds=seeds, **s)
+            train_hard(train_x, train_y, seeds=seeds, **s)
     with pytest.raises(ValueError, match="valid names"):
-        train_packed(train_x, train_y, seeds=[1], mode="nope", **s)
-    assert pack_mode("auto", "cpu") == "loop" and pack_mode("auto", "cuda") == "vmap"
+        train_hard(train_x, train_y, seeds=[1], mode="nope", **s)
+    steps = HardLabelSteps("convnet", protocol)
+    assert group_mode("auto", "cpu", steps) == "loop" and group_mode("auto", "cuda", steps) == "vmap"

@@ -1,3 +1,0 @@
-from minimaxdd import stages
-
-stages.run(stages.validate_packed, snakemake)
