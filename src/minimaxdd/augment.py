@@ -8,7 +8,7 @@ and then CutMix on the batch (IDC train.py L200-212). The augmentations here act
 pixels, before `normalize`; every random draw comes from the `generator` a function is given,
 by default (None) torch's global RNG, so `torch.manual_seed` in the caller makes a run
 repeatable. A generator seeded as the global RNG gives the same draws, in the same order, as the
-global RNG: packed validation (packed.py) gives each of its runs its own generators so that its
+global RNG: the classifier loop (classifier.py) gives each of its runs its own generators so that its
 draws are those of the run trained alone. `generator` lives on the images' device; `cutmix` also
 draws scalars on the CPU, from `cpu_generator` (None: `generator` when that is a CPU generator,
 else the global CPU RNG), as a run trained alone draws them from the global CPU RNG.

@@ -1,11 +1,13 @@
 """Validation of a surrogate set (IDC protocol): train a classifier on it, test on real images.
 
 Protocol, as in IDC's train.py and the paper's copy of it (vimar-gu/MinimaxDiffusion train.py):
-SGD (lr 0.01, momentum 0.9, weight decay 5e-4; IDC argument.py L120-123), batch 64 reshuffled
-every epoch, lr x 0.2 after 2/3 and after 5/6 of the epochs (train.py L109-110), and at every step
+SGD (lr 0.01, momentum 0.9, weight decay 5e-4; IDC argument.py L120-123; for more than 100
+classes lr 0.1, weight decay 1e-4, batch 128: MD argument.py L294-302, settings.hard_label_rule),
+batch 64 reshuffled every epoch, lr x 0.2 after 2/3 and after 5/6 of the epochs (train.py L109-110), and at every step
 the augmentation of `augment.augment_batch` then CutMix (beta 1, always on), with cross-entropy.
 Images are resized and centre-cropped to 224 px once (data.py L275-277), and the test split is
-scored every epochs // 100 epochs (argument.py L443, train.py L141): the paper reports the best of
+scored every epochs // 100 epochs (argument.py L443, train.py L141; the full split after every
+epoch, MD argument.py L426-437, set by the plan): the paper reports the best of
 these scores (MinimaxDiffusion train.py L97 prints the mean and std of the best accuracies).
 """
 
