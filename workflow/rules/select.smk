@@ -1,5 +1,5 @@
 rule select_random:
-    """A seeded random subset of the real training images, IPC per class."""
+    """The random real set: the first IPC training images of each class (select.random_order), as the reference."""
     input:
         train=rules.prepare.output.train,
     output:
