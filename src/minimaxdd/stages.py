@@ -294,7 +294,7 @@ def validate_group(*, train: str, test: str, records: list[str], method: str, ip
     One resume checkpoint for the group."""
     from .settings import HardLabel
     from .validate import train_and_evaluate
-    
+
     protocol = HardLabel(**protocol)
     train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
     checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs,
