@@ -4,6 +4,8 @@
 from snakemake.utils import min_version
 
 from minimaxdd import plan as planning
+from minimaxdd.params import Params
+from minimaxdd.paths import Paths
 
 min_version("8.0")
 
@@ -16,8 +18,10 @@ report: "workflow/report/workflow.rst"
 loaded = planning.load_config(planning.read_config(config, workflow.overwrite_configfiles))
 config.clear()
 config.update(loaded)
-# The data and model checks run once, in the main process, before any job; jobs only slice the plan.
-PLAN = planning.check(config) if workflow.is_main_process else planning.Plan(config)
+# The data and model checks run once, in the main process, before any job; jobs only slice the grid.
+GRID = planning.check(config) if workflow.is_main_process else planning.Grid(config)
+PATHS = Paths(GRID)  # where each artifact lives
+PARAMS = Params(GRID, PATHS)  # each rule's settings
 
 
 include: "workflow/rules/common.smk"
@@ -48,10 +52,10 @@ localrules:
 
 
 onstart:
-    planning.start_run(PLAN)
+    planning.start_run(GRID)
 
 
 rule all:
     input:
-        PLAN.final_outputs(),
+        PATHS.final_outputs(),
     default_target: True

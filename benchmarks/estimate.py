@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT / "src"))
 
 from minimaxdd import methods, plan  # noqa: E402
 from minimaxdd.nets import build_bn_net, build_net  # noqa: E402
+from minimaxdd.paths import Paths  # noqa: E402
 
 TRAIN_PER_CLASS, TEST_PER_CLASS = 1300, 50
 PRESETS = ("imagewoof", "imagenette", "imageidc", "imagenet100", "imagenet1k")
@@ -54,16 +55,17 @@ def step_gflop(arch: str, classes: int, resolution: int) -> float:
     return counter.get_total_flops() / 2 / 1e9
 
 
-def preset_plan(path: Path) -> plan.Plan:
+def preset_grid(path: Path) -> plan.Grid:
     config = yaml.safe_load(path.read_text())
     for key in ("classes", "class_ids"):
         config["dataset"][key] = str(ROOT / config["dataset"][key])
-    return plan.Plan(plan.load_config(config))
+    return plan.Grid(plan.load_config(config))
 
 
-def stage_work(p: plan.Plan, rates: dict, bench: dict) -> list[tuple[str, int, str, float | None]]:
-    """(stage, jobs, work in words, seconds or None) for every stage of the plan."""
+def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, str, float | None]]:
+    """(stage, jobs, work in words, seconds or None) for every stage of the job grid."""
     config, classes = p.config, p.class_count
+    paths = Paths(p)
     per_phase = config["finetune"]["classes_per_phase"] or classes
     rows = []
 
@@ -82,9 +84,9 @@ def stage_work(p: plan.Plan, rates: dict, bench: dict) -> list[tuple[str, int, s
     rows.append(("generate", len(sets), f"{sum(ipc * classes for _, ipc in sets):,} images",
                  _time(scaled, rates.get("generate_batched"))))
 
-    hard = p.validation_records() + [r for s in p.studies.values() for r in p.study_records(s)]
-    hard = (hard + (p.table9_records() if p.expanded else [])) if "hard_label" in p.protocols else []
-    soft = p.soft_label_records() if "soft_label" in p.protocols else []
+    hard = paths.validation_records() + [r for s in p.studies.values() for r in paths.study_records(s)]
+    hard = (hard + (paths.table9_records() if p.expanded else [])) if "hard_label" in p.protocols else []
+    soft = paths.soft_label_records() if "soft_label" in p.protocols else []
     for stage, records, settings, rate in (("validate", hard, config["validate"], "validate"),
                                            ("validate_soft_label", soft, config["soft_label"], "validate_soft")):
         records = [Path(r).parts for r in dict.fromkeys(records)]
@@ -137,7 +139,7 @@ def main(argv=None) -> None:
              "the plan's work per stage over the measured throughput, one job at a time on this device "
              "(ImageNet: 1,300 training and 50 validation images per class).", ""]
     for preset in args.presets or [ROOT / f"configs/{name}.yaml" for name in PRESETS]:
-        rows = stage_work(preset_plan(preset), rates, bench)
+        rows = stage_work(preset_grid(preset), rates, bench)
         hours = {stage: t for stage, _, _, t in rows}
         one_by_one = sum(t for stage, *_, t in rows if t is not None and stage != "validate, seeds grouped")
         lines += [f"## {preset.stem}", "", "| stage | jobs | work | hours |", "|---|---:|---|---:|"]

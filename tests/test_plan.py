@@ -16,6 +16,8 @@ from minimaxdd.checks import ConfigError
 
 from test_workflow import REPO, TINY, snakemake, write_config
 
+from minimaxdd.params import Params
+from minimaxdd.paths import Paths
 from minimaxdd.settings import HardLabel, SoftLabel
 
 DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
@@ -26,10 +28,17 @@ def load(**changes) -> dict:
     return plan.load_config({**MINIMAL, **changes})
 
 
-def every_settings(p: plan.Plan) -> dict:
+def rule_params(config: dict) -> Params:
+    grid = plan.Grid(config)
+    return Params(grid, Paths(grid))
+
+
+def every_settings(config: dict) -> dict:
     """Each rule's settings for one job of the grid (the first method, IPC, arch and seed)."""
-    method, ipc, arch, seed = p.validated[0], p.ipcs[0], p.archs[0], p.seeds[0]
-    generated = p.generated[0] if p.generated else "dit"
+    p = rule_params(config)
+    grid = p.grid
+    method, ipc, arch, seed = grid.validated[0], grid.ipcs[0], grid.archs[0], grid.seeds[0]
+    generated = grid.generated[0] if grid.generated else "dit"
     return {
         "prepare": p.prepare(), "base_vae": p.base_vae(), "encode": p.encode(), "base_dit": p.base_dit(),
         "finetune": p.finetune(Wildcards(method="minimax", phase="0")),
@@ -60,11 +69,11 @@ def test_a_config_file_is_the_whole_config_and_the_demo_only_applies_without_one
 
 
 def test_experiment_and_dataset_alone_run_with_the_schema_defaults(tmp_path):
-    p = plan.Plan(load())
+    p = rule_params(load())
     validate = p.validate(Wildcards(method="minimax", ipc="10", arch="convnet", seed="0"))
     assert validate["epochs"] == 2000 and validate["width_factor"] == 1.0  # not the demo's 60 and 0.125
     assert p.validate(Wildcards(arch="convnet", seed="0"))["epochs"] == 100
-    assert p.exp == "results/mine" and p.ipcs == [10, 20] and p.seeds == [0, 1, 2]
+    assert p.grid.exp == "results/mine" and p.grid.ipcs == [10, 20] and p.grid.seeds == [0, 1, 2]
     write_config(tmp_path, MINIMAL)
     planned = snakemake(tmp_path, "--dry-run").stdout
     outputs = re.findall(r"^\s+output: (.+)$", planned, flags=re.MULTILINE)
@@ -106,7 +115,7 @@ def test_epochs_per_ipc_take_integer_keys_in_yaml_and_json():
     from_yaml = load(validate={"epochs": {10: 20}})
     from_json = plan.load_config(json.loads(json.dumps({**MINIMAL, "validate": {"epochs": {10: 20}}})))
     assert from_yaml["validate"]["epochs"] == from_json["validate"]["epochs"] == {10: 20}
-    assert plan.Plan(from_json).validation_epochs("minimax", 10) == 20
+    assert plan.Grid(from_json).validation_epochs("minimax", 10) == 20
     for key in (10.0, "ten", "10.0", True):
         with pytest.raises(ConfigError, match=r"^validate\.epochs: key .* is not an IPC; keys must be integers"):
             load(validate={"epochs": {key: 20}})
@@ -127,7 +136,7 @@ def test_study_values_are_checked_like_the_key_they_sweep(parameter, value, mess
 
 def test_integer_study_values_name_their_points_as_integers():
     config = load(studies=[{"name": "s", "parameter": "epochs", "values": [2.0, 8]}])
-    assert plan.Plan(config).study_points(config["studies"][0]) == ["minimax@epochs=2", "minimax"]
+    assert plan.Grid(config).study_points(config["studies"][0]) == ["minimax@epochs=2", "minimax"]
 
 
 # ------------------------------------------------------------------ 4. report labels are no rerun triggers
@@ -140,15 +149,15 @@ def test_generation_batch_is_a_number_or_auto():
 
 
 def test_the_dataset_name_changes_no_job_settings():
-    named = every_settings(plan.Plan(load(dataset={"kind": "digits", "name": "Digits, renamed"})))
-    assert named == every_settings(plan.Plan(load()))
+    named = every_settings(load(dataset={"kind": "digits", "name": "Digits, renamed"}))
+    assert named == every_settings(load())
 
 
 def test_key_order_and_settings_that_change_no_result_leave_every_job_alone():
-    base = every_settings(plan.Plan(load(validate={"epochs": {20: 5, 10: 7}, "seeds": [0]})))
-    again = every_settings(plan.Plan(load(validate={"seeds": [0], "epochs": {10: 7, 20: 5}},
-                                          checkpoint={"every_steps": 7}, device="cpu",
-                                          speed={"compile": True, "channels_last": True})))
+    base = every_settings(load(validate={"epochs": {20: 5, 10: 7}, "seeds": [0]}))
+    again = every_settings(load(validate={"seeds": [0], "epochs": {10: 7, 20: 5}},
+                                checkpoint={"every_steps": 7}, device="cpu",
+                                speed={"compile": True, "channels_last": True}))
     assert json.dumps(base) == json.dumps(again)  # Snakemake compares params with their key order
     fast = load(speed={"compile": True, "channels_last": True})
     assert plan.runtime(fast, "finetune")["compile"] and plan.runtime(fast, "generate")["compile"]
@@ -201,7 +210,7 @@ def assert_stage_takes(stage, given: set) -> None:
 
 
 def test_every_settings_key_is_a_parameter_of_its_stage():
-    for rule, settings in every_settings(plan.Plan(load(methods=["random", "dit", "minimax"]))).items():
+    for rule, settings in every_settings(load(methods=["random", "dit", "minimax"])).items():
         stage = getattr(stages, "validate" if rule == "validate_full" else rule)
         assert_stage_takes(stage, set(settings) | set(plan.runtime(load(), stage.__name__)))
 
@@ -247,21 +256,21 @@ def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_
 
 
 def test_a_group_validation_job_takes_every_seed_and_the_stage_takes_its_settings():
-    p = plan.Plan(load(validate={"group_seeds": True, "seeds": [3, 4]}))
+    p = rule_params(load(validate={"group_seeds": True, "seeds": [3, 4]}))
     w = Wildcards(method="random", ipc="10", arch="convnet")
-    assert p.group_records(w) == [p.record("random", "10", "convnet", s) for s in (3, 4)]
+    assert p.paths.group_records(w) == [p.paths.record("random", "10", "convnet", s) for s in (3, 4)]
     settings = p.validate(w)
     assert settings["seeds"] == [3, 4] and "seed" not in settings
     protocol = {k: v for k, v in settings.items() if k in HardLabel.__dataclass_fields__}
     assert HardLabel(**protocol) == p.hard_label  # the stage rebuilds the plan's object from the params
-    assert_stage_takes(stages.validate_group, set(settings) | set(plan.runtime(p.config, "validate_group")))
+    assert_stage_takes(stages.validate_group, set(settings) | set(plan.runtime(p.grid.config, "validate_group")))
 
 
 def test_the_reference_rule_sets_lr_weight_decay_and_batch_by_class_count():
     # MD argument.py L294-302: more than 100 classes -> lr 0.1, weight decay 1e-4, batch max(128, 64)
     def protocol(classes, **validate):
-        p = plan.Plan(load(validate=validate))
-        p.__dict__["class_count"] = classes  # the dataset's class count, as read from disk
+        p = rule_params(load(validate=validate))
+        p.grid.__dict__["class_count"] = classes  # the dataset's class count, as read from disk
         return p.hard_label
 
     assert (protocol(10).lr, protocol(10).weight_decay, protocol(10).batch_size) == (0.01, 5e-4, 64)
@@ -275,7 +284,7 @@ def test_the_full_split_is_scored_every_epoch():
     # MD argument.py L426-437: epoch_print_freq = 1 when training on the full split (ipc <= 0)
     from minimaxdd.validate import HardLabelSteps
 
-    p = plan.Plan(load(validate={"full_epochs": 30, "evaluations": 10}))
+    p = rule_params(load(validate={"full_epochs": 30, "evaluations": 10}))
     full = p.validate(Wildcards(arch="convnet", seed="0"))
     subset = p.validate(Wildcards(method="random", ipc="10", arch="convnet", seed="0"))
     steps = lambda settings: HardLabelSteps("convnet", HardLabel(**{k: settings[k] for k in HardLabel.__dataclass_fields__}))

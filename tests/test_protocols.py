@@ -10,6 +10,7 @@ from PIL import Image
 
 from minimaxdd import checks, plan
 from minimaxdd.nets import ResNet18BN
+from minimaxdd.paths import Paths
 
 from test_workflow import TINY, snakemake, write_config
 
@@ -150,6 +151,6 @@ def test_a_soft_label_only_experiment_runs_no_hard_label_training():
     config = plan.load_config({"experiment": "x", "methods": ["random", "minimax", "rep_mean"], "ipcs": [1],
                                "validate": {"protocols": ["soft_label"]}, "expansion": {"methods": ["minimax"], "ipcs": [1]},
                                "studies": [{"name": "s", "parameter": "steps", "values": [3, 4]}]})
-    outputs = plan.Plan(config).final_outputs()
+    outputs = Paths(plan.Grid(config)).final_outputs()
     assert any(o.endswith("table4.csv") for o in outputs)
     assert not [o for o in outputs if any(t in o for t in ("table1.", "table5", "table9", "study_", "scores"))]

@@ -1,19 +1,19 @@
-"""The experiment plan: the config read, checked and sliced into each job's settings, in one place.
+"""The experiment plan: the config read and checked, and the job grid derived from it.
 
 `load_config` turns a user's config into the one a run uses: the user's values, checked against
 the schema (one line naming the key), completed with the schema's defaults and nothing else.
-`Plan` derives the job grid from it (which sets, fine-tunings and validation runs exist, and where
-their artifacts live) and gives each rule exactly the settings its stage takes: these are the
-rule's `params`, so Snakemake reruns a job when, and only when, one of them changes. Values that
-change no result (the device, resume-checkpoint intervals) travel apart, by `runtime`.
+`check` runs the checks that need the data and the model files and returns the `Grid`: which sets,
+fine-tunings, phases, chunks and validation runs exist. Where their files live is paths.Paths;
+each rule's settings (its `params`, so Snakemake reruns a job when, and only when, one changes)
+are params.Params. Values that change no result (the device, resume-checkpoint intervals) travel
+apart, by `runtime`.
 
-No Snakemake here: the rules call into this module, and tests check the plan in-process.
+No Snakemake here: the rules call into these modules, and tests check them in-process.
 """
 
 from __future__ import annotations
 
 import copy
-import dataclasses
 import functools
 import re
 from pathlib import Path
@@ -22,7 +22,6 @@ import yaml
 
 from . import checks, methods
 from .checks import SCHEMA, ConfigError
-from .settings import HardLabel, SoftLabel, hard_label_rule
 
 RESULTS = "results"
 REPORT_ONLY = {"dataset": ("name",)}  # labels of the report: never a reason to rerun a job
@@ -155,8 +154,9 @@ def _unique(names):
     return list(dict.fromkeys(names))
 
 
-class Plan:
-    """The job grid of one loaded config, and each rule's settings."""
+class Grid:
+    """The job grid of one loaded config: which sets, fine-tunings, phases, chunks and validation
+    runs exist. Their files are paths.Paths(grid); each rule's settings params.Params(grid, paths)."""
 
     def __init__(self, config: dict):
         self.config = config
@@ -179,8 +179,6 @@ class Plan:
         self.table5_methods = [m for m in ["difffit", *config["variants"], "minimax"] if m in self.methods]
         self.phases = self.class_phases()
         self.chunks = self.generation_chunks()
-
-    # ------------------------------------------------------------------------------ the grid
 
     def study_points(self, study: dict) -> list[str]:
         """The method name of every value of a study, in order."""
@@ -216,270 +214,19 @@ class Plan:
             return settings["full_epochs"]
         return settings["epochs"].get(int(ipc), settings["default_epochs"])
 
-    # ---------------------------------------------------------------------------- the paths
-
-    def vae_path(self) -> str:
-        return self.config["base_models"]["vae"] or f"{self.exp}/base/vae"
-
-    def dit_path(self) -> str:
-        return self.config["base_models"]["dit"] or f"{self.exp}/base/dit"
-
-    def set_pack(self, method: str, ipc) -> str:
-        return f"{self.exp}/sets/{method}/ipc{ipc}/pack.pt"
-
-    def record(self, method: str, ipc, arch: str, seed) -> str:
-        return f"{self.exp}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
-
-    def full_records(self) -> list[str]:
-        return [f"{self.exp}/validate/full/{arch}/seed{seed}.json" for arch in self.archs for seed in self.seeds]
-
     def methods_at(self, ipc) -> list[str]:
         """The set methods with a set at this IPC (a set from elsewhere has only its own IPCs)."""
         return [m for m in self.subset_methods if m not in self.external or int(ipc) in self.external[m]]
-
-    def validation_records(self) -> list[str]:
-        records = [self.record(m, ipc, a, s) for ipc in self.ipcs for m in self.methods_at(ipc)
-                   for a in self.archs for s in self.seeds]
-        return records + (self.full_records() if "full" in self.methods else [])
-
-    def soft_label_records(self) -> list[str]:
-        return [f"{self.exp}/validate_soft/{m}/ipc{ipc}/{a}/seed{s}.json" for ipc in self.ipcs
-                for m in self.methods_at(ipc) for a in self.soft_archs for s in self.seeds]
-
-    def analysis_records(self) -> list[str]:
-        return [f"{self.exp}/analysis/{m}/ipc{ipc}.json" for ipc in self.ipcs for m in self.methods_at(ipc)]
-
-    def teacher(self) -> str:
-        """The soft-label teacher: a weights file, or the feature network trained here."""
-        return self.config["soft_label"]["teacher"] or f"{self.exp}/features/resnetap10.pt"
-
-    def study_records(self, study: dict) -> list[str]:
-        return [self.record(point, ipc, arch, seed) for point in self.study_points(study)
-                for ipc in study.get("ipcs", self.ipcs) for arch in study.get("archs", self.archs)
-                for seed in self.seeds]
-
-    def study_timings(self, study: dict) -> list[str]:
-        """Generation time per image of every study point (Table 8 reports it for denoising steps)."""
-        return [f"{self.exp}/sets/{point}/ipc{ipc}/generation.json" for point in self.study_points(study)
-                for ipc in study.get("ipcs", self.ipcs)]
-
-    def table5_records(self) -> list[str]:
-        return [self.record(m, ipc, a, s) for m in self.table5_methods for ipc in self.ipcs
-                for a in self.archs for s in self.seeds]
-
-    def table9_records(self) -> list[str]:
-        return self.full_records() + [self.record(m, ipc, a, s) for m in self.expanded
-                                      for ipc in self.config["expansion"]["ipcs"] for a in self.archs
-                                      for s in self.seeds]
-
-    def finetuned_weights(self, method: str) -> list[str]:
-        """The Difffit deltas (one per class phase) a generated method samples with; none for `dit`."""
-        if methods.model_of(methods.split(method)[0]) == "dit":
-            return []
-        name = methods.finetune_name(method)
-        return [f"{self.exp}/finetune/{name}/phase{phase}/weights.safetensors" for phase in range(len(self.phases))]
-
-    def generation_modes(self, wildcards) -> list[str]:
-        """The class modes a mode-guided method's set needs (MGD3); none for the others."""
-        return [self.modes_file(wildcards.ipc)] if methods.is_mode_guided(wildcards.method) else []
-
-    def modes_file(self, ipc) -> str:
-        return f"{self.exp}/modes/ipc{ipc}.pt"
-
-    def generation_weights(self, wildcards) -> list[str]:
-        """The deltas one generation job needs: a class chunk needs only its phases'."""
-        weights = self.finetuned_weights(wildcards.method)
-        if weights and hasattr(wildcards, "chunk"):
-            return [weights[i] for i in self.chunk_phases(wildcards.chunk)]
-        return weights
 
     def chunk_phases(self, chunk: str) -> list[int]:
         """Indices of the fine-tuning phases holding a class of the chunk: only their deltas are needed."""
         classes = set(chunk_classes(chunk))
         return [i for i, phase in enumerate(self.phases) if phase is None or classes & set(phase)]
 
-    def final_outputs(self) -> list[str]:
-        """Everything `snakemake` builds by default: the tables, the analyses and the figures."""
-        tables, figures = f"{self.exp}/tables", f"{self.exp}/figures"
-        hard = "hard_label" in self.protocols
-        outputs = [f"{tables}/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")] if hard else []
-        if "soft_label" in self.protocols and self.subset_methods:
-            outputs += [f"{tables}/table4.csv", f"{tables}/table4.md"]
-        if self.subset_methods:
-            analyses = self.config["analysis"]["enabled"]
-            outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"] if analyses else []
-            kinds = [kind for kind, on in (("tsne", analyses), ("samples", True), ("validation_curves", hard)) if on]
-            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.ipcs if self.methods_at(ipc)]
-        if self.finetuned:
-            outputs.append(f"{figures}/finetune_losses.png")
-        if not hard:  # the scores, the ablations, the expansion and the studies are hard-label tables
-            return outputs
-        if "random" in self.methods and len(self.subset_methods) > 1:
-            outputs += [f"{tables}/scores.csv", f"{tables}/leaderboard.csv"]
-        if any(m in self.config["variants"] for m in self.methods):
-            outputs.append(f"{tables}/table5.csv")
-        if self.expanded:
-            outputs.append(f"{tables}/table9.csv")
-        return outputs + [f"{tables}/study_{name}.csv" for name in self.studies]
-
     def owner(self) -> dict:
         """What makes results/<experiment> one experiment's: the data it was built from."""
         dataset = self.config["dataset"]
         return {k: dataset[k] for k in ("kind", "root", "train_dir", "test_dir", "classes")}
-
-    def owner_file(self) -> Path:
-        return Path(self.exp) / "experiment.yaml"
-
-    # ------------------------------------------------------- each rule's settings (its params)
-
-    def prepare(self, wildcards=None) -> dict:
-        dataset = {k: v for k, v in self.config["dataset"].items() if k not in REPORT_ONLY["dataset"]}
-        return {"dataset": dataset}
-
-    def base_vae(self, wildcards=None) -> dict:
-        models = self.config["base_models"]
-        return {"tiny_vae": models["tiny_vae"], "seed": models["seed"]}
-
-    def encode(self, wildcards=None) -> dict:
-        return {"batch_size": self.config["encode"]["batch_size"]}
-
-    def base_dit(self, wildcards=None) -> dict:
-        models = self.config["base_models"]
-        return {"tiny_dit": models["tiny_dit"], "seed": models["seed"]}
-
-    def finetune(self, wildcards) -> dict:
-        return {"method": wildcards.method, "classes": self.phases[int(wildcards.phase)],
-                "finetune": methods.finetune_settings(wildcards.method, self.config), **self._dit_heads()}
-
-    def generate(self, wildcards) -> dict:
-        settings = {"ipc": int(wildcards.ipc), "generate": methods.generate_settings(wildcards.method, self.config),
-                    **self._dit_heads()}
-        if not self.finetuned_weights(wildcards.method):  # the base DiT: one model, whatever the phases
-            return settings | {"phases": [None]} | ({"classes": chunk_classes(wildcards.chunk)} if self.chunks else {})
-        if not self.chunks:
-            return settings | {"phases": self.phases}
-        chunk = wildcards.chunk
-        return settings | {"phases": [self.phases[i] for i in self.chunk_phases(chunk)],
-                           "classes": chunk_classes(chunk)}
-
-    def modes(self, wildcards) -> dict:
-        return {"ipc": int(wildcards.ipc), "seed": self.config["mgd3"]["seed"]}
-
-    def select_random(self, wildcards) -> dict:
-        select = self.config["select"]
-        seed = select["seed"] if select["random_order"] == "seeded" else None  # no rerun for an unused seed
-        return {"ipc": int(wildcards.ipc), "order": select["random_order"], "seed": seed}
-
-    def select_coreset(self, wildcards) -> dict:
-        return {"ipc": int(wildcards.ipc), "method": wildcards.method}
-
-    def feature_net(self, wildcards=None) -> dict:
-        analysis = self.config["analysis"]
-        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"], **self.hard_label.params()}
-
-    def analyze(self, wildcards) -> dict:
-        return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.config["analysis"]["k"]}
-
-    def tsne(self, wildcards) -> dict:
-        return {"methods": self.methods_at(wildcards.ipc), "ipc": int(wildcards.ipc),
-                "seed": self.config["analysis"]["seed"]}
-
-    def sample_grid(self, wildcards) -> dict:
-        return {"methods": self.methods_at(wildcards.ipc),
-                "per_class": min(self.config["analysis"]["samples_per_class"], int(wildcards.ipc))}
-
-    def validation_curves(self, wildcards) -> dict:
-        return {"methods": self.methods_at(wildcards.ipc), "archs": self.archs, "ipc": int(wildcards.ipc),
-                "resolution": self._labels()["resolution"]}
-
-    def validation_curves_records(self, wildcards) -> list[str]:
-        return [self.record(m, wildcards.ipc, a, s) for m in self.methods_at(wildcards.ipc) for a in self.archs
-                for s in self.seeds]
-
-    def loss_curves(self, wildcards=None) -> dict:
-        return {"methods": self.finetuned}
-
-    @functools.cached_property
-    def hard_label(self) -> HardLabel:
-        """The hard-label protocol of validate.*; lr, weight decay and batch size left null take the
-        reference's values for the dataset's class count (settings.hard_label_rule)."""
-        validate = self.config["validate"]
-        unset = [key for key in ("lr", "weight_decay", "batch_size") if validate[key] is None]
-        rule = hard_label_rule(self.class_count) if unset else {}
-        return HardLabel.from_config(validate, **{key: rule[key] for key in unset})
-
-    @functools.cached_property
-    def soft_label(self) -> SoftLabel:
-        return SoftLabel.from_config(self.config["soft_label"])
-
-    def validate(self, wildcards) -> dict:
-        """One validation run (rule validate) or every seed's (rule validate_group) of a set; the
-        whole training split (rule validate_full) is scored after every epoch, as the reference
-        scores it (epoch_print_freq 1 for ipc <= 0: MD argument.py L426-437)."""
-        method = getattr(wildcards, "method", "full")
-        ipc = int(wildcards.ipc) if hasattr(wildcards, "ipc") else None
-        epochs = self.validation_epochs(method, ipc)
-        protocol = self.hard_label
-        if method == "full" or method.startswith("full+"):
-            protocol = dataclasses.replace(protocol, evaluations=epochs)
-        run = {"seed": int(wildcards.seed)} if hasattr(wildcards, "seed") else {"seeds": self.seeds}
-        return {"method": method, "ipc": ipc, "arch": wildcards.arch, **run, "epochs": epochs, **protocol.params()}
-
-    def group_records(self, wildcards) -> list[str]:
-        """The records one validate_group job writes: every seed of a (method, IPC, net)."""
-        return [self.record(wildcards.method, wildcards.ipc, wildcards.arch, seed) for seed in self.seeds]
-
-    def validate_soft_label(self, wildcards) -> dict:
-        """RDED's soft-label protocol for the seed of the job, or every seed (validate.group_seeds);
-        the teacher is a file, or the feature network."""
-        soft = self.config["soft_label"]
-        teacher_classes = soft["teacher_classes"] if soft["teacher"] else None  # None: the dataset's classes
-        return {"method": wildcards.method, "ipc": int(wildcards.ipc), "arch": wildcards.arch,
-                "seeds": [int(wildcards.seed)] if hasattr(wildcards, "seed") else self.seeds,
-                "epochs": soft["epochs"], "teacher_classes": teacher_classes, **self.soft_label.params()}
-
-    def external_folder(self, wildcards) -> str:
-        return self.external[wildcards.method][int(wildcards.ipc)]
-
-    def import_external(self, wildcards) -> dict:
-        dataset = self.config["dataset"]
-        return {"ipc": int(wildcards.ipc), "resolution": dataset["resolution"], "channels": dataset["channels"]}
-
-    def table1(self, wildcards=None) -> dict:
-        return {"methods": self.methods, "ipcs": self.ipcs, "archs": self.archs, **self._labels()}
-
-    def table4(self, wildcards=None) -> dict:
-        resolution = self.config["soft_label"]["resolution"] or self.config["dataset"]["resolution"]
-        return {"methods": self.subset_methods, "ipcs": self.ipcs, "archs": self.soft_archs,
-                **self._labels(resolution)}
-
-    def scores(self, wildcards=None) -> dict:
-        return self.table1()
-
-    def analysis_tables(self, wildcards=None) -> dict:
-        return {"methods": self.subset_methods, "ipcs": self.ipcs}
-
-    def study(self, wildcards) -> dict:
-        study = self.studies[wildcards.study]
-        return {"study": study, "points": self.study_points(study), **self._labels()}
-
-    def table5(self, wildcards=None) -> dict:
-        forms = {m: methods.criteria(m, self.config) for m in self.table5_methods}
-        return {"methods": self.table5_methods, "forms": forms, "ipcs": self.ipcs, "archs": self.archs,
-                **self._labels()}
-
-    def table9(self, wildcards=None) -> dict:
-        return self._labels()
-
-    def _dit_heads(self) -> dict:
-        return {"dit_num_heads": self.config["base_models"]["dit_num_heads"]}
-
-    def _labels(self, resolution: int | None = None) -> dict:
-        """What the tables need: the accuracy they show (best or last), and the resolution the nets
-        are named by (ConvNet-3 ... ConvNet-6)."""
-        validate = self.config["validate"]
-        resolution = resolution or validate["resolution"] or self.config["dataset"]["resolution"]
-        return {"resolution": resolution, "report": validate["report"]}
 
 
 # Settings that change no result, so they are not params (not rerun triggers): by stage.
@@ -507,28 +254,32 @@ def chunk_classes(chunk: str) -> list[int]:
     return list(range(first, last + 1))
 
 
-def check(config: dict) -> Plan:
+def check(config: dict) -> Grid:
     """Everything that needs more than the schema (data on disk, model files, method names, the
     results folder), then the plan. Raises ConfigError naming the key."""
     checks.check(config)  # the data's own errors first: they say more than "another dataset"
-    plan = Plan(config)
-    recorded = plan.owner_file()
-    if recorded.is_file() and yaml.safe_load(recorded.read_text()) != plan.owner():
-        raise ConfigError(f"experiment: {plan.exp} holds the results of another dataset ({recorded} says "
+    grid = Grid(config)
+    recorded = owner_file(grid)
+    if recorded.is_file() and yaml.safe_load(recorded.read_text()) != grid.owner():
+        raise ConfigError(f"experiment: {grid.exp} holds the results of another dataset ({recorded} says "
                           f"{yaml.safe_load(recorded.read_text())}); name another experiment, or delete that folder")
-    return plan
+    return grid
 
 
-def start_run(plan: Plan) -> None:
+def owner_file(grid: Grid) -> Path:
+    return Path(grid.exp) / "experiment.yaml"
+
+
+def start_run(grid: Grid) -> None:
     """Before the first job: sweep the temporaries of killed jobs, stop on a damaged artifact (before
     Snakemake deletes the good outputs of the jobs that would read it), and record whose results
     these are."""
     from .io import ArtifactError, damaged_artifacts, save_text, sweep_temporaries
 
-    for path in sweep_temporaries(plan.exp):
+    for path in sweep_temporaries(grid.exp):
         print(f"removed {path}, left by a killed job")
-    damaged = damaged_artifacts(plan.exp)
+    damaged = damaged_artifacts(grid.exp)
     if damaged:
         raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive); "
                             "delete, and the next workflow run rebuilds it")
-    save_text(yaml.safe_dump(plan.owner()), plan.owner_file())
+    save_text(yaml.safe_dump(grid.owner()), owner_file(grid))

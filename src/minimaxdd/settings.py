@@ -1,6 +1,6 @@
 """The settings of the validation protocols as frozen objects, one per config section.
 
-The plan builds each object once from the loaded config (the user's values completed with the
+`params.Params` builds each object once from the loaded config (the user's values completed with the
 schema's defaults, plan.load_config) and hands its fields to the rule as `params`, so a changed
 field reruns exactly the jobs that take it. The stage rebuilds the object from those params and
 passes it whole to the library, whose functions keep no defaults of their own. A new setting is

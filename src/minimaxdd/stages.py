@@ -2,7 +2,7 @@
 (written atomically).
 
 Each stage takes keyword arguments only: its rule's named inputs and outputs, the settings the
-plan gives the rule (plan.py), and the runtime values that change no result (device, checkpoint
+rule gives it (params.py), and the runtime values that change no result (device, checkpoint
 interval). `run` makes that call for a Snakemake job; tests call the stages directly. Every job
 is a fresh process, so the heavy imports (diffusers, scikit-learn, matplotlib: seconds each) stay
 inside the stages that need them.

@@ -11,7 +11,7 @@ rule feature_net:
         model=f"{EXP}/features/resnetap10.pt",
         features=f"{EXP}/features/train_features.pt",
     params:
-        settings=PLAN.feature_net,
+        settings=PARAMS.feature_net,
     threads: 1  # leaves the other core to the base models, which are on the critical path
     priority: 5
     log:
@@ -23,13 +23,13 @@ rule feature_net:
 rule analyze:
     """MMD, precision / recall / density / coverage and Fréchet distance of one set vs the full data."""
     input:
-        pack=lambda w: PLAN.set_pack(w.method, w.ipc),
+        pack=lambda w: PATHS.set_pack(w.method, w.ipc),
         model=rules.feature_net.output.model,
         features=rules.feature_net.output.features,
     output:
         metrics=f"{EXP}/analysis/{{method}}/ipc{{ipc}}.json",
     params:
-        settings=PLAN.analyze,
+        settings=PARAMS.analyze,
     log:
         f"{EXP}/logs/analyze/{{method}}_ipc{{ipc}}.log",
     script:
@@ -46,7 +46,7 @@ rule tsne:
         figure=report(f"{EXP}/figures/tsne_ipc{{ipc}}.png", caption="../report/tsne.rst", category="Distribution",
                       labels={"figure": "t-SNE", "IPC": "{ipc}"}),
     params:
-        settings=PLAN.tsne,
+        settings=PARAMS.tsne,
     log:
         f"{EXP}/logs/tsne_ipc{{ipc}}.log",
     script:
@@ -55,7 +55,7 @@ rule tsne:
 
 rule analysis_tables:
     input:
-        records=PLAN.analysis_records(),
+        records=PATHS.analysis_records(),
     output:
         table2=report(f"{EXP}/tables/table2.csv", caption="../report/table2.rst", category="Tables",
                       labels={"table": "Table 2: MMD"}),
@@ -64,7 +64,7 @@ rule analysis_tables:
                        labels={"table": "Table 10: generation quality"}),
         table10_md=f"{EXP}/tables/table10.md",
     params:
-        settings=PLAN.analysis_tables,
+        settings=PARAMS.analysis_tables,
     log:
         f"{EXP}/logs/analysis_tables.log",
     script:
@@ -73,12 +73,12 @@ rule analysis_tables:
 
 rule loss_curves:
     input:
-        losses=[f"{EXP}/finetune/{m}/phase0/losses.csv" for m in PLAN.finetuned],
+        losses=[f"{EXP}/finetune/{m}/phase0/losses.csv" for m in GRID.finetuned],
     output:
         figure=report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
                       labels={"figure": "loss curves"}),
     params:
-        settings=PLAN.loss_curves,
+        settings=PARAMS.loss_curves,
     log:
         f"{EXP}/logs/loss_curves.log",
     script:
@@ -92,7 +92,7 @@ rule sample_grid:
         figure=report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
                       labels={"figure": "samples", "IPC": "{ipc}"}),
     params:
-        settings=PLAN.sample_grid,
+        settings=PARAMS.sample_grid,
     log:
         f"{EXP}/logs/sample_grid_ipc{{ipc}}.log",
     script:

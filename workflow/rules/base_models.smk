@@ -8,7 +8,7 @@ rule base_vae:
     output:
         vae=directory(f"{EXP}/base/vae"),
     params:
-        settings=PLAN.base_vae,
+        settings=PARAMS.base_vae,
     threads: ALL_CORES
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
@@ -24,7 +24,7 @@ rule base_dit:
     output:
         dit=directory(f"{EXP}/base/dit"),
     params:
-        settings=PLAN.base_dit,
+        settings=PARAMS.base_dit,
     threads: 1  # the tiny DiT is overhead-bound: a second thread is better spent on another job
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:

@@ -1,10 +1,10 @@
-# Paths and input functions shared by the rules. The plan (src/minimaxdd/plan.py) decides the job
-# grid and each rule's settings; each job gets only its own slice as params, so that changing one
-# setting reruns only the jobs that depend on it.
+# Paths and input functions shared by the rules. GRID (minimaxdd.plan.Grid) decides the jobs, PATHS
+# (minimaxdd.paths) where their files live, PARAMS (minimaxdd.params) each rule's settings: each job
+# gets only its own slice as params, so that changing one setting reruns only the jobs that take it.
 import os
 import re
 
-EXP = PLAN.exp
+EXP = GRID.exp
 # Every core of the machine, which Snakemake caps at --cores (workflow.cores would fail --unlock,
 # --summary, --dag ... run without --cores); profiles set the threads on a cluster.
 ALL_CORES = os.cpu_count() or 1
@@ -18,12 +18,12 @@ def one_of(names):
 wildcard_constraints:
     ipc=r"\d+",
     seed=r"-?\d+",
-    arch=one_of(dict.fromkeys(PLAN.archs + [a for s in PLAN.studies.values() for a in s.get("archs", [])])),
+    arch=one_of(dict.fromkeys(GRID.archs + [a for s in GRID.studies.values() for a in s.get("archs", [])])),
 
 
 def set_packs(w):
     """The sets of one IPC that the figures compare."""
-    return [PLAN.set_pack(m, w.ipc) for m in PLAN.methods_at(w.ipc)]
+    return [PATHS.set_pack(m, w.ipc) for m in GRID.methods_at(w.ipc)]
 
 
 def chunk_file(method, ipc, chunk, suffix):

@@ -2,11 +2,11 @@ rule encode:
     """Latent mean and std of every training image and its flip, computed once for all later stages."""
     input:
         train=rules.prepare.output.train,
-        vae=PLAN.vae_path(),
+        vae=PATHS.vae_path(),
     output:
         latents=f"{EXP}/latents/train.pt",
     params:
-        settings=PLAN.encode,
+        settings=PARAMS.encode,
     threads: ALL_CORES
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:

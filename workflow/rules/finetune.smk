@@ -2,15 +2,15 @@ rule finetune:
     """Difffit fine-tuning of the base DiT with the method's criteria (none for `difffit`)."""
     input:
         latents=rules.encode.output.latents,
-        dit=PLAN.dit_path(),
+        dit=PATHS.dit_path(),
     output:
         weights=f"{EXP}/finetune/{{method}}/phase{{phase}}/weights.safetensors",
         losses=f"{EXP}/finetune/{{method}}/phase{{phase}}/losses.csv",
     wildcard_constraints:
-        method=one_of(PLAN.finetune_jobs),
+        method=one_of(GRID.finetune_jobs),
         phase=r"\d+",
     params:
-        settings=PLAN.finetune,
+        settings=PARAMS.finetune,
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:

@@ -10,31 +10,31 @@ rule modes:
     output:
         modes=f"{EXP}/modes/ipc{{ipc}}.pt",
     params:
-        settings=PLAN.modes,
+        settings=PARAMS.modes,
     log:
         f"{EXP}/logs/modes_ipc{{ipc}}.log",
     script:
         "../scripts/modes.py"
 
 
-if not PLAN.chunks:
+if not GRID.chunks:
 
     rule generate:
         """IPC images per class from the base (dit) or a fine-tuned model."""
         input:
-            dit=PLAN.dit_path(),
-            vae=PLAN.vae_path(),
+            dit=PATHS.dit_path(),
+            vae=PATHS.vae_path(),
             train=rules.prepare.output.train,
-            weights=PLAN.generation_weights,
-            modes=PLAN.generation_modes,
+            weights=PATHS.generation_weights,
+            modes=PATHS.generation_modes,
         output:
             pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
             images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
             timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
         wildcard_constraints:
-            method=one_of(PLAN.generated),
+            method=one_of(GRID.generated),
         params:
-            settings=PLAN.generate,
+            settings=PARAMS.generate,
         threads: 1  # small models: two jobs side by side beat one job on two threads
         priority: 5  # the critical path: base models -> fine-tune -> generate
         log:
@@ -47,19 +47,19 @@ else:
     rule generate:
         """IPC images per class of one chunk of classes, from the base (dit) or a fine-tuned model."""
         input:
-            dit=PLAN.dit_path(),
-            vae=PLAN.vae_path(),
+            dit=PATHS.dit_path(),
+            vae=PATHS.vae_path(),
             train=rules.prepare.output.train,
-            weights=PLAN.generation_weights,
-            modes=PLAN.generation_modes,
+            weights=PATHS.generation_weights,
+            modes=PATHS.generation_modes,
         output:
             pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
             timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),
         wildcard_constraints:
-            method=one_of(PLAN.generated),
-            chunk=one_of(PLAN.chunks),
+            method=one_of(GRID.generated),
+            chunk=one_of(GRID.chunks),
         params:
-            settings=PLAN.generate,
+            settings=PARAMS.generate,
         threads: 1
         priority: 5
         log:
@@ -73,14 +73,14 @@ else:
     rule gather_generated:
         """The chunks of a generated set joined into its pack, images and run record."""
         input:
-            packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in PLAN.chunks],
-            timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in PLAN.chunks],
+            packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in GRID.chunks],
+            timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in GRID.chunks],
         output:
             pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
             images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
             timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
         wildcard_constraints:
-            method=one_of(PLAN.generated),
+            method=one_of(GRID.generated),
         threads: 1
         priority: 5
         log:

@@ -4,7 +4,7 @@ rule prepare:
         train=f"{EXP}/data/train.pt",
         test=f"{EXP}/data/test.pt",
     params:
-        settings=PLAN.prepare,
+        settings=PARAMS.prepare,
     log:
         f"{EXP}/logs/prepare.log",
     script:

@@ -6,7 +6,7 @@ rule select_random:
         pack=f"{EXP}/sets/random/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/random/ipc{{ipc}}/images"),
     params:
-        settings=PLAN.select_random,
+        settings=PARAMS.select_random,
     log:
         f"{EXP}/logs/select_random_ipc{{ipc}}.log",
     script:
@@ -24,7 +24,7 @@ rule select_coreset:
     wildcard_constraints:
         method="herding|kcenter",
     params:
-        settings=PLAN.select_coreset,
+        settings=PARAMS.select_coreset,
     log:
         f"{EXP}/logs/select_{{method}}_ipc{{ipc}}.log",
     script:
@@ -35,14 +35,14 @@ rule import_external:
     """A set distilled elsewhere (external: {name: {IPC: folder}}), decoded like the real images."""
     input:
         train=rules.prepare.output.train,
-        folder=PLAN.external_folder,  # a changed folder (files added or removed) reruns the import
+        folder=PATHS.external_folder,  # a changed folder (files added or removed) reruns the import
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
     wildcard_constraints:
-        method=one_of(PLAN.external),
+        method=one_of(GRID.external),
     params:
-        settings=PLAN.import_external,
+        settings=PARAMS.import_external,
     log:
         f"{EXP}/logs/import_external_{{method}}_ipc{{ipc}}.log",
     script:

@@ -1,7 +1,7 @@
 rule table1:
     """Table 1 (mean ± std over seeds, rows IPC x arch, columns methods) and accuracy-vs-IPC plot."""
     input:
-        records=PLAN.validation_records(),
+        records=PATHS.validation_records(),
     output:
         csv=report(f"{EXP}/tables/table1.csv", caption="../report/table1.rst", category="Tables",
                    labels={"table": "Table 1: accuracy"}),
@@ -9,7 +9,7 @@ rule table1:
         plot=report(f"{EXP}/tables/accuracy_vs_ipc.png", caption="../report/accuracy_vs_ipc.rst",
                     category="Accuracy", labels={"figure": "accuracy vs IPC"}),
     params:
-        settings=PLAN.table1,
+        settings=PARAMS.table1,
     log:
         f"{EXP}/logs/table1.log",
     script:
@@ -19,8 +19,8 @@ rule table1:
 rule study:
     """One parameter sweep of `studies`: its table and line plot (Fig. 6, Table 8 shapes)."""
     input:
-        records=lambda w: PLAN.study_records(PLAN.studies[w.study]),
-        timings=lambda w: PLAN.study_timings(PLAN.studies[w.study]),
+        records=lambda w: PATHS.study_records(GRID.studies[w.study]),
+        timings=lambda w: PATHS.study_timings(GRID.studies[w.study]),
     output:
         csv=report(f"{EXP}/tables/study_{{study}}.csv", caption="../report/study.rst", category="Studies",
                    labels={"study": "{study}", "kind": "table"}),
@@ -28,9 +28,9 @@ rule study:
         plot=report(f"{EXP}/tables/study_{{study}}.png", caption="../report/study.rst", category="Studies",
                     labels={"study": "{study}", "kind": "plot"}),
     wildcard_constraints:
-        study=one_of(PLAN.studies),
+        study=one_of(GRID.studies),
     params:
-        settings=PLAN.study,
+        settings=PARAMS.study,
     log:
         f"{EXP}/logs/study_{{study}}.log",
     script:
@@ -40,13 +40,13 @@ rule study:
 rule table5:
     """The criteria ablation (Table 5): each fine-tuned method with the form of each term."""
     input:
-        records=PLAN.table5_records(),
+        records=PATHS.table5_records(),
     output:
         csv=report(f"{EXP}/tables/table5.csv", caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5: criteria ablation"}),
         md=f"{EXP}/tables/table5.md",
     params:
-        settings=PLAN.table5,
+        settings=PARAMS.table5,
     log:
         f"{EXP}/logs/table5.log",
     script:
@@ -56,13 +56,13 @@ rule table5:
 rule table9:
     """Dataset expansion (Table 9): the full training split alone and with generated sets."""
     input:
-        records=PLAN.table9_records(),
+        records=PATHS.table9_records(),
     output:
         csv=report(f"{EXP}/tables/table9.csv", caption="../report/table9.rst", category="Tables",
                    labels={"table": "Table 9: dataset expansion"}),
         md=f"{EXP}/tables/table9.md",
     params:
-        settings=PLAN.table9,
+        settings=PARAMS.table9,
     log:
         f"{EXP}/logs/table9.log",
     script:
@@ -72,12 +72,12 @@ rule table9:
 rule validation_curves:
     """Test accuracy over validation training per method and net (the best and the last of Table 1)."""
     input:
-        records=PLAN.validation_curves_records,
+        records=PATHS.validation_curves_records,
     output:
         figure=report(f"{EXP}/figures/validation_curves_ipc{{ipc}}.png", caption="../report/validation_curves.rst",
                       category="Accuracy", labels={"figure": "validation curves", "IPC": "{ipc}"}),
     params:
-        settings=PLAN.validation_curves,
+        settings=PARAMS.validation_curves,
     log:
         f"{EXP}/logs/validation_curves_ipc{{ipc}}.log",
     script:
@@ -87,7 +87,7 @@ rule validation_curves:
 rule scores:
     """Gain over random real images and share of the full-data accuracy per method, and the leaderboard."""
     input:
-        records=PLAN.validation_records(),
+        records=PATHS.validation_records(),
     output:
         csv=report(f"{EXP}/tables/scores.csv", caption="../report/scores.rst", category="Tables",
                    labels={"table": "gain over random"}),
@@ -96,7 +96,7 @@ rule scores:
                                labels={"table": "leaderboard"}),
         leaderboard_md=f"{EXP}/tables/leaderboard.md",
     params:
-        settings=PLAN.scores,
+        settings=PARAMS.scores,
     log:
         f"{EXP}/logs/scores.log",
     script:
@@ -106,13 +106,13 @@ rule scores:
 rule table4:
     """Table 4: accuracy under RDED's soft-label protocol (mean ± std over seeds, rows IPC x arch)."""
     input:
-        records=PLAN.soft_label_records(),
+        records=PATHS.soft_label_records(),
     output:
         csv=report(f"{EXP}/tables/table4.csv", caption="../report/table4.rst", category="Tables",
                    labels={"table": "Table 4: soft-label protocol"}),
         md=f"{EXP}/tables/table4.md",
     params:
-        settings=PLAN.table4,
+        settings=PARAMS.table4,
     log:
         f"{EXP}/logs/table4.log",
     script:

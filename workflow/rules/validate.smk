@@ -1,6 +1,6 @@
 # One job per seed (validate) or per (method, IPC, net) with every seed (validate_group): both rules
 # exist whatever the config; validate.group_seeds says which one builds the records.
-if PLAN.config["validate"]["group_seeds"]:
+if GRID.config["validate"]["group_seeds"]:
 
     ruleorder: validate_group > validate
 
@@ -12,14 +12,14 @@ else:
 rule validate:
     """Train one classifier on one surrogate set; top-1 accuracy on the real test split."""
     input:
-        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
         record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
     wildcard_constraints:
-        method=one_of(PLAN.validated),
+        method=one_of(GRID.validated),
     params:
-        settings=PLAN.validate,
+        settings=PARAMS.validate,
     log:
         f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
     script:
@@ -29,14 +29,14 @@ rule validate:
 rule validate_group:
     """Train one classifier per seed on one surrogate set, in one process (validate.group_seeds)."""
     input:
-        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
-        records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds],
+        records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds],
     wildcard_constraints:
-        method=one_of(PLAN.validated),
+        method=one_of(GRID.validated),
     params:
-        settings=PLAN.validate,
+        settings=PARAMS.validate,
     log:
         f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_group.log",
     script:
@@ -51,7 +51,7 @@ rule validate_full:
     output:
         record=f"{EXP}/validate/full/{{arch}}/seed{{seed}}.json",
     params:
-        settings=PLAN.validate,
+        settings=PARAMS.validate,
     log:
         f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
     script:
@@ -62,11 +62,11 @@ rule expand_set:
     """Dataset expansion (Table 9): the full training split plus a generated set."""
     input:
         train=rules.prepare.output.train,
-        generated=lambda w: PLAN.set_pack(w.method, w.ipc),
+        generated=lambda w: PATHS.set_pack(w.method, w.ipc),
     output:
         pack=f"{EXP}/sets/full+{{method}}/ipc{{ipc}}/pack.pt",
     wildcard_constraints:
-        method=one_of(PLAN.config["expansion"]["methods"]),
+        method=one_of(GRID.config["expansion"]["methods"]),
     log:
         f"{EXP}/logs/expand_{{method}}_ipc{{ipc}}.log",
     script:
@@ -78,19 +78,19 @@ rule validate_soft_label:
     every crop), for one seed or, with validate.group_seeds, every seed in one job; top-1 accuracy
     on the real test split."""
     input:
-        train=lambda w: PLAN.set_pack(w.method, w.ipc),
+        train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
-        teacher=PLAN.teacher(),
+        teacher=PATHS.teacher(),
     output:
-        records=[f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in PLAN.seeds]
-        if PLAN.config["validate"]["group_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
+        records=[f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds]
+        if GRID.config["validate"]["group_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
     wildcard_constraints:
-        method=one_of(PLAN.subset_methods),
-        arch=one_of(PLAN.soft_archs),
+        method=one_of(GRID.subset_methods),
+        arch=one_of(GRID.soft_archs),
     params:
-        settings=PLAN.validate_soft_label,
+        settings=PARAMS.validate_soft_label,
     log:
         f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}"
-        + ("_group.log" if PLAN.config["validate"]["group_seeds"] else "_seed{seed}.log"),
+        + ("_group.log" if GRID.config["validate"]["group_seeds"] else "_seed{seed}.log"),
     script:
         "../scripts/validate_soft_label.py"
