@@ -33,7 +33,6 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 from minimaxdd.classifier import build_group  # noqa: E402
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents  # noqa: E402
 from minimaxdd.dit import DIT_XL_2, DiT, DiTConfig, mark_difffit_trainable  # noqa: E402
-from minimaxdd.nets import build_net  # noqa: E402
 from minimaxdd.training import LatentSet, Trainer  # noqa: E402
 from minimaxdd.vae import build_tiny_vae, decode_latents, to_model_range  # noqa: E402
 from minimaxdd.plan import load_config  # noqa: E402

@@ -1,14 +1,112 @@
-"""Helpers shared by the test files: toy data and the validation protocols at the schema's defaults."""
+"""Helpers shared by the test files: the workflow run on a tiny config, tiny DiTs, image-folder
+trees, toy data and the validation protocols at the schema's defaults. Test files import them
+(`from conftest import ...`); pytest puts tests/ on the path."""
 
 from __future__ import annotations
 
 import dataclasses
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
+import yaml
+from PIL import Image
 
 from minimaxdd import plan
+from minimaxdd.dit import DiT, DiTConfig
 from minimaxdd.settings import HardLabel, SoftLabel, hard_label_rule
+
+
+# ------------------------------------------------------------------ the workflow on a tiny config
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
+
+TINY_CONFIG = {
+    "experiment": "tiny",
+    "device": "cpu",
+    "dataset": {"kind": "digits", "resolution": 8, "channels": 1},
+    "base_models": {
+        "tiny_vae": {"block_channels": [8, 8], "latent_channels": 2, "steps": 20, "batch_size": 16},
+        "tiny_dit": {"hidden_size": 16, "depth": 2, "num_heads": 2, "patch_size": 2, "steps": 20, "batch_size": 16},
+    },
+    "finetune": {"batch_size": 128, "epochs": 1, "ema_decay": 0.9, "memory_size": 8},
+    "generate": {"steps": 3, "batch_size": 16},
+    "methods": ["random", "kcenter", "herding", "dit", "difffit", "rep_minimax", "minimax", "full"],
+    "ipcs": [1, 2],
+    "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
+                 "width_factor": 0.125},
+    "analysis": {"feature_epochs": 1, "samples_per_class": 2},
+    "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],
+    "expansion": {"methods": ["minimax"], "ipcs": [1]},
+}
+
+
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None = "2") -> subprocess.CompletedProcess:
+    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *(["--cores", cores] if cores else []), *args],
+                            capture_output=True, text=True, timeout=600)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
+    return result
+
+
+def write_config(workdir: Path, config: dict) -> None:
+    workdir.mkdir(parents=True, exist_ok=True)
+    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+
+
+def make_tree(root: Path, train=3, val=1, classes=("cat", "dog"), width=12, height=12, strays=False) -> Path:
+    """root/{train,val}/<class>/<i>.png, `train` and `val` images per class (a count, or one per
+    class): image i of class k a solid (30k, 100, 200 - 10i), `width` + 7i by `height` px; `strays`
+    adds a text file and a .DS_Store to every folder, which the loader must skip."""
+    for split, counts in (("train", train), ("val", val)):
+        counts = counts if isinstance(counts, (tuple, list)) else [counts] * len(classes)
+        for k, (name, count) in enumerate(zip(classes, counts)):
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            for i in range(count):
+                Image.new("RGB", (width + 7 * i, height), (30 * k, 100, 200 - 10 * i)).save(folder / f"{i}.png")
+            if strays:
+                (folder / "notes.txt").write_text("not an image")
+                (folder / ".DS_Store").write_bytes(b"\0\1")
+    return root
+
+
+# ------------------------------------------------------------------ tiny DiTs
+
+TINY_DIT = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=4, num_heads=2, num_classes=3)
+
+
+def tiny_dit(seed=0, config=TINY_DIT):
+    torch.manual_seed(seed)
+    model = DiT(config)
+    # adaLN-Zero makes a fresh DiT output zeros; perturb so that tests see real computation.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model.eval()
+
+
+SMALL_DIT = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=4, num_heads=4, num_classes=10)
+
+
+def perturbed(module, seed=0, std=0.05):
+    # adaLN-Zero would hide errors: randomize every parameter but the Difffit gammas (checkpoints lack them).
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if "gamma" not in name:
+                p.add_(std * torch.randn_like(p))
+    return module.eval()
+
+
+def original_state(model):
+    return {k: v for k, v in model.state_dict().items() if "gamma" not in k}
+
+
+# ------------------------------------------------------------------ the validation protocols and toy data
 
 
 def schema_defaults(section: str) -> dict:

@@ -17,7 +17,7 @@ from minimaxdd.data import RealPack
 from minimaxdd.dit import DiT
 from minimaxdd.pretrained import inspect_dit, load_pretrained_dit
 
-from test_pretrained import SMALL, original_state
+from conftest import SMALL_DIT, original_state
 
 
 def pack(n=300):
@@ -150,7 +150,7 @@ def test_sweep_removes_only_the_temporaries_of_killed_jobs(tmp_path):
 
 def test_head_count_not_guessed(tmp_path):
     checkpoint = tmp_path / "DiT-custom.pt"
-    torch.save(original_state(DiT(SMALL)), checkpoint)  # hidden size 64: no model-zoo size
+    torch.save(original_state(DiT(SMALL_DIT)), checkpoint)  # hidden size 64: no model-zoo size
     refusal = (f"^{re.escape(str(checkpoint))}: hidden size 64 is no DiT model-zoo size "
                r"\(\[384, 768, 1024, 1152\]\), so the head count cannot be known from the weights; "
                "set base_models.dit_num_heads in the config$")
@@ -159,5 +159,5 @@ def test_head_count_not_guessed(tmp_path):
             check(checkpoint)
         with pytest.raises(CheckpointError, match="hidden size 64 does not split into 3 heads"):
             check(checkpoint, num_heads=3)
-    assert inspect_dit(checkpoint, num_heads=4) == SMALL
-    assert load_pretrained_dit(checkpoint, num_heads=4).config == SMALL
+    assert inspect_dit(checkpoint, num_heads=4) == SMALL_DIT
+    assert load_pretrained_dit(checkpoint, num_heads=4).config == SMALL_DIT

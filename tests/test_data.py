@@ -9,6 +9,8 @@ from PIL import Image
 from minimaxdd.data import DatasetError, RealPack, class_image_counts, load_split, resolve_classes
 from minimaxdd.io import load_torch
 
+from conftest import make_tree
+
 
 def make_config(**overrides):
     ds = {"name": "t", "kind": "digits", "root": None, "train_dir": "train", "test_dir": "val",
@@ -52,33 +54,27 @@ def solid(mode, size, value):
     return Image.new(mode, size, value)
 
 
-def make_tree(root, classes=("cat", "dog", "fish"), n=(3, 2, 1), splits=("train", "val")):
-    for split in splits:
-        for k, (name, count) in enumerate(zip(classes, n)):
-            folder = root / split / name
-            folder.mkdir(parents=True)
-            for i in range(count):
-                solid("RGB", (40 + 7 * i, 30), (30 * k, 100, 200)).save(folder / f"{i}.png")
-            (folder / "notes.txt").write_text("not an image")
-            (folder / ".DS_Store").write_bytes(b"\0\1")
-    return root
+def loader_tree(root):
+    """Three classes of 3, 2 and 1 images of several sizes in each split, with stray files."""
+    return make_tree(root, train=(3, 2, 1), val=(3, 2, 1), classes=("cat", "dog", "fish"), width=40, height=30,
+                     strays=True)
 
 
 def test_imagefolder_subset_and_class_ids(tmp_path):
-    ds = make_config(kind="imagefolder", root=str(make_tree(tmp_path)), classes=["dog", "cat"],
+    ds = make_config(kind="imagefolder", root=str(loader_tree(tmp_path)), classes=["dog", "cat"],
                      class_ids=[207, 281], resolution=8, channels=3)
     assert resolve_classes(ds) == (["dog", "cat"], [207, 281])
     assert class_image_counts(ds) == {"dog": 2, "cat": 3}
     pack = load_split(ds, "train")
     assert pack.images.shape == (5, 3, 8, 8) and pack.images.dtype == torch.uint8
     assert pack.labels.tolist() == [0, 0, 1, 1, 1]
-    # dog is class index 1 in the tree: color (30, 100, 200).
-    assert pack.by_class(0)[:, :, 4, 4].tolist() == [[30, 100, 200]] * 2
-    assert pack.by_class(1)[:, :, 4, 4].tolist() == [[0, 100, 200]] * 3
+    # dog is class index 1 in the tree: image i is (30, 100, 200 - 10i).
+    assert pack.by_class(0)[:, :, 4, 4].tolist() == [[30, 100, 200], [30, 100, 190]]
+    assert pack.by_class(1)[:, :, 4, 4].tolist() == [[0, 100, 200], [0, 100, 190], [0, 100, 180]]
 
 
 def test_imagefolder_default_classes_and_class_file(tmp_path):
-    root = make_tree(tmp_path / "data")
+    root = loader_tree(tmp_path / "data")
     assert resolve_classes(make_config(kind="imagefolder", root=str(root)))[0] == ["cat", "dog", "fish"]
     class_file = tmp_path / "classes.txt"
     class_file.write_text("# my classes\nfish\n\ncat  # felines\n")
@@ -192,7 +188,7 @@ def test_idx_errors(tmp_path):
 # ---------------------------------------------------------------------------------------------- failures
 
 def test_config_errors(tmp_path):
-    root = make_tree(tmp_path / "data")
+    root = loader_tree(tmp_path / "data")
     with pytest.raises(DatasetError, match="dataset.root: folder .*nowhere"):
         load_split(make_config(kind="imagefolder", root=str(tmp_path / "nowhere")), "train")
     with pytest.raises(DatasetError, match="dataset.test_dir: folder .*test"):
@@ -208,7 +204,7 @@ def test_config_errors(tmp_path):
 
 
 def test_missing_test_class_fails_at_count_time(tmp_path):
-    root = make_tree(tmp_path)
+    root = loader_tree(tmp_path)
     for f in (root / "val" / "fish").iterdir():
         f.unlink()
     (root / "val" / "fish").rmdir()
@@ -217,7 +213,7 @@ def test_missing_test_class_fails_at_count_time(tmp_path):
 
 
 def test_empty_class_folder(tmp_path):
-    root = make_tree(tmp_path)
+    root = loader_tree(tmp_path)
     for f in (root / "train" / "fish").glob("*.png"):
         f.unlink()
     with pytest.raises(DatasetError, match="class folder .*train/fish holds no images"):
@@ -225,7 +221,7 @@ def test_empty_class_folder(tmp_path):
 
 
 def test_skip_leaving_a_class_empty_fails(tmp_path):
-    root = make_tree(tmp_path)
+    root = loader_tree(tmp_path)
     (root / "train" / "fish" / "0.png").write_bytes(b"junk")
     with warnings.catch_warnings(), pytest.raises(DatasetError, match="train/fish holds no readable images"):
         warnings.simplefilter("ignore")

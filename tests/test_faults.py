@@ -22,7 +22,7 @@ from minimaxdd.dit import DiT, DiTConfig
 from minimaxdd.pretrained import inspect_dit, load_pretrained_dit
 from minimaxdd.vae import build_tiny_vae, save_vae
 
-from test_workflow import REPO, snakemake, write_config
+from conftest import REPO, make_tree, snakemake, write_config
 
 SCHEMA = checks.SCHEMA
 
@@ -35,17 +35,6 @@ TINY_MODELS = {
 def one_line(message: str) -> str:
     assert message and "\n" not in message, message
     return message
-
-
-def make_tree(root: Path, classes=("cat", "dog"), n_train=3, n_val=1, size=12) -> Path:
-    """root/{train,val}/<class>/<i>.png, a solid colour per class."""
-    for split, count in (("train", n_train), ("val", n_val)):
-        for k, name in enumerate(classes):
-            folder = root / split / name
-            folder.mkdir(parents=True, exist_ok=True)
-            for i in range(count):
-                Image.new("RGB", (size, size), (40 * k, 90, 200 - 10 * i)).save(folder / f"{i}.png")
-    return root
 
 
 def dataset(root, **overrides) -> dict:
@@ -93,7 +82,7 @@ def test_class_with_no_images(tmp_path):
 
 
 def test_class_with_fewer_images_than_the_ipc(tmp_path):
-    root = make_tree(tmp_path, n_train=3)
+    root = make_tree(tmp_path, train=3)
     (root / "train" / "dog" / "2.png").unlink()  # dog keeps 2 images
     check_fails(r"^ipcs: IPC 3 exceeds the 2 training images of class 'dog', so methods random, herding cannot "
                 r"pick that many real images", dataset=dataset(root), methods=["random", "herding", "dit"], ipcs=[1, 3])
@@ -137,7 +126,7 @@ def png48(rgb16, size=4) -> bytes:
 
 
 def test_corrupt_and_truncated_images_name_the_file(tmp_path, capsys):
-    root = make_tree(tmp_path, n_train=4)
+    root = make_tree(tmp_path, train=4)
     png = (root / "train" / "cat" / "0.png").read_bytes()
     (root / "train" / "cat" / "1.png").write_bytes(png[: len(png) // 2])  # truncated PNG
     Image.new("RGB", (64, 64), (1, 2, 3)).save(root / "train" / "dog" / "big.jpg", quality=90)
@@ -170,7 +159,7 @@ def test_corrupt_and_truncated_images_name_the_file(tmp_path, capsys):
 
 
 def test_non_image_files_are_ignored_and_listed(tmp_path, capsys):
-    root = make_tree(tmp_path, n_train=2)
+    root = make_tree(tmp_path, train=2)
     folder = root / "train" / "cat"
     (folder / "notes.txt").write_text("not an image")
     (folder / "README").write_text("no extension")
@@ -230,10 +219,10 @@ def test_mixed_modes_convert_to_the_configured_channels(tmp_path):
 
 # ---------------------------------------------------------------------------------------------- pretrained models
 
-SMALL = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=16, depth=2, num_heads=2, num_classes=10)
+TEN_CLASS_DIT = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=16, depth=2, num_heads=2, num_classes=10)
 
 
-def dit_state(config=SMALL):
+def dit_state(config=TEN_CLASS_DIT):
     return {k: v for k, v in DiT(config).state_dict().items() if "gamma" not in k}
 
 
@@ -271,10 +260,10 @@ def test_pretrained_dit_faults(tmp_path):
                                   r"missing \['blocks\.0\.attn\.qkv\.bias'\], shape mismatch "
                                   r"\['blocks\.1\.mlp\.fc2\.weight: \(16, 32\) != \(16, 64\)'\]$")
     # weights of another architecture than the data and the VAE call for
-    torch.save(dit_state(DiTConfig(**{**SMALL.to_dict(), "input_size": 8})), tmp_path / "256px.pt")
+    torch.save(dit_state(DiTConfig(**{**TEN_CLASS_DIT.to_dict(), "input_size": 8})), tmp_path / "256px.pt")
     fails(tmp_path / "256px.pt", r"^base_models\.dit: .*256px\.pt takes 8x8 latents \(16 px images with the tiny VAE "
                                  r"\(base_models\.tiny_vae\)\) but dataset\.resolution 8 gives 4x4$")
-    torch.save(dit_state(DiTConfig(**{**SMALL.to_dict(), "in_channels": 4})), tmp_path / "sd.pt")
+    torch.save(dit_state(DiTConfig(**{**TEN_CLASS_DIT.to_dict(), "in_channels": 4})), tmp_path / "sd.pt")
     fails(tmp_path / "sd.pt", r"^base_models\.dit: .*sd\.pt takes 4-channel latents but the tiny VAE "
                               r"\(base_models\.tiny_vae\) makes 2-channel ones$")
     fails(good, r"^dataset\.class_ids: class 'dog' has id 12, out of range for the 10 classes of base_models\.dit",
@@ -283,8 +272,8 @@ def test_pretrained_dit_faults(tmp_path):
     with pytest.raises(CheckpointError, match=r"DiT-XL-2-256x256\.pt is not a readable torch checkpoint"):
         load_pretrained_dit(text)
     # another experiment's base DiT (our own folder format) is a valid base model
-    save_dit(DiT(SMALL), tmp_path / "other_experiment" / "base" / "dit")
-    assert inspect_dit(tmp_path / "other_experiment" / "base" / "dit") == SMALL
+    save_dit(DiT(TEN_CLASS_DIT), tmp_path / "other_experiment" / "base" / "dit")
+    assert inspect_dit(tmp_path / "other_experiment" / "base" / "dit") == TEN_CLASS_DIT
 
 
 def test_pretrained_vae_faults(tmp_path):

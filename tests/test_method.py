@@ -9,25 +9,14 @@ from diffusers import DDPMScheduler
 
 from minimaxdd import checkpoints
 from minimaxdd.diffusion import GaussianDiffusion, linear_betas, respaced_timesteps, sample_latents
-from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
+from minimaxdd.dit import DiT, mark_difffit_trainable
 from minimaxdd.generate import generate_set, image_noise
 from minimaxdd.minimax import ClassMemory, cosine_matrix, minimax_terms
 from minimaxdd.sets import first_per_class, random_subset
 from minimaxdd.training import LatentSet, finetune_dit
 from minimaxdd.vae import build_tiny_vae, to_uint8
 
-TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=4, num_heads=2, num_classes=3)
-
-
-def tiny_dit(seed=0, config=TINY):
-    torch.manual_seed(seed)
-    model = DiT(config)
-    # adaLN-Zero makes a fresh DiT output zeros; perturb so that tests see real computation.
-    with torch.no_grad():
-        for p in model.parameters():
-            p.add_(0.05 * torch.randn_like(p))
-    return model.eval()
-
+from conftest import TINY_DIT, tiny_dit
 
 # -- minimax criteria -------------------------------------------------------------------------------
 
@@ -231,7 +220,7 @@ def test_sampler_with_guidance_runs_all_respaced_steps():
 def test_guidance_leaves_the_unguided_channels_and_the_variance_conditional():
     """The reference's forward_with_cfg guides eps[:, :3] of 4 channels; channel 3 and the variance
     are the conditional pass's (MinimaxDiffusion models.py L318-334)."""
-    model = tiny_dit(config=dataclasses.replace(TINY, in_channels=4))
+    model = tiny_dit(config=dataclasses.replace(TINY_DIT, in_channels=4))
     x, t, y = torch.randn(2, 4, 4, 4), torch.tensor([500, 20]), torch.tensor([0, 1])
     with torch.no_grad():
         cond = model(x, t, y)
@@ -248,7 +237,7 @@ def test_guidance_leaves_the_unguided_channels_and_the_variance_conditional():
 # -- Difffit ----------------------------------------------------------------------------------------
 
 def test_difffit_trainable_set():
-    model = DiT(TINY)
+    model = DiT(TINY_DIT)
     names = set(mark_difffit_trainable(model))
     assert "y_embedder.embedding_table.weight" in names
     assert {"blocks.0.gamma1", "blocks.1.attn.gamma2", "blocks.0.attn.gamma1"} <= names
@@ -258,11 +247,11 @@ def test_difffit_trainable_set():
     assert all(("bias" in n or "gamma" in n or "y_embed" in n) for n in names)
     frozen = [n for n, p in model.named_parameters() if not p.requires_grad]
     assert "final_layer.linear.weight" in frozen
-    assert model.blocks[0].attn.gamma1.shape == (3 * TINY.hidden_size,)
+    assert model.blocks[0].attn.gamma1.shape == (3 * TINY_DIT.hidden_size,)
 
 
 def test_gammas_start_as_identity():
-    gammas = [p for name, p in DiT(TINY).named_parameters() if "gamma" in name]
+    gammas = [p for name, p in DiT(TINY_DIT).named_parameters() if "gamma" in name]
     assert gammas and all(torch.equal(p, torch.ones_like(p)) for p in gammas)
     model = tiny_dit()
     x, t, y = torch.randn(2, 2, 4, 4), torch.tensor([3, 700]), torch.tensor([0, 2])
@@ -316,11 +305,11 @@ def test_checkpoint_round_trip_and_difffit_delta(tmp_path):
 def test_checkpoint_errors_name_the_path_and_keys(tmp_path):
     with pytest.raises(checkpoints.CheckpointError, match="config.json"):
         checkpoints.load_dit(tmp_path)
-    model = DiT(TINY)
+    model = DiT(TINY_DIT)
     state = model.state_dict()
     state["blocks.0.attn.qkv.weight"] = torch.zeros(5, 5)
     with pytest.raises(checkpoints.CheckpointError, match=r"blocks\.0\.attn\.qkv\.weight"):
-        checkpoints.load_into(DiT(TINY), state, source="weights.pt")
+        checkpoints.load_into(DiT(TINY_DIT), state, source="weights.pt")
 
 
 # -- generation and real subsets ------------------------------------------------------------------

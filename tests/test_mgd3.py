@@ -10,7 +10,7 @@ from minimaxdd.generate import generate_set
 from minimaxdd.modes import class_modes
 from minimaxdd.vae import build_tiny_vae
 
-from test_method import tiny_dit
+from conftest import tiny_dit
 
 CPU = torch.device("cpu")
 SAMPLING = dict(steps=6, guidance_scale=2.0, guidance_channels=None, precision="fp32", sampler="ddpm", eta=0.0,

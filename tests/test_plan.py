@@ -14,7 +14,7 @@ import yaml
 from minimaxdd import plan, stages
 from minimaxdd.checks import ConfigError
 
-from test_workflow import REPO, TINY, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, snakemake, write_config
 
 from minimaxdd.params import Params
 from minimaxdd.paths import Paths
@@ -187,7 +187,7 @@ def test_an_experiment_folder_belongs_to_one_dataset(tmp_path, monkeypatch):
 # ------------------------------------------------------------------ 6. maintenance commands need no --cores
 
 def test_maintenance_commands_run_without_cores(tmp_path):
-    write_config(tmp_path, TINY)
+    write_config(tmp_path, TINY_CONFIG)
     for args in (["--unlock"], ["--summary"], ["--list-changes", "params"], ["--dag"]):
         result = snakemake(tmp_path, *args, check=False, cores=None)
         assert result.returncode == 0, (args, result.stderr[-2000:])
@@ -225,7 +225,7 @@ def test_the_conda_environment_takes_its_packages_from_pyproject():
 
 
 def test_the_only_lint_is_the_one_the_readme_explains(tmp_path):
-    write_config(tmp_path, TINY)
+    write_config(tmp_path, TINY_CONFIG)
     out = snakemake(tmp_path, "--lint", check=False, cores=None)
     lints = set(re.findall(r"^\s+\* (.+?):?$", out.stdout + out.stderr, flags=re.MULTILINE))
     assert lints == {"Specify a conda environment or container for each rule."}
@@ -235,8 +235,8 @@ def test_the_only_lint_is_the_one_the_readme_explains(tmp_path):
 # ------------------------------------------------------------------ a run starts clean, or not at all
 
 def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_deleting(tmp_path):
-    config = {**TINY, "methods": ["random"], "ipcs": [1], "studies": [], "expansion": {},
-              "validate": {**TINY["validate"], "archs": ["convnet"]}}
+    config = {**TINY_CONFIG, "methods": ["random"], "ipcs": [1], "studies": [], "expansion": {},
+              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"]}}
     write_config(tmp_path, config)
     snakemake(tmp_path)
     exp = tmp_path / "results/tiny"

@@ -11,42 +11,27 @@ from minimaxdd.checkpoints import CheckpointError
 from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
 from minimaxdd.pretrained import infer_config, load_pretrained_dit, resolve_dit_source, resolve_vae_folder
 
-SMALL = DiTConfig(input_size=8, patch_size=2, in_channels=4, hidden_size=64, depth=4, num_heads=4, num_classes=10)
-
-
-def perturbed(module, seed=0, std=0.05):
-    # adaLN-Zero would hide errors: randomize every parameter but the Difffit gammas (checkpoints lack them).
-    torch.manual_seed(seed)
-    with torch.no_grad():
-        for name, p in module.named_parameters():
-            if "gamma" not in name:
-                p.add_(std * torch.randn_like(p))
-    return module.eval()
-
+from conftest import SMALL_DIT, original_state, perturbed
 
 def inputs(batch=3, size=8, seed=1):
     g = torch.Generator().manual_seed(seed)
     return torch.randn(batch, 4, size, size, generator=g), torch.tensor([0, 417, 999]), torch.tensor([0, 3, 9])
 
 
-def original_state(model):
-    return {k: v for k, v in model.state_dict().items() if "gamma" not in k}
-
-
 # -- facebookresearch/DiT checkpoints --------------------------------------------------------------
 
 def test_original_checkpoint_loads_with_inferred_config(tmp_path):
-    model = perturbed(DiT(SMALL))
+    model = perturbed(DiT(SMALL_DIT))
     torch.save(original_state(model), tmp_path / "DiT-S.pt")
     loaded = load_pretrained_dit(tmp_path / "DiT-S.pt", num_heads=4)
-    assert loaded.config == SMALL
+    assert loaded.config == SMALL_DIT
     assert resolve_dit_source(tmp_path / "DiT-S.pt") == "original"
     with torch.no_grad():
         assert torch.equal(loaded(*inputs()), model(*inputs()))
 
 
 def test_training_checkpoint_prefers_ema(tmp_path):
-    ema, raw = perturbed(DiT(SMALL), seed=0), perturbed(DiT(SMALL), seed=1)
+    ema, raw = perturbed(DiT(SMALL_DIT), seed=0), perturbed(DiT(SMALL_DIT), seed=1)
     # as DiT's train.py saves it, argparse arguments included
     checkpoint = {"model": original_state(raw), "ema": original_state(ema), "args": argparse.Namespace(lr=1e-4)}
     torch.save(checkpoint, tmp_path / "0100000.pt")
@@ -163,7 +148,7 @@ def test_not_a_checkpoint(tmp_path):
 
 
 def test_wrong_shape_names_key_and_shapes(tmp_path):
-    state = original_state(DiT(SMALL))
+    state = original_state(DiT(SMALL_DIT))
     state["blocks.1.mlp.fc2.weight"] = torch.zeros(64, 128)
     torch.save(state, tmp_path / "bad.pt")
     expected = r"bad\.pt does not fit.*blocks\.1\.mlp\.fc2\.weight: \(64, 128\) != \(64, 256\)"

@@ -12,7 +12,7 @@ from minimaxdd import checks, plan
 from minimaxdd.nets import ResNet18BN
 from minimaxdd.paths import Paths
 
-from test_workflow import TINY, snakemake, write_config
+from conftest import TINY_CONFIG, snakemake, write_config
 
 
 def external_tree(root, ipc=1, classes=10):
@@ -28,9 +28,9 @@ def external_tree(root, ipc=1, classes=10):
 def two_protocols(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("protocols")
     external = external_tree(workdir / "elsewhere")
-    config = {**TINY, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
+    config = {**TINY_CONFIG, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
               "external": {"elsewhere": {1: str(external)}},
-              "validate": {**TINY["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"],
+              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"],
                            "seeds": [0, 1], "group_seeds": True},
               "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
     write_config(workdir, config)

@@ -20,7 +20,7 @@ from minimaxdd.io import save_torch
 from minimaxdd.resume import Checkpointer, fingerprint
 from minimaxdd.training import LatentSet, Trainer, finetune_dit, pretrain_dit
 
-from test_method import TINY, tiny_dit
+from conftest import SNAKEMAKE, TINY_CONFIG, TINY_DIT, snakemake, tiny_dit, write_config
 
 CPU = torch.device("cpu")
 
@@ -87,7 +87,7 @@ def test_base_dit_training_resumes(tmp_path, monkeypatch):
 
     def fresh():
         torch.manual_seed(0)
-        return DiT(TINY)
+        return DiT(TINY_DIT)
 
     expected = pretrain_dit(fresh(), LatentSet(latent_cache(), CPU), **settings).state_dict()
     checkpointer = Checkpointer(tmp_path / "resume.pt", every=3, fingerprint="job")
@@ -116,7 +116,7 @@ def test_nan_latents_stop_fine_tuning_at_the_first_step():
 
 def write_finetune_inputs(folder, label_dropout=True):
     save_torch(latent_cache(), folder / "latents.pt")
-    config = TINY if label_dropout else dataclasses.replace(TINY, class_dropout_prob=0.0)
+    config = TINY_DIT if label_dropout else dataclasses.replace(TINY_DIT, class_dropout_prob=0.0)
     checkpoints.save_dit(tiny_dit(config=config), folder / "dit")
 
 
@@ -182,11 +182,10 @@ def test_a_writer_killed_mid_write_leaves_the_earlier_file_and_no_complete_looki
 
 def killed_config():
     """The tiny config with a fine-tuning long enough (~350 steps) to be killed in the middle."""
-    from test_workflow import TINY
 
-    return TINY | {"methods": ["minimax"], "ipcs": [2], "studies": [], "expansion": {"methods": []},
-                   "finetune": TINY["finetune"] | {"batch_size": 32, "epochs": 8},
-                   "validate": TINY["validate"] | {"archs": ["convnet"]}, "checkpoint": {"every_steps": 50}}
+    return TINY_CONFIG | {"methods": ["minimax"], "ipcs": [2], "studies": [], "expansion": {"methods": []},
+                   "finetune": TINY_CONFIG["finetune"] | {"batch_size": 32, "epochs": 8},
+                   "validate": TINY_CONFIG["validate"] | {"archs": ["convnet"]}, "checkpoint": {"every_steps": 50}}
 
 
 EXP = "results/tiny"
@@ -196,7 +195,6 @@ EXP = "results/tiny"
 def straight_and_killed(tmp_path_factory):
     """The same config run twice from scratch, the second one SIGKILLed (the whole workflow) in the
     middle of fine-tuning and then rerun."""
-    from test_workflow import SNAKEMAKE, snakemake, write_config
 
     straight, killed = tmp_path_factory.mktemp("straight"), tmp_path_factory.mktemp("killed")
     targets = [f"{EXP}/validate/minimax/ipc2/convnet/seed0.json"]

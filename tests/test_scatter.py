@@ -12,8 +12,7 @@ import torch
 from minimaxdd import checkpoints, data, stages
 from minimaxdd.dit import DiTConfig, mark_difffit_trainable
 from minimaxdd.vae import build_tiny_vae, save_vae
-from test_method import tiny_dit
-from test_workflow import TINY, snakemake, write_config
+from conftest import TINY_CONFIG, snakemake, tiny_dit, write_config
 
 # -- one set generated in chunks is the set generated in one job ---------------------------------------
 
@@ -124,8 +123,8 @@ def test_chunked_base_dit_equals_one_job(models, tmp_path):
 
 # -- dry runs: the job count grows with the grid ---------------------------------------------------
 
-# TINY without the study and the expansion, so that every count is a product of the grid's sizes
-GRID = dict(copy.deepcopy(TINY), studies=[], expansion={"methods": [], "ipcs": []})
+# TINY_CONFIG without the study and the expansion, so that every count is a product of the grid's sizes
+GRID = dict(copy.deepcopy(TINY_CONFIG), studies=[], expansion={"methods": [], "ipcs": []})
 SMALL = dict(GRID, methods=["random", "dit", "minimax"], ipcs=[1],
              validate=dict(GRID["validate"], archs=["convnet"], seeds=[0]))
 LARGE = dict(GRID, methods=["random", "herding", "dit", "difffit", "minimax", "full"], ipcs=[1, 2, 3],

@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import SNAKEMAKE, TINY, write_config
+from conftest import SNAKEMAKE, TINY_CONFIG, write_config
 
 REPO = Path(__file__).resolve().parents[1]
 SLURM_SH = REPO / ".ci/slurm.sh"
@@ -33,11 +33,11 @@ MODEL_RULES = {"base_vae", "base_dit", "encode", "finetune", "generate", "featur
 # architecture: 26 jobs. Each SLURM job starts snakemake twice (the job script and its srun step),
 # both importing torch, so even a tiny job costs ~10 s of CPU: 2 cores run ~6 jobs a minute.
 SLURM_TINY = dict(
-    TINY,
+    TINY_CONFIG,
     methods=["random", "minimax", "full"],
     ipcs=[1, 2],
-    # more epochs than TINY's: accuracies off chance level, so that equal tables mean something
-    validate=dict(TINY["validate"], archs=["convnet"], epochs={1: 100, 2: 60}, full_epochs=2),
+    # more epochs than TINY_CONFIG's: accuracies off chance level, so that equal tables mean something
+    validate=dict(TINY_CONFIG["validate"], archs=["convnet"], epochs={1: 100, 2: 60}, full_epochs=2),
     studies=[],
     expansion={"methods": [], "ipcs": []},
 )

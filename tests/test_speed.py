@@ -1,22 +1,25 @@
 """The `speed` switches change how a job runs, not what it computes: compiled DiT passes and
 channels-last validation nets give the eager / contiguous results up to float rounding."""
 
+import dataclasses
+
 import torch
 import torch._dynamo
 
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents
-from minimaxdd.dit import DiT, DiTConfig, mark_difffit_trainable
+from minimaxdd.dit import DiT, mark_difffit_trainable
 from minimaxdd.training import LatentSet, Trainer
-from conftest import train_hard
 
-TINY = DiTConfig(input_size=4, patch_size=2, in_channels=2, hidden_size=32, depth=2, num_heads=2, num_classes=3)
+from conftest import TINY_DIT, train_hard
+
+SHALLOW_DIT = dataclasses.replace(TINY_DIT, depth=2)
 MINIMAX = {"memory_size": 4, "rep_weight": 0.5, "div_weight": 0.5, "representativeness": "minimax",
            "diversity": "minimax"}
 
 
 def tiny_trainer(compile: bool) -> Trainer:
     torch.manual_seed(0)
-    model = DiT(TINY)
+    model = DiT(SHALLOW_DIT)
     with torch.no_grad():  # adaLN-Zero makes a fresh DiT output zeros
         for p in model.parameters():
             p.add_(0.05 * torch.randn_like(p))

@@ -2,48 +2,12 @@
 
 import json
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pandas as pd
 import pytest
-import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-SNAKEMAKE = [sys.executable, "-m", "snakemake", "--snakefile", str(REPO / "Snakefile")]
-
-TINY = {
-    "experiment": "tiny",
-    "device": "cpu",
-    "dataset": {"kind": "digits", "resolution": 8, "channels": 1},
-    "base_models": {
-        "tiny_vae": {"block_channels": [8, 8], "latent_channels": 2, "steps": 20, "batch_size": 16},
-        "tiny_dit": {"hidden_size": 16, "depth": 2, "num_heads": 2, "patch_size": 2, "steps": 20, "batch_size": 16},
-    },
-    "finetune": {"batch_size": 128, "epochs": 1, "ema_decay": 0.9, "memory_size": 8},
-    "generate": {"steps": 3, "batch_size": 16},
-    "methods": ["random", "kcenter", "herding", "dit", "difffit", "rep_minimax", "minimax", "full"],
-    "ipcs": [1, 2],
-    "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
-                 "width_factor": 0.125},
-    "analysis": {"feature_epochs": 1, "samples_per_class": 2},
-    "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],
-    "expansion": {"methods": ["minimax"], "ipcs": [1]},
-}
-
-
-def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None = "2") -> subprocess.CompletedProcess:
-    result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *(["--cores", cores] if cores else []), *args],
-                            capture_output=True, text=True, timeout=600)
-    if check and result.returncode != 0:
-        raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return result
-
-
-def write_config(workdir: Path, config: dict) -> None:
-    workdir.mkdir(parents=True, exist_ok=True)
-    (workdir / "config.yaml").write_text(yaml.safe_dump(config, allow_unicode=True))
+from conftest import TINY_CONFIG, snakemake, write_config
 
 
 def planned_outputs(workdir: Path) -> list[str]:
@@ -55,7 +19,7 @@ def planned_outputs(workdir: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir, TINY)
+    write_config(workdir, TINY_CONFIG)
     snakemake(workdir)
     return workdir
 
@@ -63,7 +27,7 @@ def tiny_run(tmp_path_factory):
 def test_tiny_workflow_produces_table1(tiny_run):
     tables = tiny_run / "results/tiny/tables"
     summary = pd.read_csv(tables / "table1.csv")
-    assert set(summary.method) == set(TINY["methods"])
+    assert set(summary.method) == set(TINY_CONFIG["methods"])
     assert set(summary.ipc) == {1, 2} and set(summary.arch) == {"convnet", "resnetap10"}
     assert summary["mean"].between(0, 100).all()
     markdown = (tables / "table1.md").read_text()
@@ -113,7 +77,7 @@ def test_tiny_ablation_and_expansion_tables(tiny_run):
     expansion = pd.read_csv(tables / "table9.csv")
     assert list(expansion.columns) == ["Test Model", "Original", "Original + Minimax IPC 1"]
     record = json.loads((tiny_run / "results/tiny/validate/full+minimax/ipc1/convnet/seed0.json").read_text())
-    assert record["train_images"] == 1437 + 10 and record["epochs"] == TINY["validate"]["full_epochs"]
+    assert record["train_images"] == 1437 + 10 and record["epochs"] == TINY_CONFIG["validate"]["full_epochs"]
 
 
 def test_tiny_study_table(tiny_run):
@@ -127,23 +91,23 @@ def test_tiny_study_table(tiny_run):
 
 
 def plan_with(workdir: Path, **changes) -> list[str]:
-    write_config(workdir, dict(TINY, **changes))
+    write_config(workdir, dict(TINY_CONFIG, **changes))
     try:
         return planned_outputs(workdir)
     finally:
-        write_config(workdir, TINY)
+        write_config(workdir, TINY_CONFIG)
 
 
 def test_denoising_steps_sweep_plans_no_finetuning(tiny_run):
     study = {"name": "more_steps", "parameter": "steps", "values": [2, 4, 5], "ipcs": [1], "archs": ["convnet"]}
-    outputs = plan_with(tiny_run, studies=[*TINY["studies"], study])
+    outputs = plan_with(tiny_run, studies=[*TINY_CONFIG["studies"], study])
     assert any("minimax@steps=5/ipc1" in o for o in outputs)
     assert not any("/finetune/" in o or "/base/" in o for o in outputs)
 
 
 def test_weight_sweep_plans_one_finetuning_per_value(tiny_run):
     study = {"name": "rep", "parameter": "rep_weight", "values": [0.002, 0.01, 0.02], "ipcs": [1], "archs": ["convnet"]}
-    outputs = plan_with(tiny_run, studies=[*TINY["studies"], study])
+    outputs = plan_with(tiny_run, studies=[*TINY_CONFIG["studies"], study])
     finetuned = sorted(o.split("/finetune/")[1].split("/")[0] for o in outputs if "weights.safetensors" in o)
     # 0.002 is the main run's own setting: its fine-tuning already exists and is shared
     assert finetuned == ["minimax@rep_weight=0.01", "minimax@rep_weight=0.02"]
@@ -171,7 +135,7 @@ def test_adding_an_ipc_plans_only_that_ipc_and_the_tables(tiny_run):
 
 
 def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
-    outputs = plan_with(tiny_run, validate=dict(TINY["validate"], epochs={1: 2, 2: 3}))
+    outputs = plan_with(tiny_run, validate=dict(TINY_CONFIG["validate"], epochs={1: 2, 2: 3}))
     validations = [o for o in outputs if "/validate/" in o]
     assert len(validations) == 7 * 2  # 7 methods x 2 archs x 1 seed at IPC 2
     assert all("ipc2" in o for o in validations)
@@ -190,7 +154,7 @@ def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
     ],
 )
 def test_bad_config_stops_before_any_job(tmp_path, change, message):
-    config = dict(TINY, **change)  # a changed section replaces the whole section
+    config = dict(TINY_CONFIG, **change)  # a changed section replaces the whole section
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "--dry-run", check=False)
     assert result.returncode != 0
@@ -203,7 +167,7 @@ def test_empty_class_folder_is_named(tmp_path):
     for split in ("train", "val"):
         (root / split / "cats").mkdir(parents=True)
         (root / split / "dogs").mkdir(parents=True)
-    config = dict(TINY, dataset={"kind": "imagefolder", "root": str(root), "resolution": 8, "channels": 1})
+    config = dict(TINY_CONFIG, dataset={"kind": "imagefolder", "root": str(root), "resolution": 8, "channels": 1})
     write_config(tmp_path, config)
     result = snakemake(tmp_path, "--dry-run", check=False)
     assert result.returncode != 0
