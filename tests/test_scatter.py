@@ -150,7 +150,8 @@ def expected(config: dict, chunks: int | None = None, phases: int = 1) -> dict[s
     counts = {
         "validate": len(subset) * ipcs * archs * seeds,
         "validate_full": archs * seeds if "full" in methods else 0,
-        "generate": len(generated) * ipcs * (chunks or 1),
+        "generate": 0 if chunks else len(generated) * ipcs,
+        "generate_chunk": len(generated) * ipcs * (chunks or 0),
         "gather_generated": len(generated) * ipcs if chunks else 0,
         "finetune": len([m for m in generated if m != "dit"]) * phases,
         "select_random": ipcs if "random" in methods else 0,
@@ -161,8 +162,9 @@ def expected(config: dict, chunks: int | None = None, phases: int = 1) -> dict[s
 
 
 def assert_counts(counts: dict[str, int], want: dict[str, int]):
-    got = {rule: counts.get(rule, 0) for rule in ("validate", "validate_full", "generate", "gather_generated",
-                                                  "finetune", "select_random", "select_coreset", "analyze")}
+    got = {rule: counts.get(rule, 0) for rule in ("validate", "validate_full", "generate", "generate_chunk",
+                                                  "gather_generated", "finetune", "select_random", "select_coreset",
+                                                  "analyze")}
     assert {r: n for r, n in got.items() if n} == want
 
 
@@ -180,7 +182,8 @@ def test_generation_scatters_by_class_chunk(tmp_path, per_job, chunks):
     config = dict(LARGE, generate=dict(LARGE["generate"], classes_per_job=per_job))
     counts = job_counts(dry_run(tmp_path, config))
     assert_counts(counts, expected(LARGE, chunks=chunks))
-    assert counts["generate"] == 3 * 3 * chunks and counts["gather_generated"] == 3 * 3
+    assert counts["generate_chunk"] == 3 * 3 * chunks and counts["gather_generated"] == 3 * 3
+    assert "generate" not in counts
 
 
 def test_chunks_wait_only_for_their_phases(tmp_path):
@@ -190,7 +193,19 @@ def test_chunks_wait_only_for_their_phases(tmp_path):
                   finetune=dict(SMALL["finetune"], classes_per_phase=4))
     out = dry_run(tmp_path, config)
     assert_counts(job_counts(out), expected(SMALL, chunks=4, phases=3))
-    jobs = re.findall(r"^rule generate:\n    input: (.+)\n    output: .+/sets/minimax/ipc1/chunks/(\d+-\d+)\.pt",
+    jobs = re.findall(r"^rule generate_chunk:\n    input: (.+)\n    output: .+/sets/minimax/ipc1/chunks/(\d+-\d+)\.pt",
                       out, flags=re.MULTILINE)
     phases = {chunk: sorted(re.findall(r"phase(\d+)/weights", inputs)) for inputs, chunk in jobs}
     assert phases == {"0-2": ["0"], "3-5": ["0", "1"], "6-8": ["1", "2"], "9-9": ["2"]}
+
+
+def test_every_rule_is_defined_whatever_the_config(tmp_path):
+    """Profiles name a fixed set of rules: the config chooses among them (ruleorder), never defines them."""
+    def rules(config):
+        write_config(tmp_path, config)
+        return snakemake(tmp_path, "--list-rules", cores=None).stdout.split()
+
+    plain = rules(SMALL)
+    assert {"generate", "generate_chunk", "gather_generated", "validate", "validate_group"} <= set(plain)
+    assert rules(dict(SMALL, generate=dict(SMALL["generate"], classes_per_job=3),
+                      validate=dict(SMALL["validate"], group_seeds=True))) == plain

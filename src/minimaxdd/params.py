@@ -44,11 +44,11 @@ class Params:
     def generate(self, wildcards) -> dict:
         settings = {"ipc": int(wildcards.ipc), "generate": methods.generate_settings(wildcards.method, self.grid.config),
                     **self._dit_heads()}
+        chunk = getattr(wildcards, "chunk", None)  # rule generate_chunk: one chunk of classes
         if not self.paths.finetuned_weights(wildcards.method):  # the base DiT: one model, whatever the phases
-            return settings | {"phases": [None]} | ({"classes": chunk_classes(wildcards.chunk)} if self.grid.chunks else {})
-        if not self.grid.chunks:
+            return settings | {"phases": [None]} | ({"classes": chunk_classes(chunk)} if chunk else {})
+        if not chunk:
             return settings | {"phases": self.grid.phases}
-        chunk = wildcards.chunk
         return settings | {"phases": [self.grid.phases[i] for i in self.grid.chunk_phases(chunk)],
                            "classes": chunk_classes(chunk)}
 

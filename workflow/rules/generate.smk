@@ -17,73 +17,82 @@ rule modes:
         "../scripts/modes.py"
 
 
-if not GRID.chunks:
+# Both ways exist whatever the config; generate.classes_per_job says which one builds a set.
+if GRID.chunks:
 
-    rule generate:
-        """IPC images per class from the base (dit) or a fine-tuned model."""
-        input:
-            dit=PATHS.dit_path(),
-            vae=PATHS.vae_path(),
-            train=rules.prepare.output.train,
-            weights=PATHS.generation_weights,
-            modes=PATHS.generation_modes,
-        output:
-            pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-            images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
-            timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
-        wildcard_constraints:
-            method=one_of(GRID.generated),
-        params:
-            settings=PARAMS.generate,
-        threads: 1  # small models: two jobs side by side beat one job on two threads
-        priority: 5  # the critical path: base models -> fine-tune -> generate
-        log:
-            f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}.log",
-        script:
-            "../scripts/generate.py"
+    ruleorder: gather_generated > generate
 
 else:
 
-    rule generate:
-        """IPC images per class of one chunk of classes, from the base (dit) or a fine-tuned model."""
-        input:
-            dit=PATHS.dit_path(),
-            vae=PATHS.vae_path(),
-            train=rules.prepare.output.train,
-            weights=PATHS.generation_weights,
-            modes=PATHS.generation_modes,
-        output:
-            pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
-            timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),
-        wildcard_constraints:
-            method=one_of(GRID.generated),
-            chunk=one_of(GRID.chunks),
-        params:
-            settings=PARAMS.generate,
-        threads: 1
-        priority: 5
-        log:
-            f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}_{{chunk}}.log",
-        script:
-            "../scripts/generate.py"
+    ruleorder: generate > gather_generated
 
-    localrules:
-        gather_generated,  # concatenation: in the snakemake process on a cluster
 
-    rule gather_generated:
-        """The chunks of a generated set joined into its pack, images and run record."""
-        input:
-            packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in GRID.chunks],
-            timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in GRID.chunks],
-        output:
-            pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-            images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
-            timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
-        wildcard_constraints:
-            method=one_of(GRID.generated),
-        threads: 1
-        priority: 5
-        log:
-            f"{EXP}/logs/gather_generated_{{method}}_ipc{{ipc}}.log",
-        script:
-            "../scripts/gather_generated.py"
+rule generate:
+    """IPC images per class from the base (dit) or a fine-tuned model."""
+    input:
+        dit=PATHS.dit_path(),
+        vae=PATHS.vae_path(),
+        train=rules.prepare.output.train,
+        weights=PATHS.generation_weights,
+        modes=PATHS.generation_modes,
+    output:
+        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
+        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+        timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
+    wildcard_constraints:
+        method=one_of(GRID.generated),
+    params:
+        settings=PARAMS.generate,
+    threads: 1  # small models: two jobs side by side beat one job on two threads
+    priority: 5  # the critical path: base models -> fine-tune -> generate
+    log:
+        f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/generate.py"
+
+
+rule generate_chunk:
+    """IPC images per class of one chunk of classes, from the base (dit) or a fine-tuned model."""
+    input:
+        dit=PATHS.dit_path(),
+        vae=PATHS.vae_path(),
+        train=rules.prepare.output.train,
+        weights=PATHS.generation_weights,
+        modes=PATHS.generation_modes,
+    output:
+        pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
+        timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),
+    wildcard_constraints:
+        method=one_of(GRID.generated),
+        chunk=one_of(GRID.chunks),
+    params:
+        settings=PARAMS.generate,
+    threads: 1
+    priority: 5
+    log:
+        f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}_{{chunk}}.log",
+    script:
+        "../scripts/generate.py"
+
+
+localrules:
+    gather_generated,  # concatenation: in the snakemake process on a cluster
+
+
+rule gather_generated:
+    """The chunks of a generated set joined into its pack, images and run record."""
+    input:
+        packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in GRID.chunks],
+        timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in GRID.chunks],
+    output:
+        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
+        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+        timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
+    wildcard_constraints:
+        method=one_of(GRID.generated),
+    threads: 1
+    priority: 5
+    log:
+        f"{EXP}/logs/gather_generated_{{method}}_ipc{{ipc}}.log",
+    script:
+        "../scripts/gather_generated.py"
