@@ -241,16 +241,23 @@ def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_
     snakemake(tmp_path)
     exp = tmp_path / "results/tiny"
     record = exp / "validate/random/ipc1/convnet/seed0.json"
-    kept = {p: p.read_bytes() for p in (record, exp / "sets/random/ipc1/pack.pt")}
+    kept = {p: p.read_bytes() for p in (record, exp / "data/train/index.json")}
     leftovers = [exp / "sets/.pack.pt.abcd1234.tmp", exp / "sets/random/.images.x1y2z3_4.tmp"]
     leftovers[0].write_bytes(b"half")
     leftovers[1].mkdir()
 
-    train = exp / "data/train.pt"
-    train.write_bytes(train.read_bytes()[:1000])  # its consumers would rerun, and fail on it
+    pack = exp / "sets/random/ipc1/pack.pt"
+    pack.write_bytes(pack.read_bytes()[:1000])  # its consumers would rerun, and fail on it
     result = snakemake(tmp_path, check=False)
     assert result.returncode != 0
-    assert re.search(r"results/tiny/data/train\.pt: truncated or corrupt", result.stdout + result.stderr)
+    assert re.search(r"results/tiny/sets/random/ipc1/pack\.pt: truncated or corrupt", result.stdout + result.stderr)
+    assert {p: p.read_bytes() for p in kept} == kept  # Snakemake deleted no good output
+
+    shard = exp / "data/train/0.npy"
+    shard.write_bytes(shard.read_bytes()[:1000])
+    result = snakemake(tmp_path, check=False)
+    assert re.search(r"results/tiny/data/train/0\.npy: truncated or corrupt data shard; delete "
+                     r"results/tiny/data/train/index\.json", result.stdout + result.stderr)
     assert {p: p.read_bytes() for p in kept} == kept  # Snakemake deleted no good output
     assert not any(p.exists() for p in leftovers)
 

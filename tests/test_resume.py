@@ -124,7 +124,7 @@ def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):
     settings = {k: v for k, v in FINETUNE.items() if k not in ("device", "log")}
     settings |= {"representativeness": forms[0], "diversity": forms[1], "gpus": gpus}
     out = folder / name
-    stages.finetune(latents=str(folder / "latents.pt"), dit=str(folder / "dit"),
+    stages.finetune(latents=[str(folder / "latents.pt")], dit=str(folder / "dit"),
                     weights=str(out / "weights.safetensors"), losses=str(out / "losses.csv"), method="minimax",
                     classes=None, finetune=settings, dit_num_heads=None, device="cpu", checkpoint_every_steps=4,
                     compile=False)

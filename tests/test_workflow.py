@@ -52,8 +52,11 @@ def test_tiny_workflow_artifacts(tiny_run):
     for method in ("dit", "difffit", "minimax", "random", "herding", "kcenter"):
         images = sorted((exp / f"sets/{method}/ipc2/images").glob("*/*.png"))
         assert len(images) == 10 * 2  # ten digit classes, IPC 2
-    latents = exp / "latents/train.pt"
+    latents = exp / "latents/train/all.pt"
     assert latents.stat().st_size > 0
+    split = exp / "data/train"  # one shard per class, and their index
+    assert sorted(p.name for p in split.glob("*.npy")) == sorted(f"{k}.npy" for k in range(10))
+    assert (split / "index.json").is_file()
 
 
 def test_tiny_workflow_analyses_and_figures(tiny_run):

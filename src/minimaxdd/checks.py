@@ -52,6 +52,41 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
     raise ConfigError(f"{key or 'config'}: {message} (see docs/configuration.md)")
 
 
+def data_disk_bytes(config: dict, sizes: dict[str, int], encoded: bool) -> dict[str, int]:
+    """Bytes the data stages write: the uint8 shards of both splits, and (`encoded`: a generator
+    is fine-tuned or trained here) the fp16 latent mean and std of every training image and its
+    flip. Latents: an SD-VAE (base_models.vae) is 4 x res/8 x res/8; the tiny VAE halves the side
+    once per block after the first."""
+    dataset, models = config["dataset"], config["base_models"]
+    res = dataset["resolution"]
+    if models["vae"]:
+        channels, side = 4, res // 8
+    else:
+        tiny = models["tiny_vae"]
+        channels, side = tiny["latent_channels"], res // 2 ** (len(tiny["block_channels"]) - 1)
+    latents = sizes["train"] * 2 * 2 * 2 * channels * side * side if encoded else 0
+    return {"shards": (sizes["train"] + sizes["test"]) * dataset["channels"] * res * res, "latents": latents}
+
+
+def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
+    """Stop before the first job when the data stages would not fit on the results disk; the
+    shards and latents already written (a resumed run) count as done."""
+    import shutil
+
+    from . import data
+
+    needed = data_disk_bytes(config, data.split_sizes(config["dataset"]), encoded)
+    exp = Path(exp)
+    written = sum(p.stat().st_size for folder in ("data", "latents") for p in (exp / folder).rglob("*") if p.is_file())
+    existing = next(p for p in (exp, *exp.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    gb = lambda n: f"{n / 1e9:.1f} GB"
+    if sum(needed.values()) - written > free:
+        raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
+                          f"shards ({gb(needed['shards'])}) and latents ({gb(needed['latents'])}), but "
+                          f"{existing} has {gb(free)} free; free space, or put results/ on a larger disk")
+
+
 def check(config: dict) -> None:
     """Raise ConfigError for a config that would fail later."""
     from . import data  # torch: imported here, not when a job's Snakefile parse imports the plan

@@ -295,8 +295,9 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
     With a test split, a record holds its top-1 accuracy after each epoch of
     `steps.scored_epochs(epochs)` as `curve` ([epoch, accuracy] pairs), the last one as
     `accuracy_last`, the best as `accuracy_best`, first reached at `best_epoch` (IDC train.py L147
-    and RDED validation/main.py:188: strictly better replaces). The training set lives on `device`
-    as uint8 (surrogate sets are small). The same inputs and seed give the same record on the CPU,
+    and RDED validation/main.py:188: strictly better replaces). A training set given as a tensor
+    lives on `device` as uint8 (surrogate sets are small); a mapped split (shards.Images: the real
+    training split) is read and moved a batch at a time. The same inputs and seed give the same record on the CPU,
     whatever the group, also when resumed from `checkpointer`. "wall_s" is the run's share of the
     group's time ("group_wall_s"). `channels_last` stores the nets in channels-last format (faster
     convolutions on GPUs).
@@ -318,7 +319,9 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
     channels, resolution = train_x.shape[1], train_x.shape[2]
     trainer, rngs, mode, channels_last = build_group(steps, seeds, channels, num_classes, resolution, device, epochs,
                                                      mode, channels_last)
-    x, y = train_x.to(device), train_y.long().to(device)
+    # an image set lives on the device; a mapped split of the real data stays on the host, gathered
+    # and moved a batch at a time
+    x, y = train_x.to(device) if isinstance(train_x, torch.Tensor) else train_x, train_y.long().to(device)
     scored = set(steps.scored_epochs(epochs)) if test_x is not None else set()
 
     checkpointer = checkpointer or Checkpointer()
@@ -339,7 +342,7 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
         orders = [torch.randperm(len(x), generator=rng.order).to(device).split(steps.batch_size) for rng in rngs]
         loss_sums = torch.zeros(len(seeds), device=device)
         for step_idx in zip(*orders):  # every run has the same batch sizes
-            batches = [steps.batch(x, y, idx, rng) for idx, rng in zip(step_idx, rngs)]
+            batches = [steps.batch(*on_device(x, y, idx), rng) for idx, rng in zip(step_idx, rngs)]
             loss_sums += trainer.train_step(batches, device) * len(step_idx[0])
         trainer.end_epoch()
         epoch_losses = [s / len(x) for s in loss_sums.tolist()]  # one device sync per epoch
@@ -362,6 +365,14 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
                   "group_size": len(seeds), "group_mode": mode, "group_wall_s": wall}
         results.append((model.eval(), record | steps.record() | {"resolution": resolution} | curve_scores(curve)))
     return results
+
+
+def on_device(x, y: torch.Tensor, idx: torch.Tensor) -> tuple:
+    """What `Steps.batch` indexes: (x, y, idx) as they are when x is on the device; for a mapped
+    split, the batch's images gathered and moved, with the index of each in the batch."""
+    if isinstance(x, torch.Tensor):
+        return x, y, idx
+    return x[idx].to(idx.device), y[idx], torch.arange(len(idx), device=idx.device)
 
 
 def curve_scores(curve: list) -> dict:

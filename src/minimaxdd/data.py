@@ -1,8 +1,10 @@
-"""Real data: turn the dataset the config describes into cached uint8 "real packs".
+"""Real data: decode the dataset the config describes, once, into uint8 images.
 
-A pack holds N x C x H x W uint8 images at the configured resolution and channel count, labels
-0..K-1 indexing `class_names`, and `class_ids`, each class's id in the pretrained generator's label
-space. Every later stage reads packs, never the raw files. Three kinds of input are supported:
+The prepare stage writes each split as per-class shards (`prepare_split`, shards.py), which later
+stages memory-map and never the raw files; an image set (a surrogate set, `pack.pt`) is a
+`RealPack` held in memory. Both hold N x C x H x W uint8 images at the configured resolution and
+channel count, labels 0..K-1 indexing `class_names`, and `class_ids`, each class's id in the
+pretrained generator's label space. Three kinds of input are supported:
 
 - digits:      scikit-learn's bundled 8x8 digits, with a fixed stratified train/test split.
 - imagefolder: root/<train_dir|test_dir>/<class>/<image>, decoded with PIL and ADM's center crop.
@@ -13,11 +15,15 @@ Bad input fails early with a one-line DatasetError naming the config key or the 
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import multiprocessing
+import sys
 import warnings
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 import torch
@@ -25,6 +31,7 @@ import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
+from . import shards
 from .io import load_torch, save_torch
 
 SPLITS = ("train", "test")
@@ -78,6 +85,12 @@ class RealPack:
 # Public API
 # ----------------------------------------------------------------------------------------------
 
+def open_set(path: str | Path) -> RealPack | shards.Split:
+    """An image set's file (`pack.pt`, read into memory), or a split of the real data (the
+    `index.json` of its shards, memory-mapped): the same attributes either way."""
+    return shards.open_split(path) if Path(path).name == shards.INDEX else RealPack.load(path)
+
+
 def resolve_classes(dataset: dict) -> tuple[list[str], list[int]]:
     """Class names (label order) and the generator conditioning id of each class."""
     ds = dataset
@@ -103,6 +116,16 @@ def _ids_from_file(path: str, names: list[str]) -> list[int]:
     return [index[name] for name in names]
 
 
+def split_sizes(dataset: dict) -> dict[str, int]:
+    """Images of each split, without decoding any (the disk estimate before any job)."""
+    names, _ = resolve_classes(dataset)
+    if dataset["kind"] == "imagefolder":
+        return {split: sum(map(len, _imagefolder_files(dataset, names, split))) for split in SPLITS}
+    if dataset["kind"] == "digits":
+        return {split: len(_digits_split(dataset, split)[1]) for split in SPLITS}
+    return {split: len(_idx_labels(dataset, names, split)) for split in SPLITS}
+
+
 def class_image_counts(dataset: dict) -> dict[str, int]:
     """Train images per class, without decoding any image (for checking configs before any job)."""
     ds = dataset
@@ -117,19 +140,77 @@ def class_image_counts(dataset: dict) -> dict[str, int]:
     return {name: int(n) for name, n in zip(names, counts)}
 
 
-def load_split(dataset: dict, split: str, per_class: int | None = None) -> RealPack:
-    """Decode one split ("train" or "test") into a RealPack; `per_class`: only the first that many
-    images of each class (a quick look, e.g. the soft-label teacher's check)."""
+def load_split(dataset: dict, split: str, per_class: int | None = None, workers: int = 1) -> RealPack:
+    """Decode one split ("train" or "test") into an in-memory RealPack; `per_class`: only the first
+    that many images of each class (a quick look, e.g. the soft-label teacher's check). The
+    workflow's prepare writes shards instead (`prepare_split`)."""
+    names, ids = resolve_classes(dataset)
+    classes = [images for _, images, _ in decode_split(dataset, split, per_class=per_class, workers=workers)]
+    images = torch.from_numpy(np.concatenate(classes))
+    labels = torch.cat([torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(classes)])
+    order = None if per_class is not None else source_order(dataset, split)
+    return RealPack(images, labels, names, ids) if order is None else RealPack(images[order], labels[order], names, ids)
+
+
+def prepare_split(dataset: dict, split: str, index: str | Path, workers: int) -> None:
+    """Decode one split into per-class shards next to `index` (shards.py), with `workers` decoding
+    processes; a class whose shard holds its unchanged sources already is not decoded again (a
+    killed prepare resumes where it stopped). The index is written last."""
+    names, ids = resolve_classes(dataset)
+    folder = Path(index).parent
+    settings = _decode_settings(dataset, split)
+    finished = lambda k, sources: shards.finished_shard(folder, k, shards.fingerprint(sources, settings))
+    counts, reused = [], 0
+    for k, images, sources in decode_split(dataset, split, workers=workers, finished=finished):
+        if images is None:
+            reused += 1
+            counts.append(len(np.load(folder / shards.shard_name(k), mmap_mode="r")))
+            continue
+        shards.write_shard(folder, k, images, sources, shards.fingerprint(sources, settings))
+        counts.append(len(images))
+    if reused:
+        print(f"{split}: {reused} of {len(names)} class shards were complete and unchanged: kept")
+    order = source_order(dataset, split)
+    shards.write_index(index, names, ids, counts, {"resolution": dataset["resolution"], "channels": dataset["channels"],
+                                                   "order": None if order is None else order.tolist()})
+
+
+def source_order(dataset: dict, split: str) -> np.ndarray | None:
+    """Where each image of the source's order lies in the class-sorted shards, for sources that
+    interleave the classes (digits' stratified split, IDX files); None for an image folder, which
+    lists them by class. Readers keep the source's order, so its random draws stay what they were."""
+    if dataset["kind"] == "imagefolder":
+        return None
+    names, _ = resolve_classes(dataset)
+    labels = _digits_split(dataset, split)[1] if dataset["kind"] == "digits" else _idx_labels(dataset, names, split)
+    stored = np.argsort(labels, kind="stable")  # storage position -> source position
+    order = np.empty_like(stored)
+    order[stored] = np.arange(len(stored))
+    return order
+
+
+def _decode_settings(ds: dict, split: str) -> dict:
+    """What, besides its source files, decides a class shard's pixels."""
+    keys = ("kind", "root", "train_dir", "test_dir", "resolution", "channels", "skip_bad_images", "test_fraction",
+            "split_seed")
+    return {"split": split, **{k: ds.get(k) for k in keys}}
+
+
+def decode_split(dataset: dict, split: str, *, workers: int = 1, per_class: int | None = None,
+                 finished: Callable[[int, list], bool] = lambda k, sources: False) -> Iterator[tuple]:
+    """Each class of a split, in class order: (k, its images as n x C x H x W uint8, its sources);
+    images None for a class that `finished(k, sources)` says needs no decoding."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ds = dataset
-    names, ids = resolve_classes(ds)
+    names, _ = resolve_classes(ds)
+    if ds["kind"] == "imagefolder":
+        yield from _imagefolder_classes(ds, names, split, per_class, workers, finished)
+        return
     res, channels = ds["resolution"], ds["channels"]
     if ds["kind"] == "digits":
         x, y = _digits_split(ds, split)
-        images = _resize_gray(x.reshape(-1, 8, 8) * (255.0 / 16.0), res, channels)  # digits are 0..16
-    elif ds["kind"] == "imagefolder":
-        images, y = _load_imagefolder(ds, names, split, per_class)
+        images, sources = _resize_gray(x.reshape(-1, 8, 8) * (255.0 / 16.0), res, channels), []  # digits are 0..16
     else:
         y = _idx_labels(ds, names, split)
         images_path = _idx_path(ds, IDX_FILES[split][0])
@@ -137,11 +218,23 @@ def load_split(dataset: dict, split: str, per_class: int | None = None) -> RealP
         if len(x) != len(y):
             raise DatasetError(f"{images_path} holds {len(x)} images but its label file holds {len(y)} labels")
         images = _resize_gray(x, res, channels)
+        sources = [_source(images_path, images_path.parent), _source(_idx_path(ds, IDX_FILES[split][1]), images_path.parent)]
     y = torch.as_tensor(y, dtype=torch.int64)
-    if per_class is not None:
-        keep = torch.cat([torch.nonzero(y == k).flatten()[:per_class] for k in range(len(names))])
-        images, y = images[keep], y[keep]
-    return RealPack(images, y, names, ids)
+    for k in range(len(names)):
+        if finished(k, sources):
+            yield k, None, sources
+        else:
+            yield k, images[y == k][:per_class].numpy(), sources
+
+
+def _source(path: Path, root: Path) -> list:
+    """A source file as its shard's fingerprint sees it: path, size and modification time (none
+    for a broken link, which decoding names as a bad image)."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return [str(path.relative_to(root)), None, None]
+    return [str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -308,11 +401,12 @@ def _idx_labels(ds: dict, names: list[str], split: str) -> np.ndarray:
 # imagefolder: PIL decoding
 # ----------------------------------------------------------------------------------------------
 
-def _load_imagefolder(ds: dict, names: list[str], split: str,
-                      per_class: int | None = None) -> tuple[torch.Tensor, np.ndarray]:
-    """Decode every image of a split (the first `per_class` of each class, when given). Printed
-    lines (the prepare job's log) list every ignored non-image entry and every skipped unreadable
-    image with its reason."""
+def _imagefolder_classes(ds: dict, names: list[str], split: str, per_class: int | None, workers: int,
+                         finished: Callable[[int, list], bool]) -> Iterator[tuple]:
+    """decode_split for an image folder: the images of every class not `finished`, decoded by
+    `workers` processes in file order (the pixels do not depend on their number). Printed lines
+    (the prepare job's log) list every ignored non-image entry and every skipped unreadable image
+    with its reason."""
     mode = "L" if ds["channels"] == 1 else "RGB"
     ignored: list[Path] = []
     files = _imagefolder_files(ds, names, split, ignored)  # every folder problem surfaces before decoding
@@ -321,30 +415,62 @@ def _load_imagefolder(ds: dict, names: list[str], split: str,
         print(f"{split}: ignored {path} (hidden, a folder, or no image extension)")
     if len(ignored) > SHOWN_IGNORED:
         print(f"{split}: ignored {len(ignored) - SHOWN_IGNORED} more entries (hidden, folders, or no image extension)")
-    items = [(path, k) for k, paths in enumerate(files) for path in paths]
-    images, labels, bad = [], [], []
-    for path, k in tqdm(items, desc=f"decode {split}", unit="img", disable=len(items) < 500):
-        try:
-            images.append(_decode(path, mode, ds["resolution"]))
-            labels.append(k)
-        except BadImageError as error:
-            if not ds["skip_bad_images"]:
-                raise
-            print(f"{split}: skipped {error.path}: {error.reason}")
-            bad.append(path)
+    split_dir = _split_dir(ds, split)
+    sources = [[_source(path, split_dir) for path in paths] for paths in files]
+    todo = [k for k in range(len(names)) if not finished(k, sources[k])]
+    bad, counts = [], {}
+    bar = tqdm(total=sum(len(files[k]) for k in todo), desc=f"decode {split} ({workers} workers)", unit="img",
+               disable=sum(len(files[k]) for k in todo) < 500)
+    with _decoder(workers) as decode:
+        # the next class is queued while one is collected: the workers never wait, and at most two
+        # classes of decoded images are in memory
+        queued = {k: decode([(path, mode, ds["resolution"]) for path in files[k]]) for k in todo[:2]}
+        for k in range(len(names)):
+            if k not in queued:
+                yield k, None, sources[k]
+                continue
+            images = []
+            for result in queued.pop(k):
+                bar.update()
+                if isinstance(result, BadImageError):
+                    if not ds["skip_bad_images"]:
+                        raise result
+                    print(f"{split}: skipped {result.path}: {result.reason}")
+                    bad.append(result.path)
+                else:
+                    images.append(result)
+            following = todo[todo.index(k) + 2:todo.index(k) + 3]
+            queued |= {j: decode([(path, mode, ds["resolution"]) for path in files[j]]) for j in following}
+            if not images:
+                raise DatasetError(f"class folder {files[k][0].parent} holds no readable images "
+                                   "(every one was skipped: dataset.skip_bad_images)")
+            counts[names[k]] = len(images)
+            x = np.stack(images)
+            yield k, (x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)), sources[k]
+    bar.close()
     if bad:
         shown = ", ".join(str(p) for p in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
         warnings.warn(f"skipped {len(bad)} unreadable image(s): {shown}")
-        counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=len(names))
-        empty = [k for k in range(len(names)) if counts[k] == 0]
-        if empty:
-            raise DatasetError(f"class folder {files[empty[0]][0].parent} holds no readable images "
-                               "(every one was skipped: dataset.skip_bad_images)")
         print(f"{split}: {len(bad)} unreadable image(s) skipped; images per class now: "
-              + ", ".join(f"{name}={int(n)}" for name, n in zip(names, counts)))
-    x = torch.from_numpy(np.stack(images))
-    x = x.unsqueeze(1) if mode == "L" else x.permute(0, 3, 1, 2).contiguous()
-    return x, np.asarray(labels, dtype=np.int64)
+              + ", ".join(f"{name}={n}" for name, n in counts.items()))
+
+
+@contextlib.contextmanager
+def _decoder(workers: int) -> Iterator[Callable]:
+    """A function mapping (path, mode, resolution) items to decoded arrays (or the BadImageError of
+    each unreadable one), in order: in this process, or in a pool of `workers` processes."""
+    if workers <= 1:
+        yield lambda items: map(_decode_item, items)
+        return
+    with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
+        yield lambda items: pool.imap(_decode_item, items, chunksize=8)
+
+
+def _decode_item(item: tuple) -> np.ndarray | BadImageError:
+    try:
+        return _decode(*item)
+    except BadImageError as error:
+        return error
 
 
 def _decode(path: Path, mode: str, resolution: int) -> np.ndarray:

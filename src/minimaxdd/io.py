@@ -132,8 +132,9 @@ def load_torch(path: str | os.PathLike) -> Any:
 
 
 def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:
-    """The torch artifacts under `folder` that are no complete zip archive (a truncated copy, say):
-    a cheap look at each archive's central directory at its end, not a read of the data."""
+    """The torch artifacts under `folder` that are no complete zip archive (a truncated copy, say),
+    and the data shards shorter or longer than their header says: a cheap look at each archive's
+    central directory at its end and at each shard's header, not a read of the data."""
     damaged = []
     for path in sorted(Path(folder).rglob("*.pt")):
         try:
@@ -141,7 +142,21 @@ def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:
                 pass
         except (zipfile.BadZipFile, OSError):
             damaged.append(path)
-    return damaged
+    return damaged + [path for path in sorted(Path(folder).rglob("*.npy")) if not whole_npy(path)]
+
+
+def whole_npy(path: str | os.PathLike) -> bool:
+    """Whether a .npy file holds exactly the bytes its header announces."""
+    import numpy as np
+
+    try:
+        with open(path, "rb") as f:
+            read_header = {(1, 0): np.lib.format.read_array_header_1_0}.get(np.lib.format.read_magic(f),
+                                                                           np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(f)
+            return os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (OSError, ValueError):
+        return False
 
 
 def _whole_zip(f) -> bool:

@@ -14,14 +14,15 @@ import torch
 
 
 def class_modes(cache: dict, ipc: int, seed: int = 0) -> torch.Tensor:
-    """(classes, ipc, C, H, W) k-means centroids of each class's latents, in scikit-learn's order."""
+    """(classes, ipc, C, H, W) k-means centroids of the latents of each class the cache holds (an
+    encode job's chunk of classes, or all), in class order; each in scikit-learn's order."""
     from sklearn.cluster import KMeans
 
     latents = (cache["mean"][:, 0].float() * cache["scaling_factor"]).numpy()  # posterior means, no flip
     labels = np.asarray(cache["labels"])
     shape = latents.shape[1:]
     modes = []
-    for c in range(len(cache["class_ids"])):
+    for c in np.unique(labels):
         points = latents[labels == c].reshape(int((labels == c).sum()), -1).astype(np.float64)
         if len(points) < ipc:
             raise ValueError(f"class {cache['class_names'][c]!r} has {len(points)} training images, fewer than "

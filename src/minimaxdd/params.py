@@ -30,8 +30,8 @@ class Params:
         models = self.grid.config["base_models"]
         return {"tiny_vae": models["tiny_vae"], "seed": models["seed"]}
 
-    def encode(self, wildcards=None) -> dict:
-        return {"batch_size": self.grid.config["encode"]["batch_size"]}
+    def encode(self, wildcards) -> dict:
+        return {"batch_size": self.grid.config["encode"]["batch_size"], "classes": chunk_classes(wildcards.chunk)}
 
     def base_dit(self, wildcards=None) -> dict:
         models = self.grid.config["base_models"]

@@ -8,7 +8,7 @@ No torch, no Snakemake here.
 from __future__ import annotations
 
 from . import methods
-from .plan import Grid
+from .plan import Grid, chunk_classes
 
 
 class Paths:
@@ -66,6 +66,16 @@ class Paths:
         return self.full_records() + [self.record(m, ipc, a, s) for m in self.grid.expanded
                                       for ipc in self.grid.config["expansion"]["ipcs"] for a in self.grid.archs
                                       for s in self.grid.seeds]
+
+    def latents(self, classes: list[int] | None = None) -> list[str]:
+        """The encode jobs' latent files holding a class of `classes` (every file when None)."""
+        wanted = None if classes is None else set(classes)
+        return [f"{self.grid.exp}/latents/train/{chunk}.pt" for chunk in self.grid.latent_chunks
+                if wanted is None or chunk_classes(chunk) is None or wanted & set(chunk_classes(chunk))]
+
+    def phase_latents(self, wildcards) -> list[str]:
+        """The latent files a fine-tuning phase reads: those of its classes."""
+        return self.latents(self.grid.phases[int(wildcards.phase)])
 
     def finetuned_weights(self, method: str) -> list[str]:
         """The Difffit deltas (one per class phase) a generated method samples with; none for `dit`."""

@@ -179,6 +179,8 @@ class Grid:
         self.table5_methods = [m for m in ["difffit", *config["variants"], "minimax"] if m in self.methods]
         self.phases = self.class_phases()
         self.chunks = self.generation_chunks()
+        per_job = config["encode"]["classes_per_job"]  # the encode jobs' class chunks; "all": one job
+        self.latent_chunks = ["all"] if per_job is None else self.class_chunks(per_job)
 
     def study_points(self, study: dict) -> list[str]:
         """The method name of every value of a study, in order."""
@@ -186,7 +188,7 @@ class Grid:
 
     @functools.cached_property
     def class_count(self) -> int:
-        from . import data  # torch: only plans with class phases or chunks need it
+        from . import data  # torch: only plans with class phases or chunks need it (not each job's parse)
 
         return len(data.resolve_classes(self.config["dataset"])[0])
 
@@ -198,11 +200,13 @@ class Grid:
         return [list(range(s, min(s + per_phase, self.class_count))) for s in range(0, self.class_count, per_phase)]
 
     def generation_chunks(self) -> list[str]:
-        """Class-index ranges `first-last` (inclusive) of the jobs that generate one set, from
-        `generate.classes_per_job`; [] when one job generates every class (the default)."""
+        """The class chunks of the jobs that generate one set, from `generate.classes_per_job`; []
+        when one job generates every class (the default)."""
         per_job = self.config["generate"]["classes_per_job"]
-        if per_job is None:
-            return []
+        return [] if per_job is None else self.class_chunks(per_job)
+
+    def class_chunks(self, per_job: int) -> list[str]:
+        """Class-index ranges `first-last` (inclusive) of `per_job` classes (the last may be shorter)."""
         count = self.class_count
         return [f"{s}-{min(s + per_job, count) - 1}" for s in range(0, count, per_job)]
 
@@ -231,6 +235,7 @@ class Grid:
 
 # Settings that change no result, so they are not params (not rerun triggers): by stage.
 RUNTIME = {
+    "prepare": ("workers",),
     "base_vae": ("device",), "encode": ("device",), "feature_net": ("device",), "analyze": ("device",),
     "tsne": ("device",),
     "base_dit": ("device", "checkpoint_every_steps", "compile"),
@@ -242,14 +247,18 @@ RUNTIME = {
 }
 
 
-def runtime(config: dict, stage: str) -> dict:
-    """The stage's settings that are not rerun triggers, from the loaded config."""
-    values = {"device": config["device"], "checkpoint_every_steps": config["checkpoint"]["every_steps"],
+def runtime(config: dict, stage: str, threads: int = 1) -> dict:
+    """The stage's settings that are not rerun triggers, from the loaded config and the job's
+    `threads` (prepare's decoding processes)."""
+    values = {"workers": threads, "device": config["device"], "checkpoint_every_steps": config["checkpoint"]["every_steps"],
               "checkpoint_every_epochs": config["checkpoint"]["every_epochs"], **config["speed"]}
     return {key: values[key] for key in RUNTIME.get(stage, ())}
 
 
-def chunk_classes(chunk: str) -> list[int]:
+def chunk_classes(chunk: str) -> list[int] | None:
+    """The class indices of a chunk `first-last`; None (every class) for "all"."""
+    if chunk == "all":
+        return None
     first, last = map(int, chunk.split("-"))
     return list(range(first, last + 1))
 
@@ -263,6 +272,7 @@ def check(config: dict) -> Grid:
     if recorded.is_file() and yaml.safe_load(recorded.read_text()) != grid.owner():
         raise ConfigError(f"experiment: {grid.exp} holds the results of another dataset ({recorded} says "
                           f"{yaml.safe_load(recorded.read_text())}); name another experiment, or delete that folder")
+    checks.check_disk(config, grid.exp, encoded=bool(grid.generated))
     return grid
 
 
@@ -279,6 +289,10 @@ def start_run(grid: Grid) -> None:
     for path in sweep_temporaries(grid.exp):
         print(f"removed {path}, left by a killed job")
     damaged = damaged_artifacts(grid.exp)
+    shards = [path for path in damaged if path.suffix == ".npy"]
+    if shards:  # prepare's index is its output: without it, prepare decodes the damaged classes again
+        raise ArtifactError(f"{', '.join(map(str, shards))}: truncated or corrupt data shard; delete "
+                            f"{shards[0].parent / 'index.json'}, and the next workflow run decodes it again")
     if damaged:
         raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive); "
                             "delete, and the next workflow run rebuilds it")

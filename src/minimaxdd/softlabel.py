@@ -45,6 +45,7 @@ from .io import autocast
 from .nets import ARCHS, BN_ARCHS, ResNet18BN, build_bn_net, build_net
 from .resume import Checkpointer
 from .settings import SoftLabel
+from .shards import Images
 from .validate import evaluation_epochs, resize_for_validation
 
 # RDED's constants, not settings
@@ -104,6 +105,8 @@ def rded_augment(x: torch.Tensor, generator: torch.Generator | None = None) -> t
 def rded_test_images(images: torch.Tensor, size: int) -> torch.Tensor:
     """uint8 test images -> Resize(size // 7 * 8) + CenterCrop(size), RDED's test transform
     (validation/main.py:154-155): 256 then 224 at 224 px; at 32 px, 32 (no crop)."""
+    if isinstance(images, Images):  # a mapped split: each batch transformed as it is read
+        return images.mapped(lambda batch: rded_test_images(batch, size), size)
     resized = resize_for_validation(images, max(size, size // 7 * 8))
     top, left = int(round((resized.shape[-2] - size) / 2)), int(round((resized.shape[-1] - size) / 2))
     return resized[..., top:top + size, left:left + size].contiguous()  # torchvision's CenterCrop offsets

@@ -22,7 +22,7 @@ from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
 from .resume import Checkpointer
-from .training import LatentSet, finetune_dit, pretrain_dit
+from .training import LatentSet, finetune_dit, load_latents, pretrain_dit
 
 
 def run(stage, job) -> None:
@@ -38,53 +38,58 @@ def run(stage, job) -> None:
         files[name] = value if isinstance(value, str) else list(value)
     settings = job.params.settings if "settings" in job.params.keys() else {}
     with job_context(job.log[0], job.threads):
-        stage(**files, **settings, **runtime(job.config, stage.__name__))
+        stage(**files, **settings, **runtime(job.config, stage.__name__, job.threads))
 
 
-def prepare(*, train: str, test: str, dataset: dict) -> None:
-    for split, out in (("train", train), ("test", test)):
-        data.load_split(dataset, split).save(out)
+def prepare(*, train: str, test: str, dataset: dict, workers: int) -> None:
+    """Each split as per-class shards (their index files `train`, `test`), decoded by `workers`
+    processes; a killed prepare keeps its finished classes."""
+    for split, index in (("train", train), ("test", test)):
+        data.prepare_split(dataset, split, index, workers)
 
 
 def base_vae(*, train: str, vae: str, tiny_vae: dict, seed: int, device: str) -> None:
     from .vae import save_vae, train_tiny_vae
 
-    pack = data.RealPack.load(train)
-    save_vae(train_tiny_vae(pack.images, seed=seed, device=pick_device(device, tf32=True), **tiny_vae), vae)
+    images = data.open_set(train).images[:]  # the tiny VAE is for toy data: all of it on the device
+    save_vae(train_tiny_vae(images, seed=seed, device=pick_device(device, tf32=True), **tiny_vae), vae)
 
 
-def encode(*, train: str, vae: str, latents: str, batch_size: int, device: str) -> None:
+def encode(*, train: str, vae: str, latents: str, batch_size: int, classes: list[int] | None, device: str) -> None:
+    """The latents of the training images of `classes` (every class when None: one job), read from
+    the split's shards of those classes."""
     from .pretrained import resolve_vae_folder
     from .vae import encode_images, load_vae
 
     device = pick_device(device, tf32=True)
-    pack = data.RealPack.load(train)
-    cache = encode_images(load_vae(resolve_vae_folder(vae), device), pack.images, batch_size, device)
-    save_torch(cache | {"labels": pack.labels, "class_ids": pack.class_ids, "class_names": pack.class_names},
+    split = data.open_set(train)
+    images, labels = split.of_classes(classes)
+    cache = encode_images(load_vae(resolve_vae_folder(vae), device), images, batch_size, device)
+    save_torch(cache | {"labels": labels, "class_ids": split.class_ids, "class_names": split.class_names},
                latents)
 
 
-def base_dit(*, latents: str, dit: str, tiny_dit: dict, seed: int, device: str,
+def base_dit(*, latents: list[str], dit: str, tiny_dit: dict, seed: int, device: str,
              checkpoint_every_steps: int, compile: bool) -> None:
     device = pick_device(device, tf32=True)
-    cache = load_torch(latents)
+    cache = load_latents(latents)
     settings = dict(tiny_dit)
     training = {k: settings.pop(k) for k in ("steps", "batch_size", "lr", "ema_decay")}
     channels, size = cache["mean"].shape[2], cache["mean"].shape[-1]
     torch.manual_seed(seed)
     model = DiT(DiTConfig(input_size=size, in_channels=channels, num_classes=max(cache["class_ids"]) + 1, **settings))
-    checkpointer = Checkpointer.next_to(dit, checkpoint_every_steps, [settings, training, seed, str(device)], [latents])
+    checkpointer = Checkpointer.next_to(dit, checkpoint_every_steps, [settings, training, seed, str(device)], latents)
     trained = pretrain_dit(model, LatentSet(cache, device), seed=seed, device=device, checkpointer=checkpointer,
                            compile=compile, **training)
     checkpoints.save_dit(trained, dit)
     checkpointer.remove()
 
 
-def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, classes: list[int] | None,
+def finetune(*, latents: list[str], dit: str, weights: str, losses: str, method: str, classes: list[int] | None,
              finetune: dict, dit_num_heads: int | None, device: str, checkpoint_every_steps: int,
              compile: bool) -> None:
     """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
-    subset). `finetune`: the method's fine-tuning settings (plan: config["finetune"] with the method's
+    subset), read from the latent files holding them. `finetune`: the method's fine-tuning settings (plan: config["finetune"] with the method's
     overrides and its two criteria forms). With `gpus` > 1 the job runs as that many data-parallel
     processes; rank 0 writes the outputs."""
     settings = dict(finetune)
@@ -96,15 +101,15 @@ def finetune(*, latents: str, dit: str, weights: str, losses: str, method: str, 
         parallel.spawn(_finetune_rank, gpus, pick_device(device, tf32=True), *job)
 
 
-def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_file: str, dit_path: str,
+def _finetune_rank(rank: int, world_size: int, device: torch.device, latent_files: list[str], dit_path: str,
                    dit_num_heads: int | None, weights_out: str, losses_out: str, method: str, classes: list[int] | None, settings: dict,
                    checkpoint_every: int, compile: bool) -> None:
     from .pretrained import load_pretrained_dit
 
     model = load_pretrained_dit(dit_path, device, dit_num_heads)
-    latents = LatentSet(load_torch(latents_file), device, classes)
+    latents = LatentSet(load_latents(latent_files, classes), device, classes)
     checkpointer = Checkpointer.next_to(weights_out, checkpoint_every,
-                                        [method, classes, settings, world_size, device.type], [latents_file, dit_path])
+                                        [method, classes, settings, world_size, device.type], [*latent_files, dit_path])
     start = time.time()
     model_params, ema_params, rows = finetune_dit(model, latents, device=device, checkpointer=checkpointer,
                                                   compile=compile, **settings)
@@ -120,10 +125,11 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latents_fil
     checkpointer.remove()
 
 
-def modes(*, latents: str, modes: str, ipc: int, seed: int) -> None:
+def modes(*, latents: list[str], modes: str, ipc: int, seed: int) -> None:
+    """The k-means modes of every class, one latent file (a chunk of classes) in memory at a time."""
     from .modes import class_modes
 
-    save_torch({"modes": class_modes(load_torch(latents), ipc, seed), "ipc": ipc}, modes)
+    save_torch({"modes": torch.cat([class_modes(load_torch(file), ipc, seed) for file in latents]), "ipc": ipc}, modes)
 
 
 def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], pack: str, timing: str,
@@ -139,7 +145,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
     from .vae import load_vae
 
     device = pick_device(device, tf32=True)
-    real = data.RealPack.load(train)
+    real = data.open_set(train)  # for the class names and ids: no image is read
     autoencoder = load_vae(resolve_vae_folder(vae), device)
     start = time.time()
     model = load_pretrained_dit(dit, device, dit_num_heads)
@@ -195,7 +201,7 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
 def select_random(*, train: str, pack: str, images: str, ipc: int, order: str, seed: int | None) -> None:
     """The `random` real set: the first `ipc` images of each class ("sorted", the reference's), or
     a seeded draw ("seeded")."""
-    real = data.RealPack.load(train)
+    real = data.open_set(train)
     _check_ipc(real, ipc)
     index = sets.first_per_class(real.labels, ipc) if order == "sorted" else sets.random_subset(real.labels, ipc, seed)
     _save_subset(real, index, pack, images)
@@ -205,14 +211,14 @@ def select_coreset(*, train: str, features: str, pack: str, images: str, ipc: in
     """Herding or k-center, per class, on the feature network's embedding of the training split."""
     from . import coreset  # scipy: a quarter second no other stage needs
 
-    real = data.RealPack.load(train)
+    real = data.open_set(train)
     _check_ipc(real, ipc)
     embedding = load_torch(features)["features"].numpy()
     index = torch.from_numpy(coreset.select_per_class(embedding, real.labels.numpy(), ipc, method))
     _save_subset(real, index, pack, images)
 
 
-def _check_ipc(real: data.RealPack, ipc: int) -> None:
+def _check_ipc(real, ipc: int) -> None:
     """The workflow-start check counts files; this one counts the images prepare could read."""
     counts = torch.bincount(real.labels, minlength=len(real.class_names)).tolist()
     short = [f"'{name}' ({n})" for name, n in zip(real.class_names, counts) if n < ipc]
@@ -221,7 +227,7 @@ def _check_ipc(real: data.RealPack, ipc: int) -> None:
                          "(unreadable files were skipped: dataset.skip_bad_images)")
 
 
-def _save_subset(real: data.RealPack, index: torch.Tensor, pack_out: str, images_out: str) -> None:
+def _save_subset(real, index: torch.Tensor, pack_out: str, images_out: str) -> None:
     subset = data.RealPack(real.images[index], real.labels[index], real.class_names, real.class_ids)
     subset.save(pack_out)
     sets.write_image_folder(subset.images, subset.labels, subset.class_names, images_out)
@@ -229,8 +235,8 @@ def _save_subset(real: data.RealPack, index: torch.Tensor, pack_out: str, images
 
 def expand_set(*, train: str, generated: str, pack: str) -> None:
     """The full training split plus a generated set, for dataset expansion (Table 9)."""
-    real, extra = data.RealPack.load(train), data.RealPack.load(generated)
-    data.RealPack(torch.cat([real.images, extra.images]), torch.cat([real.labels, extra.labels]),
+    real, extra = data.open_set(train), data.RealPack.load(generated)
+    data.RealPack(torch.cat([real.images[:], extra.images]), torch.cat([real.labels, extra.labels]),
                   real.class_names, real.class_ids).save(pack)
 
 
@@ -243,7 +249,7 @@ def feature_net(*, train: str, test: str, model: str, features: str, epochs: int
 
     protocol = HardLabel(**protocol)
     device = pick_device(device, tf32=protocol.precision == "tf32")
-    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    train_pack, test_pack = data.open_set(train), data.open_set(test)
     net, record = train_feature_net(protocol, train_pack.images, train_pack.labels, test_pack.images,
                                     test_pack.labels, model, num_classes=len(train_pack.class_names), epochs=epochs,
                                     seed=seed, device=device)
@@ -296,7 +302,7 @@ def validate_group(*, train: str, test: str, records: list[str], method: str, ip
     from .validate import train_and_evaluate
 
     protocol = HardLabel(**protocol)
-    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    train_pack, test_pack = data.open_set(train), data.open_set(test)  # a set, or the whole split (full)
     checkpointer = Checkpointer.next_to(records[0], checkpoint_every_epochs,
                                         [protocol.params(), arch, seeds, epochs, device], [train, test])
     results = train_and_evaluate(protocol, arch, train_pack.images, train_pack.labels, test_pack.images,
@@ -323,7 +329,7 @@ def validate_soft_label(*, train: str, test: str, teacher: str, records: list[st
     from .softlabel import load_teacher, train_soft_label
 
     protocol = SoftLabel(**protocol)
-    train_pack, test_pack = data.RealPack.load(train), data.RealPack.load(test)
+    train_pack, test_pack = data.RealPack.load(train), data.open_set(test)
     torch_device = pick_device(device, tf32=protocol.precision == "tf32")
     if teacher_classes is None:
         net, class_ids = load_feature_net(teacher, torch_device), None
@@ -346,7 +352,7 @@ def import_external(*, train: str, folder: str, pack: str, images: str, ipc: int
     """A set distilled elsewhere (an ImageFolder of the dataset's classes), decoded like our own."""
     from .external import load_external_set
 
-    real = data.RealPack.load(train)
+    real = data.open_set(train)
     imported = load_external_set(folder, real.class_names, resolution=resolution, channels=channels, ipc=ipc,
                                  class_ids=real.class_ids)
     imported.save(pack)

@@ -26,6 +26,19 @@ from .io import autocast, compiled
 from .minimax import ClassMemory, minimax_terms, update_memories
 from .resume import Checkpointer
 
+def load_latents(files: list[str], classes: list[int] | None = None) -> dict:
+    """The encode jobs' caches (one per class chunk) joined into one, keeping only the latents of
+    `classes` (every class when None): a fine-tuning phase holds its classes, not the dataset."""
+    from .io import load_torch
+
+    parts = []
+    for file in files:
+        cache = load_torch(file)
+        keep = slice(None) if classes is None else torch.isin(cache["labels"], torch.tensor(classes))
+        parts.append({k: cache[k][keep] for k in ("mean", "std", "labels")})
+    return cache | {k: torch.cat([part[k] for part in parts]) for k in ("mean", "std", "labels")}
+
+
 class LatentSet:
     """The encode stage's cache, held on the training device; `classes` keeps only those labels."""
 

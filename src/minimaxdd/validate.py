@@ -23,6 +23,7 @@ from .classifier import RunRandom, check_split, to_unit, train_classifiers
 from .nets import build_net
 from .resume import Checkpointer
 from .settings import HardLabel
+from .shards import Images
 
 MOMENTUM = 0.9  # IDC argument.py L120-123, not a setting
 
@@ -37,6 +38,8 @@ def resize_for_validation(images: torch.Tensor, size: int | None, batch_size: in
     h, w = images.shape[-2:]
     if size is None or (h, w) == (size, size):
         return images
+    if isinstance(images, Images):  # a mapped split: each batch resized as it is read
+        return images.mapped(lambda batch: resize_for_validation(batch, size, batch_size), size)
     new_h, new_w = (size, int(size * w / h)) if h <= w else (int(size * h / w), size)
     top, left = int(round((new_h - size) / 2)), int(round((new_w - size) / 2))  # as CenterCrop
     out = [F.interpolate(batch.float(), (new_h, new_w), mode="bilinear", antialias=True, align_corners=False)

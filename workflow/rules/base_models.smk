@@ -20,7 +20,7 @@ rule base_vae:
 rule base_dit:
     """Train a tiny class-conditional DiT (learned variance, label dropout) on the cached latents."""
     input:
-        latents=f"{EXP}/latents/train.pt",
+        latents=PATHS.latents(),
     output:
         dit=directory(f"{EXP}/base/dit"),
     params:

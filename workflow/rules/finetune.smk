@@ -1,7 +1,7 @@
 rule finetune:
     """Difffit fine-tuning of the base DiT with the method's criteria (none for `difffit`)."""
     input:
-        latents=rules.encode.output.latents,
+        latents=PATHS.phase_latents,
         dit=PATHS.dit_path(),
     output:
         weights=f"{EXP}/finetune/{{method}}/phase{{phase}}/weights.safetensors",

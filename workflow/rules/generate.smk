@@ -6,7 +6,7 @@
 rule modes:
     """MGD3's modes: per class, the k-means centroids of its training latents, one per image of the set."""
     input:
-        latents=rules.encode.output.latents,
+        latents=PATHS.latents(),
     output:
         modes=f"{EXP}/modes/ipc{{ipc}}.pt",
     params:
