@@ -106,7 +106,8 @@ def test_preset_plans_the_paper_grid(preset, planned):
     assert config["dataset"]["resolution"] == 256 and config["generate"]["steps"] == 50
     assert config["generate"]["guidance_scale"] == 4.0 and config["finetune"]["batch_size"] == 8
     assert "base_vae" not in jobs and "base_dit" not in jobs  # pretrained weights, nothing trained from scratch
-    assert jobs["prepare"] == 1 and jobs["encode"] == 1
+    assert jobs["prepare"] == 1
+    assert jobs["encode"] == (10 if preset == "imagenet100" else 1)  # scattered like the phases
     per_ipc = [m for m in config["methods"] if m != "full"]
     expanded = config.get("expansion", {"methods": [], "ipcs": []})
     expansion = len(expanded["methods"]) * len(expanded["ipcs"])
@@ -118,6 +119,7 @@ def test_preset_plans_the_paper_grid(preset, planned):
 def test_imagenet1k_plans_table4_under_the_soft_label_protocol(planned):
     jobs = planned("imagenet1k")
     assert jobs["finetune"] == 100  # minimax, one model per phase of 10 classes
+    assert jobs["encode"] == 100  # one job per 10 classes: a phase reads only its latents
     assert jobs["generate"] == 4  # dit and minimax at IPC 10 and 50
     assert jobs["validate_soft_label"] == 2 * 2 * 3 and jobs["table4"] == 1
     assert "validate" not in jobs and "table1" not in jobs and "analyze" not in jobs  # no hard-label tables, no MMD

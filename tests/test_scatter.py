@@ -209,3 +209,12 @@ def test_every_rule_is_defined_whatever_the_config(tmp_path):
     assert {"generate", "generate_chunk", "gather_generated", "validate", "validate_group"} <= set(plain)
     assert rules(dict(SMALL, generate=dict(SMALL["generate"], classes_per_job=3),
                       validate=dict(SMALL["validate"], group_seeds=True))) == plain
+
+
+def test_a_fine_tuning_phase_reads_only_the_latents_of_its_classes(tmp_path):
+    config = dict(SMALL, encode={"classes_per_job": 4}, finetune=dict(SMALL["finetune"], classes_per_phase=5))
+    out = dry_run(tmp_path, config)
+    assert job_counts(out)["encode"] == 3  # classes 0-3, 4-7, 8-9
+    jobs = re.findall(r"^rule finetune:\n    input: (.+)\n    output: .+/finetune/minimax/phase(\d)/", out, flags=re.MULTILINE)
+    latents = {phase: sorted(re.findall(r"latents/train/([\d-]+)\.pt", inputs)) for inputs, phase in jobs}
+    assert latents == {"0": ["0-3", "4-7"], "1": ["4-7", "8-9"]}

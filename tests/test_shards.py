@@ -117,3 +117,32 @@ def test_the_data_stages_disk_estimate_and_a_run_that_would_not_fit(tmp_path, mo
     with pytest.raises(checks.ConfigError, match=r"^experiment: .*results/x needs about 0\.0 GB more for the data "
                                                  r"shards .* has 0\.0 GB free"):
         checks.check_disk(config, exp, encoded=True)
+
+
+def test_encoding_scattered_over_class_chunks_gives_each_phase_its_latents(tmp_path):
+    """encode.classes_per_job: each job encodes its classes' shards; a fine-tuning phase joins the
+    files holding its classes into the latents the one-job cache holds for them."""
+    from minimaxdd import stages
+    from minimaxdd.training import load_latents
+    from minimaxdd.vae import build_tiny_vae, save_vae
+
+    digits = {**schema_defaults("dataset"), "kind": "digits", "resolution": 8, "channels": 1}
+    index = tmp_path / "data/train" / shards.INDEX
+    data.prepare_split(digits, "train", index, workers=1)
+    torch.manual_seed(0)
+    save_vae(build_tiny_vae(1, 8, [8, 8], 2), tmp_path / "vae")
+    encode = lambda out, classes: stages.encode(train=str(index), vae=str(tmp_path / "vae"), latents=str(out),
+                                                batch_size=16, classes=classes, device="cpu")
+    encode(tmp_path / "all.pt", None)
+    chunks = [tmp_path / "0-4.pt", tmp_path / "5-9.pt"]
+    encode(chunks[0], [0, 1, 2, 3, 4])
+    encode(chunks[1], [5, 6, 7, 8, 9])
+
+    whole = load_latents([str(tmp_path / "all.pt")], [3, 7])
+    joined = load_latents([str(c) for c in chunks], [3, 7])
+    keep = torch.argsort(whole["labels"], stable=True)  # the one-job cache keeps the split's order
+    assert torch.equal(joined["labels"], whole["labels"][keep])
+    for key in ("mean", "std"):
+        torch.testing.assert_close(joined[key], whole[key][keep], atol=2e-3, rtol=0)  # batches differ: fp16 rounding
+    assert joined["class_ids"] == whole["class_ids"] == list(range(10))
+    assert len(load_latents([str(chunks[0])], [3])["labels"]) == int((whole["labels"] == 3).sum())
