@@ -84,7 +84,7 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
     if sum(needed.values()) - written > free:
         raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
                           f"shards ({gb(needed['shards'])}) and latents ({gb(needed['latents'])}), but "
-                          f"{existing} has {gb(free)} free; free space, or put results/ on a larger disk")
+                          f"{existing} has {gb(free)} free; free space, or run from a working directory on a larger disk")
 
 
 def check(config: dict) -> None:

@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import mmap
 import multiprocessing
-import sys
 import warnings
 import zlib
 from dataclasses import dataclass
@@ -145,7 +145,7 @@ def load_split(dataset: dict, split: str, per_class: int | None = None, workers:
     that many images of each class (a quick look, e.g. the soft-label teacher's check). The
     workflow's prepare writes shards instead (`prepare_split`)."""
     names, ids = resolve_classes(dataset)
-    classes = [images for _, images, _ in decode_split(dataset, split, per_class=per_class, workers=workers)]
+    classes = [images.copy() for _, images, _ in decode_split(dataset, split, per_class=per_class, workers=workers)]
     images = torch.from_numpy(np.concatenate(classes))
     labels = torch.cat([torch.full((len(x),), k, dtype=torch.int64) for k, x in enumerate(classes)])
     order = None if per_class is not None else source_order(dataset, split)
@@ -199,7 +199,8 @@ def _decode_settings(ds: dict, split: str) -> dict:
 def decode_split(dataset: dict, split: str, *, workers: int = 1, per_class: int | None = None,
                  finished: Callable[[int, list], bool] = lambda k, sources: False) -> Iterator[tuple]:
     """Each class of a split, in class order: (k, its images as n x C x H x W uint8, its sources);
-    images None for a class that `finished(k, sources)` says needs no decoding."""
+    images None for a class that `finished(k, sources)` says needs no decoding. The images are
+    valid until the next class is asked for (their memory is then reused)."""
     if split not in SPLITS:
         raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
     ds = dataset
@@ -418,19 +419,23 @@ def _imagefolder_classes(ds: dict, names: list[str], split: str, per_class: int 
     split_dir = _split_dir(ds, split)
     sources = [[_source(path, split_dir) for path in paths] for paths in files]
     todo = [k for k in range(len(names)) if not finished(k, sources[k])]
+    position = {k: i for i, k in enumerate(todo)}
     bad, counts = [], {}
-    bar = tqdm(total=sum(len(files[k]) for k in todo), desc=f"decode {split} ({workers} workers)", unit="img",
-               disable=sum(len(files[k]) for k in todo) < 500)
-    with _decoder(workers) as decode:
-        # the next class is queued while one is collected: the workers never wait, and at most two
-        # classes of decoded images are in memory
-        queued = {k: decode([(path, mode, ds["resolution"]) for path in files[k]]) for k in todo[:2]}
+    total = sum(len(files[k]) for k in todo)
+    bar = tqdm(total=total, desc=f"decode {split} ({workers} workers)", unit="img", disable=total < 500)
+    largest = max((len(files[k]) for k in todo), default=0)
+    with _decoder(workers, (largest, ds["channels"], ds["resolution"], ds["resolution"])) as (decode, slots):
+        # a class's images are decoded into one of SLOTS buffers, while the classes before it are
+        # collected: the workers never wait, and no more than SLOTS classes are in memory
+        submit = lambda k: decode([(position[k] % SLOTS, row, path, mode, ds["resolution"])
+                                   for row, path in enumerate(files[k])])
+        queued = {k: submit(k) for k in todo[:SLOTS - 1]}
         for k in range(len(names)):
             if k not in queued:
                 yield k, None, sources[k]
                 continue
-            images = []
-            for result in queued.pop(k):
+            readable = []
+            for row, result in enumerate(queued.pop(k)):
                 bar.update()
                 if isinstance(result, BadImageError):
                     if not ds["skip_bad_images"]:
@@ -438,15 +443,14 @@ def _imagefolder_classes(ds: dict, names: list[str], split: str, per_class: int 
                     print(f"{split}: skipped {result.path}: {result.reason}")
                     bad.append(result.path)
                 else:
-                    images.append(result)
-            following = todo[todo.index(k) + 2:todo.index(k) + 3]
-            queued |= {j: decode([(path, mode, ds["resolution"]) for path in files[j]]) for j in following}
-            if not images:
+                    readable.append(row)
+            queued |= {j: submit(j) for j in todo[position[k] + SLOTS - 1:position[k] + SLOTS]}
+            if not readable:
                 raise DatasetError(f"class folder {files[k][0].parent} holds no readable images "
                                    "(every one was skipped: dataset.skip_bad_images)")
-            counts[names[k]] = len(images)
-            x = np.stack(images)
-            yield k, (x[:, None] if mode == "L" else x.transpose(0, 3, 1, 2)), sources[k]
+            counts[names[k]] = len(readable)
+            slot = slots[position[k] % SLOTS]
+            yield k, slot[:len(readable)] if len(readable) == len(files[k]) else slot[readable], sources[k]
     bar.close()
     if bad:
         shown = ", ".join(str(p) for p in bad[:20]) + (f" and {len(bad) - 20} more" if len(bad) > 20 else "")
@@ -455,22 +459,38 @@ def _imagefolder_classes(ds: dict, names: list[str], split: str, per_class: int 
               + ", ".join(f"{name}={n}" for name, n in counts.items()))
 
 
+SLOTS = 3  # classes in flight: one collected, two decoding
+_slots: list[np.ndarray] = []  # the buffers the decoding processes write into (shared by fork)
+
+
 @contextlib.contextmanager
-def _decoder(workers: int) -> Iterator[Callable]:
-    """A function mapping (path, mode, resolution) items to decoded arrays (or the BadImageError of
-    each unreadable one), in order: in this process, or in a pool of `workers` processes."""
-    if workers <= 1:
-        yield lambda items: map(_decode_item, items)
-        return
-    with multiprocessing.get_context("spawn" if sys.platform == "darwin" else "fork").Pool(workers) as pool:
-        yield lambda items: pool.imap(_decode_item, items, chunksize=8)
-
-
-def _decode_item(item: tuple) -> np.ndarray | BadImageError:
+def _decoder(workers: int, slot_shape: tuple) -> Iterator[tuple[Callable, list[np.ndarray]]]:
+    """(decode, slots): `decode` maps (slot, row, path, mode, resolution) items, in order, to None
+    (the image is in slots[slot][row]) or the BadImageError of an unreadable one; in this process,
+    or in `workers` forked processes. The slots are shared memory, so no image is sent between
+    processes (sending them costs the collecting process a quarter of a core)."""
+    global _slots
+    _slots = [np.frombuffer(mmap.mmap(-1, max(1, int(np.prod(slot_shape)))), dtype=np.uint8)[:int(np.prod(slot_shape))]
+              .reshape(slot_shape) for _ in range(SLOTS)]
     try:
-        return _decode(*item)
+        if workers <= 1:
+            yield (lambda items: map(_decode_into_slot, items)), _slots
+        else:
+            with multiprocessing.get_context("fork").Pool(workers) as pool:
+                yield (lambda items: pool.imap(_decode_into_slot, items, chunksize=16)), _slots
+    finally:
+        _slots = []
+
+
+def _decode_into_slot(item: tuple) -> BadImageError | None:
+    """One image, decoded into its row of a slot as C x H x W uint8."""
+    slot, row, path, mode, resolution = item
+    try:
+        pixels = _decode(path, mode, resolution)
     except BadImageError as error:
         return error
+    _slots[slot][row] = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return None
 
 
 def _decode(path: Path, mode: str, resolution: int) -> np.ndarray:
