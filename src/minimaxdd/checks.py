@@ -8,6 +8,7 @@ fault, the file; docs/troubleshooting.md lists them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 from . import methods
@@ -31,6 +32,7 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
     from jsonschema.exceptions import best_match
 
     schema = yaml.safe_load(Path(schema_file).read_text())
+    check_numbers(config, schema)
     error = best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
     if error is None:
         return
@@ -87,6 +89,32 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
                           f"{existing} has {gb(free)} free; free space, or run from a working directory on a larger disk")
 
 
+def check_numbers(value, schema: dict, key: str = "") -> None:
+    """What JSON Schema lets through: NaN and infinities (every bound compares false with NaN), and
+    whole-number floats where the schema says integer (`1.0` is an integer to JSON Schema, not to
+    range() or a path). Walks the config with the schema, so every key gets the check."""
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ConfigError(f"{key or 'config'}: {value} is not a finite number (see docs/configuration.md)")
+        if "integer" in _types(schema) and "number" not in _types(schema):
+            raise ConfigError(f"{key or 'config'}: {value!r} is not an integer; write it without a decimal point "
+                              "(see docs/configuration.md)")
+    elif isinstance(value, dict):
+        properties, others = schema.get("properties", {}), schema.get("additionalProperties")
+        for name, item in value.items():
+            part = properties.get(name, others if isinstance(others, dict) else {})
+            check_numbers(item, part, f"{key}.{name}" if key else str(name))
+    elif isinstance(value, list):
+        items = schema.get("items") if isinstance(schema.get("items"), dict) else {}
+        for i, item in enumerate(value):
+            check_numbers(item, items, f"{key}[{i}]")
+
+
+def _types(schema: dict) -> set[str]:
+    types = schema.get("type", [])
+    return {types} if isinstance(types, str) else set(types)
+
+
 def check(config: dict) -> None:
     """Raise ConfigError for a config that would fail later."""
     from . import data  # torch: imported here, not when a job's Snakefile parse imports the plan
@@ -96,6 +124,15 @@ def check(config: dict) -> None:
         raise ConfigError(f"finetune.batch_size ({finetune['batch_size']}) must divide evenly over finetune.gpus "
                           f"({finetune['gpus']} processes)")
     dataset = config["dataset"]
+    if dataset["kind"] == "imagefolder" and dataset["root"] and dataset["train_dir"] == dataset["test_dir"]:
+        raise ConfigError(f"dataset.test_dir: {dataset['test_dir']!r} is also dataset.train_dir; the test split "
+                          "must be other images than the training split")
+    if config["device"] == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(f"device: cuda, but this torch ({torch.__version__}) sees no CUDA device; "
+                              "use device: auto or cpu, or install a CUDA build of torch")
     try:
         counts = data.class_image_counts(dataset)
     except data.DatasetError as error:

@@ -116,6 +116,23 @@ def _ids_from_file(path: str, names: list[str]) -> list[int]:
     return [index[name] for name in names]
 
 
+def source_fingerprint(dataset: dict) -> str:
+    """The source files as the prepare rule's rerun trigger sees them: the name, size and
+    modification time of every image file of both splits (an IDX file's for idx; digits ship with
+    scikit-learn). A content hash would read the whole dataset at every workflow start; a stat per
+    file is one directory walk. A replaced, added or removed image or class changes it."""
+    names, _ = resolve_classes(dataset)
+    if dataset["kind"] == "imagefolder":
+        sources = {split: [[_source(path, _split_dir(dataset, split)) for path in paths]
+                           for paths in _imagefolder_files(dataset, names, split)] for split in SPLITS}
+    elif dataset["kind"] == "idx":
+        sources = {split: [_source(_idx_path(dataset, stem), _root(dataset)) for stem in IDX_FILES[split]]
+                   for split in SPLITS}
+    else:
+        sources = {}
+    return shards.fingerprint(sources, {"classes": names})
+
+
 def split_sizes(dataset: dict) -> dict[str, int]:
     """Images of each split, without decoding any (the disk estimate before any job)."""
     names, _ = resolve_classes(dataset)
@@ -152,7 +169,7 @@ def load_split(dataset: dict, split: str, per_class: int | None = None, workers:
     return RealPack(images, labels, names, ids) if order is None else RealPack(images[order], labels[order], names, ids)
 
 
-def prepare_split(dataset: dict, split: str, index: str | Path, workers: int) -> None:
+def prepare_split(dataset: dict, split: str, index: str | Path, workers: int, details: dict | None = None) -> None:
     """Decode one split into per-class shards next to `index` (shards.py), with `workers` decoding
     processes; a class whose shard holds its unchanged sources already is not decoded again (a
     killed prepare resumes where it stopped). The index is written last."""
@@ -172,7 +189,8 @@ def prepare_split(dataset: dict, split: str, index: str | Path, workers: int) ->
         print(f"{split}: {reused} of {len(names)} class shards were complete and unchanged: kept")
     order = source_order(dataset, split)
     shards.write_index(index, names, ids, counts, {"resolution": dataset["resolution"], "channels": dataset["channels"],
-                                                   "order": None if order is None else order.tolist()})
+                                                   "order": None if order is None else order.tolist(),
+                                                   **(details or {})})
 
 
 def source_order(dataset: dict, split: str) -> np.ndarray | None:
@@ -249,6 +267,13 @@ def _class_names(ds: dict) -> list[str]:
         if given is not None:
             return given
         train = _split_dir(ds, "train")
+        if (_root(ds) / ds["test_dir"]).resolve() == train.resolve():
+            raise DatasetError(f"dataset.test_dir: {train} is also dataset.train_dir; the test split must be other "
+                               "images than the training split")
+        broken = sorted(p.name for p in train.iterdir() if p.is_symlink() and not p.exists())
+        if broken:
+            raise DatasetError(f"dataset.train_dir: class folder {train / broken[0]} is a broken or looping link; "
+                               "fix it, or list the classes to use in dataset.classes")
         names = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not names:
             raise DatasetError(f"dataset.train_dir: no class folders in {train}")

@@ -132,17 +132,24 @@ def load_torch(path: str | os.PathLike) -> Any:
 
 
 def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:
-    """The torch artifacts under `folder` that are no complete zip archive (a truncated copy, say),
-    and the data shards shorter or longer than their header says: a cheap look at each archive's
-    central directory at its end and at each shard's header, not a read of the data."""
+    """The artifacts under `folder` that a reader would fail on: torch archives that are no complete
+    zip (a truncated copy, say), data shards and safetensors files shorter or longer than their
+    header says, JSON records that do not parse. A cheap look (an archive's central directory, a
+    header), not a read of the data; one walk of the folder."""
+    whole = {".pt": _zip_ends, ".npy": whole_npy, ".safetensors": whole_safetensors, ".json": whole_json}
     damaged = []
-    for path in sorted(Path(folder).rglob("*.pt")):
-        try:
-            with zipfile.ZipFile(path):
-                pass
-        except (zipfile.BadZipFile, OSError):
-            damaged.append(path)
-    return damaged + [path for path in sorted(Path(folder).rglob("*.npy")) if not whole_npy(path)]
+    for parent, _, files in os.walk(folder):
+        damaged += [Path(parent, name) for name in files
+                    if Path(name).suffix in whole and not whole[Path(name).suffix](Path(parent, name))]
+    return sorted(damaged)
+
+
+def _zip_ends(path: Path) -> bool:
+    try:
+        with zipfile.ZipFile(path):
+            return True
+    except (zipfile.BadZipFile, OSError):
+        return False
 
 
 def whole_npy(path: str | os.PathLike) -> bool:
@@ -155,6 +162,27 @@ def whole_npy(path: str | os.PathLike) -> bool:
                                                                            np.lib.format.read_array_header_2_0)
             shape, _, dtype = read_header(f)
             return os.fstat(f.fileno()).st_size == f.tell() + int(np.prod(shape)) * dtype.itemsize
+    except (OSError, ValueError):
+        return False
+
+
+def whole_safetensors(path: str | os.PathLike) -> bool:
+    """Whether a safetensors file holds its header and every tensor the header places."""
+    try:
+        with open(path, "rb") as f:
+            size = int.from_bytes(f.read(8), "little")
+            header = json.loads(f.read(size))
+            end = max((t["data_offsets"][1] for k, t in header.items() if k != "__metadata__"), default=0)
+            return os.fstat(f.fileno()).st_size == 8 + size + end
+    except (OSError, ValueError, KeyError, TypeError, IndexError):
+        return False
+
+
+def whole_json(path: str | os.PathLike) -> bool:
+    """Whether a JSON record parses (a cut one does not)."""
+    try:
+        json.loads(Path(path).read_text())
+        return True
     except (OSError, ValueError):
         return False
 

@@ -23,8 +23,12 @@ class Params:
         self.grid, self.paths = grid, paths
 
     def prepare(self, wildcards=None) -> dict:
+        """The dataset's settings and its source files' fingerprint: a changed image, class or
+        split reruns prepare, and with it everything built from the data."""
+        from . import data  # torch: only the prepare job and the workflow's start need it
+
         dataset = {k: v for k, v in self.grid.config["dataset"].items() if k not in REPORT_ONLY["dataset"]}
-        return {"dataset": dataset}
+        return {"dataset": dataset, "sources": data.source_fingerprint(self.grid.config["dataset"])}
 
     def base_vae(self, wildcards=None) -> dict:
         models = self.grid.config["base_models"]

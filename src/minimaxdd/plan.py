@@ -135,11 +135,39 @@ def read_config(given: dict, configfiles: list, default_file: str | Path = "conf
     """The user's config as Snakemake hands it over: `--configfile` files (already merged into
     `given`, with `--config` values) or, without any, the embedded default file under `--config`.
     The default file is never merged under a user's config file."""
+    for file in configfiles:
+        _check_duplicate_keys(Path(file))
     if configfiles:
         return given
+    _check_duplicate_keys(Path(default_file))
     merged = yaml.safe_load(Path(default_file).read_text()) or {}
     _update(merged, given)
     return merged
+
+
+class _UniqueKeys(yaml.SafeLoader):
+    """YAML's loader, but a key given twice in one mapping is an error (YAML keeps the last)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise ConfigError(f"{key}: given twice in {self.name}, line {key_node.start_mark.line + 1} "
+                                  "(YAML would keep the last silently); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def _check_duplicate_keys(path: Path) -> None:
+    if not path.is_file():
+        return  # Snakemake names a missing --configfile itself
+    loader = _UniqueKeys(path.read_text())
+    loader.name = str(path)  # for the message
+    try:
+        loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def _update(base: dict, overrides: dict) -> None:
@@ -294,6 +322,6 @@ def start_run(grid: Grid) -> None:
         raise ArtifactError(f"{', '.join(map(str, shards))}: truncated or corrupt data shard; delete "
                             f"{shards[0].parent / 'index.json'}, and the next workflow run decodes it again")
     if damaged:
-        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive); "
-                            "delete, and the next workflow run rebuilds it")
+        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive, "
+                            "safetensors file or JSON record); delete, and the next workflow run rebuilds it")
     save_text(yaml.safe_dump(grid.owner()), owner_file(grid))

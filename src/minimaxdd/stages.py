@@ -41,11 +41,12 @@ def run(stage, job) -> None:
         stage(**files, **settings, **runtime(job.config, stage.__name__, job.threads))
 
 
-def prepare(*, train: str, test: str, dataset: dict, workers: int) -> None:
+def prepare(*, train: str, test: str, dataset: dict, sources: str, workers: int) -> None:
     """Each split as per-class shards (their index files `train`, `test`), decoded by `workers`
-    processes; a killed prepare keeps its finished classes."""
+    processes; a killed prepare keeps its finished classes. `sources`: the source files'
+    fingerprint (data.source_fingerprint, the rule's rerun trigger), kept in each index."""
     for split, index in (("train", train), ("test", test)):
-        data.prepare_split(dataset, split, index, workers)
+        data.prepare_split(dataset, split, index, workers, {"sources": sources})
 
 
 def base_vae(*, train: str, vae: str, tiny_vae: dict, seed: int, device: str) -> None:

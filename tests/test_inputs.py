@@ -1,0 +1,89 @@
+"""Bad or changed inputs that used to get through (issue 21): the same split for training and
+testing, a broken class link, a key given twice, CUDA asked of a CPU-only torch, a damaged artifact
+of each kind, and a changed dataset under the same experiment."""
+
+import os
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import save_file
+
+from minimaxdd import checks, data, io, plan
+from minimaxdd.checks import ConfigError
+
+from conftest import make_tree
+
+
+def config_for(root, **dataset) -> dict:
+    return plan.load_config({"experiment": "x", "methods": ["random"], "ipcs": [1],
+                             "dataset": {"kind": "imagefolder", "root": str(root), "resolution": 8, **dataset}})
+
+
+def test_the_same_folder_for_training_and_testing_stops(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    with pytest.raises(ConfigError, match=r"^dataset\.test_dir: 'train' is also dataset\.train_dir"):
+        checks.check(config_for(root, test_dir="train"))
+    (root / "same").symlink_to(root / "train")  # another name for the same folder
+    with pytest.raises(data.DatasetError, match=r"^dataset\.test_dir: .*train is also dataset\.train_dir"):
+        data.resolve_classes(config_for(root, test_dir="same")["dataset"])
+
+
+def test_a_broken_class_link_is_named(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    (root / "train" / "bird").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(data.DatasetError, match=r"^dataset\.train_dir: class folder .*train/bird is a broken or looping"):
+        data.resolve_classes(config_for(root)["dataset"])
+
+
+def test_a_key_given_twice_in_a_config_file_stops(tmp_path):
+    file = tmp_path / "mine.yaml"
+    file.write_text("experiment: a\ndataset: {kind: digits}\nipcs: [1]\nexperiment: b\n")
+    with pytest.raises(ConfigError, match=rf"^experiment: given twice in {file}, line 4"):
+        plan.read_config({"experiment": "b"}, [file])
+    file.write_text("experiment: a\nvalidate:\n  epochs: {1: 2}\n  seeds: [0]\n  epochs: {1: 3}\n")
+    with pytest.raises(ConfigError, match=r"^epochs: given twice in .*line 5"):
+        plan.read_config({}, [file])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is present")
+def test_cuda_asked_of_a_cpu_only_torch_stops_at_start():
+    config = plan.load_config({"experiment": "x", "device": "cuda"})
+    with pytest.raises(ConfigError, match=r"^device: cuda, but this torch .* sees no CUDA device"):
+        checks.check(config)
+
+
+def write_each_kind(folder):
+    """A good artifact of each kind the workflow reads."""
+    io.save_torch({"x": torch.zeros(100)}, folder / "pack.pt")
+    np.save(folder / "0.npy", np.zeros((4, 3, 8, 8), dtype=np.uint8))
+    save_file({"w": torch.zeros(100)}, str(folder / "weights.safetensors"))
+    io.save_json({"accuracy_best": 50.0, "curve": [[1, 50.0]]}, folder / "seed0.json")
+    return [folder / name for name in ("pack.pt", "0.npy", "weights.safetensors", "seed0.json")]
+
+
+@pytest.mark.parametrize("kind", ["pack.pt", "0.npy", "weights.safetensors", "seed0.json"])
+def test_a_truncated_artifact_of_each_kind_is_found_and_only_it(tmp_path, kind):
+    files = write_each_kind(tmp_path)
+    assert io.damaged_artifacts(tmp_path) == []
+    cut = tmp_path / kind
+    cut.write_bytes(cut.read_bytes()[:-7])
+    assert io.damaged_artifacts(tmp_path) == [cut]
+    assert all(f.exists() for f in files)
+
+
+def test_a_changed_dataset_changes_the_prepare_rules_trigger(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    fingerprint = lambda: data.source_fingerprint(config_for(root)["dataset"])
+    first = fingerprint()
+    assert fingerprint() == first  # nothing changed: nothing reruns
+    image = root / "train" / "cat" / "0.png"
+    Image.new("RGB", (12, 12), (9, 9, 9)).save(image)
+    os.utime(image, ns=(1, 1))  # another content with another modification time
+    replaced = fingerprint()
+    Image.new("RGB", (12, 12)).save(root / "train" / "cat" / "9.png")
+    added = fingerprint()
+    make_tree(root, classes=("cow",))
+    with_class = fingerprint()
+    assert len({first, replaced, added, with_class}) == 4
