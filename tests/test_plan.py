@@ -40,7 +40,8 @@ def every_settings(config: dict) -> dict:
     method, ipc, arch, seed = grid.validated[0], grid.ipcs[0], grid.archs[0], grid.seeds[0]
     generated = grid.generated[0] if grid.generated else "dit"
     return {
-        "prepare": p.prepare(), "base_vae": p.base_vae(), "encode": p.encode(), "base_dit": p.base_dit(),
+        "prepare": p.prepare(), "base_vae": p.base_vae(), "encode": p.encode(Wildcards(chunk=grid.latent_chunks[0])),
+        "base_dit": p.base_dit(),
         "finetune": p.finetune(Wildcards(method="minimax", phase="0")),
         "generate": p.generate(Wildcards(method=generated, ipc=str(ipc))),
         "select_random": p.select_random(Wildcards(ipc=str(ipc))),
