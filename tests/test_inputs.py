@@ -87,3 +87,23 @@ def test_a_changed_dataset_changes_the_prepare_rules_trigger(tmp_path):
     make_tree(root, classes=("cow",))
     with_class = fingerprint()
     assert len({first, replaced, added, with_class}) == 4
+
+
+def test_the_workflow_profile_reruns_incomplete_jobs(tmp_path):
+    """The README's recovery recipe (`--unlock`, then the same command) needs no --rerun-incomplete."""
+    import yaml
+
+    from conftest import REPO, TINY_CONFIG, snakemake, write_config
+
+    assert yaml.safe_load((REPO / "profiles/default/config.yaml").read_text()) == {"rerun-incomplete": True}
+    write_config(tmp_path, TINY_CONFIG)
+    result = snakemake(tmp_path, "--dry-run")
+    assert "Using workflow specific profile profiles/default" in result.stdout + result.stderr
+
+
+def test_a_resolution_whose_shards_cannot_fit_stops_at_start_naming_it(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    config = plan.load_config({"experiment": "x", "methods": ["random"], "ipcs": [1],
+                               "dataset": {"kind": "digits", "resolution": 100000}})
+    with pytest.raises(ConfigError, match=r"^experiment: .* data shards \(\d+.*GB at dataset\.resolution 100000\)"):
+        plan.check(config)

@@ -85,7 +85,8 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
     gb = lambda n: f"{n / 1e9:.1f} GB"
     if sum(needed.values()) - written > free:
         raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
-                          f"shards ({gb(needed['shards'])}) and latents ({gb(needed['latents'])}), but "
+                          f"shards ({gb(needed['shards'])} at dataset.resolution {config['dataset']['resolution']}) and latents "
+                          f"({gb(needed['latents'])}), but "
                           f"{existing} has {gb(free)} free; free space, or run from a working directory on a larger disk")
 
 
