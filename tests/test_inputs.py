@@ -107,3 +107,15 @@ def test_a_resolution_whose_shards_cannot_fit_stops_at_start_naming_it(tmp_path,
                                "dataset": {"kind": "digits", "resolution": 100000}})
     with pytest.raises(ConfigError, match=r"^experiment: .* data shards \(\d+.*GB at dataset\.resolution 100000\)"):
         plan.check(config)
+
+
+def test_results_as_a_file_is_named_and_a_linked_experiment_folder_is_fine(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").write_text("not a folder")
+    with pytest.raises(ConfigError, match=r"^experiment: results is a file, not a folder"):
+        plan.load_config({"experiment": "x"})
+    (tmp_path / "results").unlink()
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "results").mkdir()
+    (tmp_path / "results" / "x").symlink_to(tmp_path / "elsewhere")  # results on another disk
+    assert plan.load_config({"experiment": "x"})["experiment"] == "x"

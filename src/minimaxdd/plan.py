@@ -118,9 +118,12 @@ def _check_studies(config: dict) -> None:
 
 
 def _check_experiment(name: str) -> None:
-    results = Path(RESULTS).resolve()
-    if (results / name).resolve().parent != results:
-        raise ConfigError(f"experiment: {name!r} must name a folder directly under {RESULTS}/")
+    """The schema's pattern keeps the name one folder name; results/<name> may be a link (to
+    another disk, say), but results/ and results/<name> must be folders."""
+    for path in (Path(RESULTS), Path(RESULTS) / name):
+        if path.exists() and not path.is_dir():
+            raise ConfigError(f"experiment: {path} is a file, not a folder: the workflow writes every artifact "
+                              f"under {RESULTS}/<experiment>/; move the file away")
 
 
 def _sorted(value):
