@@ -119,3 +119,14 @@ def test_results_as_a_file_is_named_and_a_linked_experiment_folder_is_fine(tmp_p
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "x").symlink_to(tmp_path / "elsewhere")  # results on another disk
     assert plan.load_config({"experiment": "x"})["experiment"] == "x"
+
+
+def test_analysis_k_above_the_smallest_set_stops_at_start(tmp_path):
+    root = make_tree(tmp_path / "tree", classes=("cat", "dog", "cow"))
+    config = config_for(root)
+    config["analysis"]["k"] = 3  # IPC 1 x 3 classes: 3 images, and k needs more than k
+    with pytest.raises(ConfigError, match=r"^analysis\.k: 3 nearest neighbours need more than 3 images in a set, "
+                                          r"and the IPC 1 sets of 3 classes hold 3"):
+        checks.check(config)
+    config["analysis"]["k"] = 2
+    checks.check(config)

@@ -178,6 +178,13 @@ def check(config: dict) -> None:
             raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', so "
                               f"methods {', '.join(guided)} cannot find one k-means mode per image (MGD3)")
 
+    analysis = config["analysis"]
+    smallest = min(config["ipcs"]) * len(counts)  # the fewest images an analysed set holds
+    if analysis["enabled"] and any(m != "full" for m in config["methods"]) and analysis["k"] >= smallest:
+        raise ConfigError(f"analysis.k: {analysis['k']} nearest neighbours need more than {analysis['k']} images in "
+                          f"a set, and the IPC {min(config['ipcs'])} sets of {len(counts)} classes hold {smallest}; "
+                          "lower analysis.k, or set analysis.enabled: false")
+
     check_models(config)
     check_external(config)
     if "soft_label" in config["validate"]["protocols"] and config["soft_label"]["teacher"]:
