@@ -130,3 +130,11 @@ def test_analysis_k_above_the_smallest_set_stops_at_start(tmp_path):
         checks.check(config)
     config["analysis"]["k"] = 2
     checks.check(config)
+
+
+def test_an_empty_or_file_root_is_named_as_such(tmp_path):
+    with pytest.raises(data.DatasetError, match=r"^dataset\.root must be set for kind 'imagefolder'"):
+        data.resolve_classes({**config_for(tmp_path)["dataset"], "root": ""})
+    (tmp_path / "data.zip").write_bytes(b"PK")
+    with pytest.raises(data.DatasetError, match=r"^dataset\.root: .*data\.zip is a file; name the folder"):
+        data.resolve_classes(config_for(tmp_path / "data.zip")["dataset"])

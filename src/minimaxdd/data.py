@@ -317,9 +317,11 @@ def _read_class_list(classes) -> list[str] | None:
 
 
 def _root(ds: dict) -> Path:
-    if ds["root"] is None:
+    if not ds["root"]:  # None, or "" (which Path would read as the working directory)
         raise DatasetError(f"dataset.root must be set for kind {ds['kind']!r}")
     root = Path(ds["root"])
+    if root.exists() and not root.is_dir():
+        raise DatasetError(f"dataset.root: {root} is a file; name the folder that holds the dataset")
     if not root.is_dir():
         raise DatasetError(f"dataset.root: folder {root} does not exist")
     return root
