@@ -45,9 +45,10 @@ def dataset(root, **overrides) -> dict:
 
 
 def full_config(**sections) -> dict:
-    """A config as the Snakefile sees it: schema-checked, defaults filled in."""
+    """A config as the Snakefile sees it: schema-checked, defaults filled in; analysis.k 1, as the
+    trees here hold sets of 2 images."""
     return plan.load_config({"experiment": "faults", "device": "cpu", "methods": ["random"], "ipcs": [1],
-                             "base_models": json.loads(json.dumps(TINY_MODELS)), **sections})
+                             "base_models": json.loads(json.dumps(TINY_MODELS)), "analysis": {"k": 1}, **sections})
 
 
 def check_fails(match: str, **sections) -> str:
