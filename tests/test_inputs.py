@@ -138,3 +138,26 @@ def test_an_empty_or_file_root_is_named_as_such(tmp_path):
     (tmp_path / "data.zip").write_bytes(b"PK")
     with pytest.raises(data.DatasetError, match=r"^dataset\.root: .*data\.zip is a file; name the folder"):
         data.resolve_classes(config_for(tmp_path / "data.zip")["dataset"])
+
+
+def test_damaged_weights_or_records_stop_the_run_before_snakemake_deletes_anything(tmp_path):
+    """The issue's cases: a truncated fine-tuned delta made Snakemake delete the generated set before
+    the job failed; a truncated record deleted the tables. Both now stop the run first, by name."""
+    import re
+
+    from conftest import TINY_CONFIG, snakemake, write_config
+
+    config = {**TINY_CONFIG, "methods": ["difffit"], "ipcs": [1], "studies": [], "expansion": {},
+              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"]}, "analysis": {"enabled": False}}
+    write_config(tmp_path, config)
+    snakemake(tmp_path)
+    exp = tmp_path / "results/tiny"
+    kept = {p: p.read_bytes() for p in (exp / "sets/difffit/ipc1/pack.pt", exp / "tables/table1.csv")}
+    for damaged in (exp / "finetune/difffit/phase0/weights.safetensors", exp / "validate/difffit/ipc1/convnet/seed0.json"):
+        good = damaged.read_bytes()
+        damaged.write_bytes(good[:len(good) // 2])
+        result = snakemake(tmp_path, check=False)
+        assert result.returncode != 0
+        assert re.search(rf"{re.escape(str(damaged.relative_to(tmp_path)))}: truncated or corrupt", result.stdout + result.stderr)
+        assert {p: p.read_bytes() for p in kept} == kept  # nothing deleted
+        damaged.write_bytes(good)
