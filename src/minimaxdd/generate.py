@@ -51,7 +51,7 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
     if batch_size == "auto":
         batch_size = fitting_batch_size(model, vae, latent_shape, precision, device)
         print(f"generate.batch_size auto: {batch_size} images a batch on {device}")
-    images = []
+    images = None  # the set, filled batch by batch (no list and joined copy: one set in memory)
     for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate ipc={ipc}", mininterval=5):
         batch = jobs[start : start + batch_size]
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
@@ -61,9 +61,12 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
                      "mode_scale": mode_guidance["scale"], "mode_stop": mode_guidance["stop_step"]}
         latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
                                  precision=precision, sampler=sampler, eta=eta, compile=compile, **guide)
-        images.append(decode_latents(vae, latents))
+        decoded = decode_latents(vae, latents)
+        if images is None:
+            images = torch.empty((len(jobs), *decoded.shape[1:]), dtype=decoded.dtype)
+        images[start:start + len(batch)] = decoded
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
-    return torch.cat(images), labels
+    return images, labels
 
 
 AUTO_BATCH_CPU = 64  # host memory is not what limits a CPU's batch; larger ones only page-fault more
