@@ -297,8 +297,8 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
     `accuracy_last`, the best as `accuracy_best`, first reached at `best_epoch` (IDC train.py L147
     and RDED validation/main.py:188: strictly better replaces). A training set given as a tensor
     lives on `device` as uint8 (surrogate sets are small); a mapped split (shards.Images: the real
-    training split) is read and moved a batch at a time. The same inputs and seed give the same record on the CPU,
-    whatever the group, also when resumed from `checkpointer`. "wall_s" is the run's share of the
+    training split) is read and moved a batch at a time. The same inputs and seed give the same
+    record on the CPU, whatever the group, also when resumed from `checkpointer`. "wall_s" is the run's share of the
     group's time ("group_wall_s"). `channels_last` stores the nets in channels-last format (faster
     convolutions on GPUs).
     """

@@ -30,7 +30,8 @@ class Paths:
         return f"{self.grid.exp}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
 
     def full_records(self) -> list[str]:
-        return [f"{self.grid.exp}/validate/full/{arch}/seed{seed}.json" for arch in self.grid.archs for seed in self.grid.seeds]
+        grid = self.grid
+        return [f"{grid.exp}/validate/full/{arch}/seed{seed}.json" for arch in grid.archs for seed in grid.seeds]
 
     def validation_records(self) -> list[str]:
         records = [self.record(m, ipc, a, s) for ipc in self.grid.ipcs for m in self.grid.methods_at(ipc)
@@ -42,7 +43,8 @@ class Paths:
                 for m in self.grid.methods_at(ipc) for a in self.grid.soft_archs for s in self.grid.seeds]
 
     def analysis_records(self) -> list[str]:
-        return [f"{self.grid.exp}/analysis/{m}/ipc{ipc}.json" for ipc in self.grid.ipcs for m in self.grid.methods_at(ipc)]
+        grid = self.grid
+        return [f"{grid.exp}/analysis/{m}/ipc{ipc}.json" for ipc in grid.ipcs for m in grid.methods_at(ipc)]
 
     def teacher(self) -> str:
         """The soft-label teacher: a weights file, or the feature network trained here."""
@@ -82,7 +84,8 @@ class Paths:
         if methods.model_of(methods.split(method)[0]) == "dit":
             return []
         name = methods.finetune_name(method)
-        return [f"{self.grid.exp}/finetune/{name}/phase{phase}/weights.safetensors" for phase in range(len(self.grid.phases))]
+        return [f"{self.grid.exp}/finetune/{name}/phase{phase}/weights.safetensors"
+                for phase in range(len(self.grid.phases))]
 
     def generation_modes(self, wildcards) -> list[str]:
         """The class modes a mode-guided method's set needs (MGD3); none for the others."""
@@ -109,7 +112,8 @@ class Paths:
             analyses = self.grid.config["analysis"]["enabled"]
             outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"] if analyses else []
             kinds = [kind for kind, on in (("tsne", analyses), ("samples", True), ("validation_curves", hard)) if on]
-            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.grid.ipcs if self.grid.methods_at(ipc)]
+            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.grid.ipcs
+                        if self.grid.methods_at(ipc)]
         if self.grid.finetuned:
             outputs.append(f"{figures}/finetune_losses.png")
         if not hard:  # the scores, the ablations, the expansion and the studies are hard-label tables

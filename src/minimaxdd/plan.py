@@ -281,7 +281,8 @@ RUNTIME = {
 def runtime(config: dict, stage: str, threads: int = 1) -> dict:
     """The stage's settings that are not rerun triggers, from the loaded config and the job's
     `threads` (prepare's decoding processes)."""
-    values = {"workers": threads, "device": config["device"], "checkpoint_every_steps": config["checkpoint"]["every_steps"],
+    values = {"workers": threads, "device": config["device"],
+              "checkpoint_every_steps": config["checkpoint"]["every_steps"],
               "checkpoint_every_epochs": config["checkpoint"]["every_epochs"], **config["speed"]}
     return {key: values[key] for key in RUNTIME.get(stage, ())}
 

@@ -83,7 +83,6 @@ class Split:
     class_ids: list[int]
     counts: list[int]
     images: Images
-    folder: Path
 
     @property
     def labels(self) -> torch.Tensor:
@@ -102,17 +101,13 @@ class Split:
         return torch.from_numpy(np.array(self.images.shards[k]))
 
 
-def read_index(index: str | Path) -> dict:
-    return json.loads(Path(index).read_text())
-
-
 def open_split(index: str | Path) -> Split:
     """Map the shards of the split whose index file is `index` (nothing is read until indexed)."""
-    meta = read_index(index)
+    meta = json.loads(Path(index).read_text())
     folder = Path(index).parent
     shards = [np.load(folder / name, mmap_mode="r") for name in meta["shards"]]
     order = None if meta.get("order") is None else np.asarray(meta["order"], dtype=np.int64)
-    return Split(meta["class_names"], meta["class_ids"], meta["counts"], Images(shards, order=order), folder)
+    return Split(meta["class_names"], meta["class_ids"], meta["counts"], Images(shards, order=order))
 
 
 def fingerprint(sources: list, settings: dict) -> str:

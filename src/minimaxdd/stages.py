@@ -90,8 +90,8 @@ def finetune(*, latents: list[str], dit: str, weights: str, losses: str, method:
              finetune: dict, dit_num_heads: int | None, device: str, checkpoint_every_steps: int,
              compile: bool) -> None:
     """Fine-tune on the training latents of `classes` (all when None: a phase of ImageNet-100 is a
-    subset), read from the latent files holding them. `finetune`: the method's fine-tuning settings (plan: config["finetune"] with the method's
-    overrides and its two criteria forms). With `gpus` > 1 the job runs as that many data-parallel
+    subset), read from the latent files holding them. `finetune`: the method's fine-tuning settings
+    (config["finetune"] with the method's overrides and its two criteria forms). With `gpus` > 1 the job runs as that many data-parallel
     processes; rank 0 writes the outputs."""
     settings = dict(finetune)
     gpus = settings.pop("gpus")
