@@ -44,9 +44,10 @@ TINY_CONFIG = {
 }
 
 
-def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None = "2") -> subprocess.CompletedProcess:
+def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None = "2",
+              timeout: int = 600) -> subprocess.CompletedProcess:
     result = subprocess.run([*SNAKEMAKE, "--directory", str(workdir), *(["--cores", cores] if cores else []), *args],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=timeout)
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result

@@ -51,6 +51,8 @@ def bad_values(schema: dict) -> list:
         values.append(schema["maximum"] + step)
     if "exclusiveMaximum" in schema:
         values.append(schema["exclusiveMaximum"])
+    if "multipleOf" in schema:  # the smallest allowed value plus one
+        values.append(schema.get("minimum", schema["multipleOf"]) + 1)
     return values
 
 

@@ -23,11 +23,35 @@ def config_for(root, **dataset) -> dict:
 
 def test_the_same_folder_for_training_and_testing_stops(tmp_path):
     root = make_tree(tmp_path / "tree")
-    with pytest.raises(ConfigError, match=r"^dataset\.test_dir: 'train' is also dataset\.train_dir"):
-        checks.check(config_for(root, test_dir="train"))
     (root / "same").symlink_to(root / "train")  # another name for the same folder
-    with pytest.raises(data.DatasetError, match=r"^dataset\.test_dir: .*train is also dataset\.train_dir"):
-        data.resolve_classes(config_for(root, test_dir="same")["dataset"])
+    for test_dir, classes in (("train", None), ("./train", None), ("same", None), ("same", ["cat", "dog"])):
+        with pytest.raises(ConfigError, match=rf"^dataset\.test_dir: '{test_dir}' \(.*\) is also dataset\.train_dir"):
+            checks.check(config_for(root, test_dir=test_dir, classes=classes))
+
+
+def test_tiny_model_widths_that_their_layers_cannot_split_stop_at_start():
+    config = plan.load_config({"experiment": "x", "methods": ["random"], "ipcs": [1], "dataset": {"kind": "digits"},
+                               "base_models": {"tiny_vae": {"block_channels": [16, 24]}}})
+    with pytest.raises(ConfigError, match=r"^base_models\.tiny_vae\.block_channels \[16, 24\]: every width must "
+                                          r"be divisible by 16"):
+        checks.check(config)
+    with pytest.raises(ConfigError, match=r"^base_models\.tiny_dit\.hidden_size: 10 is not a multiple of 4"):
+        plan.load_config({"experiment": "x", "base_models": {"tiny_dit": {"hidden_size": 10}}})
+
+
+def test_the_folder_listing_is_read_again_when_a_class_folder_changes(tmp_path):
+    root = make_tree(tmp_path / "tree", train=3)
+    dataset = config_for(root)["dataset"]
+    old = os.stat(root / "train" / "cat").st_mtime_ns - 5_000_000_000
+    os.utime(root / "train" / "cat", ns=(old, old))  # listed long after its last change: the listing is kept
+    assert data.class_image_counts(dataset) == {"cat": 3, "dog": 3}
+    kept = data._listings[root / "train" / "cat"]
+    assert data.class_image_counts(dataset) == {"cat": 3, "dog": 3} and data._listings[root / "train" / "cat"] is kept
+    Image.new("RGB", (12, 12)).save(root / "train" / "cat" / "new.png")  # moves the folder's time
+    assert data.class_image_counts(dataset) == {"cat": 4, "dog": 3}
+    assert root / "train" / "dog" not in data._listings  # made by make_tree within the second
+    (root / "train" / "dog" / "extra.png").write_bytes((root / "train" / "cat" / "new.png").read_bytes())
+    assert data.class_image_counts(dataset) == {"cat": 4, "dog": 4}
 
 
 def test_a_broken_class_link_is_named(tmp_path):
@@ -89,16 +113,42 @@ def test_a_changed_dataset_changes_the_prepare_rules_trigger(tmp_path):
     assert len({first, replaced, added, with_class}) == 4
 
 
-def test_the_workflow_profile_reruns_incomplete_jobs(tmp_path):
-    """The README's recovery recipe (`--unlock`, then the same command) needs no --rerun-incomplete."""
-    import yaml
+def test_the_readme_recovery_recipe_works_after_snakemake_itself_is_killed(tmp_path):
+    """Snakemake killed while a job runs on (a lost login session): the job finishes its output,
+    which stays marked incomplete. Without the workflow profile that is an IncompleteFilesException;
+    the README's recipe (`--unlock`, then the same command) reruns the job."""
+    import signal
+    import subprocess
+    import time
 
-    from conftest import REPO, TINY_CONFIG, snakemake, write_config
+    from conftest import SNAKEMAKE, TINY_CONFIG, snakemake, write_config
 
-    assert yaml.safe_load((REPO / "profiles/default/config.yaml").read_text()) == {"rerun-incomplete": True}
-    write_config(tmp_path, TINY_CONFIG)
-    result = snakemake(tmp_path, "--dry-run")
+    config = {**TINY_CONFIG, "base_models": {**TINY_CONFIG["base_models"],
+                                             "tiny_vae": {**TINY_CONFIG["base_models"]["tiny_vae"], "steps": 400}}}
+    write_config(tmp_path, config)
+    vae, log = tmp_path / "results/tiny/base/vae", tmp_path / "results/tiny/logs/base_vae.log"
+    run = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "2", str(vae.relative_to(tmp_path))],
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not log.exists():
+        assert run.poll() is None and time.time() < deadline, "the VAE job ended before Snakemake could be killed"
+        time.sleep(0.05)
+    run.send_signal(signal.SIGKILL)  # Snakemake only: its job runs on
+    run.wait()
+    while not (vae / "config.json").exists():
+        assert time.time() < deadline, "the orphaned VAE job did not finish"
+        time.sleep(0.2)
+    time.sleep(2)  # the job's process exits after its rename
+
+    stuck = snakemake(tmp_path, "--workflow-profile", "none", str(vae.relative_to(tmp_path)), check=False)
+    assert stuck.returncode != 0 and "IncompleteFilesException" in stuck.stdout + stuck.stderr
+    assert (vae / "config.json").exists()  # nothing deleted
+
+    snakemake(tmp_path, "--unlock")
+    result = snakemake(tmp_path, str(vae.relative_to(tmp_path)))
     assert "Using workflow specific profile profiles/default" in result.stdout + result.stderr
+    assert "rule base_vae" in result.stdout + result.stderr  # rerun, not trusted
+    assert (vae / "config.json").exists()
 
 
 def test_a_resolution_whose_shards_cannot_fit_stops_at_start_naming_it(tmp_path, monkeypatch):

@@ -125,9 +125,6 @@ def check(config: dict) -> None:
         raise ConfigError(f"finetune.batch_size ({finetune['batch_size']}) must divide evenly over finetune.gpus "
                           f"({finetune['gpus']} processes)")
     dataset = config["dataset"]
-    if dataset["kind"] == "imagefolder" and dataset["root"] and dataset["train_dir"] == dataset["test_dir"]:
-        raise ConfigError(f"dataset.test_dir: {dataset['test_dir']!r} is also dataset.train_dir; the test split "
-                          "must be other images than the training split")
     if config["device"] == "cuda":
         import torch
 
@@ -286,6 +283,11 @@ def check_models(config: dict) -> None:
         vae_name = f"base_models.vae {vae.folder}"
     else:
         tiny_vae = models["tiny_vae"]
+        groups = pretrained.vae_norm_groups(tiny_vae["block_channels"])
+        if any(width % groups for width in tiny_vae["block_channels"]):
+            raise ConfigError(f"base_models.tiny_vae.block_channels {tiny_vae['block_channels']}: every width must be "
+                              f"divisible by {groups}, the group count of the VAE's group norms (the first width, "
+                              "at most 16)")
         vae = pretrained.VaeInfo(None, dataset["channels"], tiny_vae["latent_channels"],
                                  2 ** (len(tiny_vae["block_channels"]) - 1))
         if resolution % vae.downsample:

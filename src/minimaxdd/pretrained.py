@@ -82,6 +82,12 @@ class VaeInfo:
     downsample: int  # image side / latent side
 
 
+def vae_norm_groups(block_channels: list[int]) -> int:
+    """Group count of the tiny VAE's group norms (vae.build_tiny_vae): 16, or the first width when
+    it is narrower; every width must be a multiple of it."""
+    return min(16, block_channels[0])
+
+
 def inspect_vae(path: str | Path) -> VaeInfo:
     """Check a diffusers AutoencoderKL folder without loading its weights: its config.json, and that
     the weights file's header holds the convolutions that config implies, of the right shapes."""

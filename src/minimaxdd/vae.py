@@ -13,6 +13,7 @@ from diffusers import AutoencoderKL
 from tqdm import tqdm
 
 from .io import atomic_dir
+from .pretrained import vae_norm_groups
 
 
 def to_model_range(images_uint8: torch.Tensor) -> torch.Tensor:
@@ -37,7 +38,7 @@ def build_tiny_vae(channels: int, resolution: int, block_channels: list[int], la
         block_out_channels=tuple(block_channels),
         layers_per_block=1,
         latent_channels=latent_channels,
-        norm_num_groups=min(16, block_channels[0]),
+        norm_num_groups=vae_norm_groups(block_channels),
         sample_size=resolution,
     )
 
