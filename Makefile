@@ -6,7 +6,7 @@ CORES ?= all
 # Pinned so that pip takes a local CPU wheel where one is offered; override on a GPU box, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test test-slurm report clean
+.PHONY: run test test-slurm test-presets preflight report clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ test: $(BIN)/snakemake
 # The workflow on a real single-node SLURM (needs root and Debian's slurm-wlm + munge: .ci/slurm.sh install).
 test-slurm: $(BIN)/snakemake
 	$(BIN)/python -m pytest -m slurm tests/test_slurm.py
+
+# Every preset end to end at toy size, on stand-ins for a user's data and weights (tens of minutes).
+test-presets: $(BIN)/snakemake
+	$(BIN)/python -m pytest -m presets tests/test_presets_run.py
+
+# Your data and weights through the whole path at toy size, in minutes, e.g.
+#   make preflight PRESET=configs/imagewoof.yaml SET="dataset.root=/data/imagenet base_models.dit=/w/DiT-XL-2-256x256.pt"
+PRESET ?= configs/imagewoof.yaml
+SET ?=
+preflight: $(BIN)/snakemake
+	$(BIN)/python -m minimaxdd.preflight $(PRESET) $(foreach s,$(SET),--set $(s)) --cores $(CORES)
 
 report: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --report report.html

@@ -1,6 +1,6 @@
 """Does every data-touching job's memory stay bounded when the dataset grows?
 
-Builds an ImageNet-like folder of random JPEGs (sides 333-1024 px, quality 90) at two or more
+Builds an ImageNet-like folder of random JPEGs (minimaxdd.toy; sides 333-1024 px, quality 90) at two or more
 sizes that differ in their NUMBER OF CLASSES at a fixed number of images per class, as
 ImageNet-100 -> ImageNet-1K does, plus a VAE in the SD-VAE layout at reduced width (256 px ->
 32x32x4 latents) and a tiny DiT (random weights: memory and speed only). It then runs each stage
@@ -48,13 +48,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from benchmark import device_info  # noqa: E402
-from minimaxdd import checkpoints, methods, plan  # noqa: E402
+from minimaxdd import checkpoints, methods, plan, toy  # noqa: E402
 from minimaxdd.dit import DiT, DiTConfig  # noqa: E402
 from minimaxdd.settings import HardLabel  # noqa: E402
 
@@ -109,42 +108,15 @@ def parse_args(argv=None):
 
 # -- data and models ----------------------------------------------------------------------------
 
-def write_imagenet_like(root: Path, classes: int, per_class: int, val_per_class: int, seed: int = 0) -> list[str]:
-    """root/{train,val}/<wnid>/<i>.JPEG: a smooth random gradient plus noise (so the JPEGs are of
-    realistic size, ~120 KB), sides drawn in ImageNet's 333-1024 px; returns the wnids."""
-    rng = np.random.default_rng(seed)
-    noise = rng.normal(0, 8, (1024, 1024, 3)).astype(np.float32)  # one tile, cropped at random offsets
-    wnids = [f"n{k + 1:07d}" for k in range(classes)]
-    for split, count in (("train", per_class), ("val", val_per_class)):
-        for wnid in wnids:
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(count):
-                w, h = (int(v) for v in rng.integers(333, 1025, 2))
-                corners = rng.integers(0, 256, (3, 3, 3), dtype=np.uint8)
-                base = np.asarray(Image.fromarray(corners).resize((w, h), Image.BILINEAR), dtype=np.float32)
-                y, x = rng.integers(0, 1025 - h), rng.integers(0, 1025 - w)
-                pixels = np.clip(base + noise[y:y + h, x:x + w], 0, 255).astype(np.uint8)
-                Image.fromarray(pixels).save(folder / f"{i}.JPEG", quality=90)
-    return wnids
-
-
 def write_models(folder: Path, class_counts: list[int]) -> tuple[Path, dict[int, Path]]:
     """The SD-VAE layout at reduced width (256 px -> 32x32x4 latents) and a tiny DiT per class count."""
-    from diffusers import AutoencoderKL
-
     torch.manual_seed(0)
-    vae = AutoencoderKL(in_channels=3, out_channels=3, down_block_types=["DownEncoderBlock2D"] * 4,
-                        up_block_types=["UpDecoderBlock2D"] * 4, block_out_channels=[16, 16, 32, 32],
-                        layers_per_block=1, latent_channels=4, norm_num_groups=8, sample_size=256,
-                        scaling_factor=0.18215)
-    vae.save_pretrained(folder / "vae")
     dits = {}
     for k in class_counts:
         dits[k] = folder / f"dit-{k}"
         checkpoints.save_dit(DiT(DiTConfig(input_size=32, patch_size=8, in_channels=4, hidden_size=32, depth=1,
                                            num_heads=2, num_classes=k)), dits[k])
-    return folder / "vae", dits
+    return toy.write_vae(folder / "vae"), dits
 
 
 # -- measuring ----------------------------------------------------------------------------------
@@ -271,7 +243,8 @@ def measure(args, tmp: Path) -> tuple[list[dict], dict]:
     largest = max(args.classes)
     print(f"writing {largest} classes x ({args.per_class} train + {args.val_per_class} val) JPEGs ...", flush=True)
     start = time.perf_counter()
-    wnids = write_imagenet_like(tmp / "imagenet", largest, args.per_class, args.val_per_class)
+    wnids = [f"n{k + 1:07d}" for k in range(largest)]
+    toy.write_imagenet_like(tmp / "imagenet", wnids, args.per_class, args.val_per_class)
     jpeg_kb = np.mean([p.stat().st_size for p in (tmp / "imagenet" / "train").rglob("*.JPEG")]) / 1024
     vae, dits = write_models(tmp / "models", args.classes)
     print(f"  done in {time.perf_counter() - start:.0f} s (mean JPEG {jpeg_kb:.0f} KB)", flush=True)

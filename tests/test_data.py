@@ -7,6 +7,7 @@ import torch
 from PIL import Image
 
 from minimaxdd.data import DatasetError, RealPack, class_image_counts, load_split, resolve_classes
+from minimaxdd import data
 from minimaxdd.io import load_torch
 
 from conftest import make_tree
@@ -239,3 +240,10 @@ def test_save_load_round_trip(tmp_path):
     assert torch.equal(back.images, pack.images) and torch.equal(back.labels, pack.labels)
     assert back.class_names == pack.class_names and back.class_ids == pack.class_ids
     assert not list((tmp_path / "packs").glob(".*.tmp"))  # atomic write left no temp file
+
+
+def test_figures_label_an_imagenet_wnid_by_its_common_name():
+    from conftest import REPO
+
+    lists = REPO / "data/imagenet/imagenet1k-wnids.txt", REPO / "data/imagenet/imagenet1k-names.txt"
+    assert data.readable_class_names(["n01440764", "n02096294", "cat"], *lists) == ["tench", "Australian terrier", "cat"]

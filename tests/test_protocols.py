@@ -146,6 +146,17 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
     tables.write_table9(full + expanded, tmp_path / "t9.csv", tmp_path / "t9.md", 32, "best")
     assert "| 70.0 ± 10.0 | 20.0 ± 8.2 |" in (tmp_path / "t9.md").read_text()  # two seeds: 10.0 (ddof 1: 14.1)
 
+    assert "full-data accuracy is below" not in (tmp_path / "s.md").read_text()
+    weak_full = records("full", [5], ipc=None)  # replaces the full run: undertrained, below random's 20
+    tables.write_scores(spread + minimax + weak_full, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv",
+                        tmp_path / "l.md", ["random", "minimax", "full"], [10], ["convnet"], 32, "best")
+    assert pd.read_csv(tmp_path / "s.csv").recovered.item() == 800.0
+    assert "Note: the full-data accuracy is below Random's at IPC 10 ConvNet-3" in (tmp_path / "s.md").read_text()
+    tables.write_accuracy_table(spread + weak_full, tmp_path / "t1.csv", tmp_path / "t1.md", None,
+                                ["random", "full"], [10], ["convnet"], 32, "best")
+    assert set(pd.read_csv(tmp_path / "t1.csv", dtype=str).ipc) == {"10"}  # not 10.00
+
+
 
 def test_a_soft_label_only_experiment_runs_no_hard_label_training():
     config = plan.load_config({"experiment": "x", "methods": ["random", "minimax", "rep_mean"], "ipcs": [1],

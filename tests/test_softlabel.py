@@ -2,6 +2,7 @@
 
 import argparse
 import math
+import re
 
 import pytest
 import torch
@@ -187,6 +188,17 @@ def test_student_learns_the_teachers_colours():
     assert record["curve"] == [[10, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
     assert record["accuracy_best"] > 90.0 and record["best_epoch"] == 10
     assert record["protocol"] == "soft_label" and record["resolution"] == 16
+
+
+def test_the_progress_bar_shows_a_small_loss_by_its_magnitude(capsys):
+    """At T = 20 the KL is about 1e-5: a fixed-point format would show 0.0000, read as 'nothing learned'."""
+    train_x, _ = colour_split(2, seed=0)
+    protocol = soft_label(width_factor=0.125, temperature=20)
+    _, record = train_soft_label(protocol, "resnet18_bn", train_x, ColourTeacher(), None, None, num_classes=3,
+                                 class_ids=CLASS_IDS, seeds=[0], epochs=1, device="cpu", progress=True,
+                                 checkpointer=None)[0]
+    shown = re.findall(r"loss=([-+.\de]+)", capsys.readouterr().err)
+    assert shown and float(shown[-1]) == pytest.approx(record["final_loss"], rel=0.01) and float(shown[-1]) > 0
 
 
 def test_resumed_soft_label_training_equals_an_uninterrupted_one(tmp_path, monkeypatch):

@@ -71,6 +71,16 @@ def test_tiny_workflow_analyses_and_figures(tiny_run):
         assert (exp / f"figures/{name}.png").stat().st_size > 1000
 
 
+def test_every_table_has_a_caption_and_whole_ipcs(tiny_run):
+    tables = tiny_run / "results/tiny/tables"
+    for md in sorted(tables.glob("*.md")):
+        assert not md.read_text().startswith("|"), f"{md.name} has no caption"
+    for csv in sorted(tables.glob("*.csv")):
+        frame = pd.read_csv(csv, dtype=str)
+        for column in {"ipc", "IPC"} & set(frame.columns):
+            assert frame[column].str.fullmatch(r"\d+").all(), f"{csv.name}: IPCs {sorted(set(frame[column]))}"
+
+
 def test_tiny_ablation_and_expansion_tables(tiny_run):
     tables = tiny_run / "results/tiny/tables"
     ablation = pd.read_csv(tables / "table5.csv")

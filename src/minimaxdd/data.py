@@ -117,6 +117,14 @@ def _ids_from_file(path: str, names: list[str]) -> list[int]:
     return [index[name] for name in names]
 
 
+def readable_class_names(names: list[str], wnids_file: str | Path, names_file: str | Path) -> list[str]:
+    """Each class as a figure labels it: an ImageNet-1K wnid by its first common name ('n01440764'
+    -> 'tench'; the two files list the 1000 classes in the same order), any other name as it is."""
+    common = dict(zip(_read_name_list(Path(wnids_file)),
+                      (line.split(",")[0].strip() for line in Path(names_file).read_text().splitlines() if line.strip())))
+    return [common.get(name, name) for name in names]
+
+
 def source_fingerprint(dataset: dict) -> str:
     """The source files as the prepare rule's rerun trigger sees them: the name, size and
     modification time of every image file of both splits (an IDX file's for idx; digits ship with

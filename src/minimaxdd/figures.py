@@ -65,8 +65,8 @@ def plot_validation_curves(record_paths: list[str], path, methods: list[str], ar
     _save(fig, path)
 
 
-def plot_sample_grid(packs: dict, path, per_class: int) -> None:
-    """Rows: classes; one block of `per_class` images per method, side by side."""
+def plot_sample_grid(packs: dict, path, per_class: int, class_labels: list[str]) -> None:
+    """Rows: classes (labelled `class_labels`); one block of `per_class` images per method, side by side."""
     first = next(iter(packs.values()))
     fig, axes = plt.subplots(1, len(packs), figsize=(1.2 + 0.45 * per_class * len(packs), 0.5 * len(first.class_names) + 0.8),
                              squeeze=False)
@@ -77,9 +77,12 @@ def plot_sample_grid(packs: dict, path, per_class: int) -> None:
             rows.append(np.concatenate(list(images), axis=1))
         grid = np.concatenate(rows, axis=0)
         ax.imshow(grid[..., 0] if grid.shape[-1] == 1 else grid, cmap="gray", vmin=0, vmax=255)
-        ax.set_title(label(method))
+        ax.set_title(label(method), fontsize=8)
         side = first.images.shape[-1]
-        ax.set_yticks(np.arange(len(pack.class_names)) * side + side / 2, pack.class_names, fontsize=7)
+        if ax is axes[0][0]:  # the rows' classes, once, at the left
+            ax.set_yticks(np.arange(len(pack.class_names)) * side + side / 2, class_labels, fontsize=7)
+        else:
+            ax.set_yticks([])
         ax.set_xticks([])
     fig.tight_layout()
     _save(fig, path)

@@ -422,7 +422,10 @@ def validation_curves(*, records: list[str], figure: str, methods: list[str], ar
     figures.plot_validation_curves(records, figure, methods, archs, f"IPC {ipc}", resolution)
 
 
-def sample_grid(*, packs: list[str], figure: str, methods: list[str], per_class: int) -> None:
+def sample_grid(*, packs: list[str], figure: str, methods: list[str], per_class: int, imagenet_wnids: str,
+                imagenet_names: str) -> None:
     from . import figures
 
-    figures.plot_sample_grid({m: data.RealPack.load(p) for m, p in zip(methods, packs)}, figure, per_class)
+    sets = {m: data.RealPack.load(p) for m, p in zip(methods, packs)}
+    labels = data.readable_class_names(next(iter(sets.values())).class_names, imagenet_wnids, imagenet_names)
+    figures.plot_sample_grid(sets, figure, per_class, labels)

@@ -88,6 +88,9 @@ rule loss_curves:
 rule sample_grid:
     input:
         packs=set_packs,
+        # the rows' labels: an ImageNet wnid by its common name (the two lists are in the same order)
+        imagenet_wnids=f"{workflow.basedir}/data/imagenet/imagenet1k-wnids.txt",
+        imagenet_names=f"{workflow.basedir}/data/imagenet/imagenet1k-names.txt",
     output:
         figure=report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
                       labels={"figure": "samples", "IPC": "{ipc}"}),
