@@ -124,7 +124,7 @@ def test_the_readme_recovery_recipe_works_after_snakemake_itself_is_killed(tmp_p
     from conftest import SNAKEMAKE, TINY_CONFIG, snakemake, write_config
 
     config = {**TINY_CONFIG, "base_models": {**TINY_CONFIG["base_models"],
-                                             "tiny_vae": {**TINY_CONFIG["base_models"]["tiny_vae"], "steps": 400}}}
+                                             "tiny_vae": {**TINY_CONFIG["base_models"]["tiny_vae"], "steps": 200}}}
     write_config(tmp_path, config)
     vae, log = tmp_path / "results/tiny/base/vae", tmp_path / "results/tiny/logs/base_vae.log"
     run = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "2", str(vae.relative_to(tmp_path))],
@@ -211,3 +211,16 @@ def test_damaged_weights_or_records_stop_the_run_before_snakemake_deletes_anythi
         assert re.search(rf"{re.escape(str(damaged.relative_to(tmp_path)))}: truncated or corrupt", result.stdout + result.stderr)
         assert {p: p.read_bytes() for p in kept} == kept  # nothing deleted
         damaged.write_bytes(good)
+
+
+def test_a_fine_tuning_batch_larger_than_a_phase_stops_at_start(tmp_path):
+    """Each phase fine-tunes on its own classes' images only: the batch must fit the smallest phase."""
+    root = make_tree(tmp_path / "tree", train=3)
+    config = config_for(root)
+    config.update(methods=["minimax"], finetune={**config["finetune"], "batch_size": 4, "classes_per_phase": 1},
+                  analysis={**config["analysis"], "enabled": False})
+    with pytest.raises(ConfigError, match=r"^finetune\.batch_size 4 exceeds the 3 training images of fine-tuning "
+                                          r"phase 0 \(finetune\.classes_per_phase 1\)"):
+        checks.check(config)
+    config["finetune"]["classes_per_phase"] = None  # one model on both classes: 6 images
+    checks.check(config)

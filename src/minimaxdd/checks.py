@@ -188,10 +188,15 @@ def check(config: dict) -> None:
         check_teacher(config)
 
     if any(methods.criteria(m, config) for m in config["methods"]):
-        total = sum(counts.values())
-        if config["finetune"]["batch_size"] > total:
+        per_phase = config["finetune"]["classes_per_phase"] or len(counts)
+        sizes = list(counts.values())
+        phase_images = [sum(sizes[s:s + per_phase]) for s in range(0, len(sizes), per_phase)]
+        smallest = min(range(len(phase_images)), key=phase_images.__getitem__)
+        if config["finetune"]["batch_size"] > phase_images[smallest]:
+            where = (f"of fine-tuning phase {smallest} (finetune.classes_per_phase {per_phase})"
+                     if len(phase_images) > 1 else "")
             raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "
-                              f"{total} training images")
+                              f"{phase_images[smallest]} training images {where}".rstrip())
 
 
 def check_study_point(point: str, parameter: str, config: dict) -> None:

@@ -115,7 +115,7 @@ def summary(config: dict, grid: plan.Grid, counts: dict, sizes: dict, toy_config
              *weights_lines(config),
              "",
              f"toy run ({len(toy_config['dataset']['classes'] or [])} classes, IPCs {toy_config['ipcs']}, "
-             f"{seconds['toy']:.0f} s): {len(pngs)} images in {len({p.parts[-4] for p in pngs})} sets, "
+             f"{seconds['toy']:.0f} s): {len(pngs)} images in {len({p.parts[-5:-3] for p in pngs})} sets, "
              f"{len(records)} validation runs, tables {', '.join(t.name for t in tables)}",
              f"      results under {exp}; log {exp / 'preflight.log'}",
              "",
