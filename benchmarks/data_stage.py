@@ -54,6 +54,7 @@ sys.path.insert(0, str(ROOT / "src"))  # runs from a checkout, installed or not
 sys.path.insert(0, str(ROOT / "benchmarks"))
 from benchmark import device_info  # noqa: E402
 from minimaxdd import checkpoints, methods, plan, toy  # noqa: E402
+from minimaxdd.data import source_fingerprint  # noqa: E402
 from minimaxdd.dit import DiT, DiTConfig  # noqa: E402
 from minimaxdd.settings import HardLabel  # noqa: E402
 
@@ -212,7 +213,8 @@ def stage_jobs(work: Path, dataset: dict, vae: Path, dit: Path, device: str, con
                                  resolution=None)  # the reference's rule for <= 100 classes, nets at 1/8 width
     generate = methods.generate_settings("dit", config)
     jobs = [("prepare", "prepare", w, w, False,
-             {"train": data[w][0], "test": data[w][1], "dataset": dataset, "workers": w}) for w in (1, 2)]
+             {"train": data[w][0], "test": data[w][1], "dataset": dataset, "workers": w,
+              "sources": source_fingerprint(dataset)}) for w in (1, 2)]
     jobs += [
         ("encode", "encode", 1, cores, False, {"train": train, "vae": str(vae), "latents": str(work / "all.pt"),
                                                "batch_size": ENCODE_BATCH, "classes": None, "device": device}),

@@ -129,10 +129,7 @@ def summary(config: dict, grid: plan.Grid, counts: dict, sizes: dict, toy_config
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Check your data and weights with a toy-size run of a preset.")
-    parser.add_argument("preset", type=Path, help="a preset or config file, e.g. configs/imagewoof.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="a config value, e.g. dataset.root=/data/imagenet (repeatable)")
-    parser.add_argument("--classes", type=int, default=2, help="classes of the toy run (the first of the list)")
+    toy.add_config_arguments(parser)
     parser.add_argument("--cores", default="all", help="Snakemake's --cores for the toy run (default: all)")
     parser.add_argument("--benchmark", type=Path, default=BENCHMARKS / "benchmark-cpu.json",
                         help="benchmark record for the projected time (default: %(default)s)")

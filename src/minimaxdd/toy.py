@@ -50,9 +50,8 @@ def shrink(config: dict, classes: int = 2, steps: int = 4, epochs: int = 2) -> d
     """The config (schema-completed by plan.load_config) at toy size; see the module docstring."""
     toy = copy.deepcopy(config)
     toy["experiment"] = f"{config['experiment']}-toy"
-    names, _ = data.resolve_classes(config["dataset"]) if config["dataset"]["kind"] == "imagefolder" \
-        else (None, None)
-    if names is not None:
+    if config["dataset"]["kind"] == "imagefolder":
+        names, _ = data.resolve_classes(config["dataset"])
         if classes > len(names):
             raise ConfigError(f"dataset.classes: the toy run takes {classes} classes, the config has {len(names)}")
         toy["dataset"]["classes"] = names[:classes]
@@ -241,12 +240,17 @@ def toy_config(preset: Path, sets: list[str], classes: int = 2) -> dict:
     return shrink(user_config(preset, sets), classes)
 
 
+def add_config_arguments(parser: argparse.ArgumentParser) -> None:
+    """The preset, the user's overrides and the toy run's class count (this command and the preflight)."""
+    parser.add_argument("preset", type=Path, help="a preset or config file, e.g. configs/imagewoof.yaml")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config value, e.g. dataset.root=/data/imagenet (repeatable)")
+    parser.add_argument("--classes", type=int, default=2, help="classes of the toy run: the first ones of the list")
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description="Write a preset at toy size (only its sizes shrunk).")
-    parser.add_argument("preset", type=Path, help="a config file, e.g. configs/imagewoof.yaml")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="override a key first, e.g. dataset.root=/data/imagenet (repeatable)")
-    parser.add_argument("--classes", type=int, default=2, help="classes of the toy run: the first ones of the list")
+    add_config_arguments(parser)
     parser.add_argument("-o", "--out", type=Path, required=True, help="the toy config file to write")
     args = parser.parse_args(argv)
     try:
