@@ -55,9 +55,9 @@ def test_mode_guidance_pulls_toward_the_mode_only_above_the_stop_step(monkeypatc
     guided_at = []
     real_step = GaussianDiffusion.p_step
 
-    def spy(self, model_out, x_t, index, noise, mode=None, mode_scale=0.0):
+    def spy(self, model_out, x_t, index, noise, mode=None, mode_scale=0.0, influence=None):
         guided_at.append((index, mode is not None))
-        return real_step(self, model_out, x_t, index, noise, mode, mode_scale)
+        return real_step(self, model_out, x_t, index, noise, mode, mode_scale, influence)
 
     monkeypatch.setattr(GaussianDiffusion, "p_step", spy)
     noise = torch.randn(7, 2, 2, 4, 4)

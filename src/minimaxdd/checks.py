@@ -138,7 +138,7 @@ def check(config: dict) -> None:
 
     for name in config["variants"]:
         if name in (*methods.REAL_METHODS, "full", "dit", *methods.FINETUNED_BUILTINS, *config["external"]) \
-                or methods.is_mode_guided(name):
+                or methods.sampler_of(name):
             raise ConfigError(f"variants.{name}: {name!r} is the name of a built-in method or a set from elsewhere; "
                               "name the variant otherwise")
     key = "methods"
@@ -174,6 +174,14 @@ def check(config: dict) -> None:
         if guided:
             raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', so "
                               f"methods {', '.join(guided)} cannot find one k-means mode per image (MGD3)")
+    igd = config["igd"]
+    if max(igd["checkpoints"]) > igd["surrogate_epochs"]:
+        raise ConfigError(f"igd.checkpoints: epoch {max(igd['checkpoints'])} is beyond the surrogate's "
+                          f"igd.surrogate_epochs ({igd['surrogate_epochs']})")
+    influenced = [m for m in (*config["methods"], *config["expansion"]["methods"]) if methods.is_influence_guided(m)]
+    if influenced and igd["gradient_memory"] > fewest:
+        raise ConfigError(f"igd.gradient_memory: {igd['gradient_memory']} real images a class exceed the {fewest} "
+                          f"training images of class '{name}' (methods {', '.join(influenced)}); lower it")
 
     analysis = config["analysis"]
     smallest = min(config["ipcs"]) * len(counts)  # the fewest images an analysed set holds

@@ -288,7 +288,8 @@ def build_group(steps: Steps, seeds: list[int], channels: int, num_classes: int,
 def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor, *, seeds: list[int],
                       num_classes: int, epochs: int, device: torch.device | str, mode: str, channels_last: bool,
                       test_x: torch.Tensor | None, test_y: torch.Tensor | None, progress: bool,
-                      checkpointer: Checkpointer | None) -> list[tuple[nn.Module, dict]]:
+                      checkpointer: Checkpointer | None,
+                      on_epoch: Callable[[int, list[nn.Module]], None] | None = None) -> list[tuple[nn.Module, dict]]:
     """Train one classifier per seed of `seeds` on the uint8 images (train_x, train_y) with `steps`;
     return [(model in eval mode, record)] in the order of `seeds`.
 
@@ -300,7 +301,8 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
     training split) is read and moved a batch at a time. The same inputs and seed give the same
     record on the CPU, whatever the group, also when resumed from `checkpointer`. "wall_s" is the run's share of the
     group's time ("group_wall_s"). `channels_last` stores the nets in channels-last format (faster
-    convolutions on GPUs).
+    convolutions on GPUs). `on_epoch(epoch, models)` sees the nets before training (epoch 0, unless
+    resumed) and after each epoch (IGD's surrogate keeps its trajectory so).
     """
     seeds = [int(s) for s in seeds]
     if not seeds:
@@ -335,6 +337,8 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
     elif saved:
         checkpointer.log(f"ignoring checkpoint {checkpointer.path}: it belongs to another group of seeds")
 
+    if on_epoch and first == 0:
+        on_epoch(0, trainer.models())
     runs = f"{len(seeds)} x " if len(seeds) > 1 else ""
     bar = tqdm(range(first, epochs), initial=first, total=epochs, disable=not progress,
                desc=f"{runs}{steps.arch} on {len(x)} images ({mode})")
@@ -345,6 +349,8 @@ def train_classifiers(steps: Steps, train_x: torch.Tensor, train_y: torch.Tensor
             batches = [steps.batch(*on_device(x, y, idx), rng) for idx, rng in zip(step_idx, rngs)]
             loss_sums += trainer.train_step(batches, device) * len(step_idx[0])
         trainer.end_epoch()
+        if on_epoch:
+            on_epoch(epoch + 1, trainer.models())
         epoch_losses = [s / len(x) for s in loss_sums.tolist()]  # one device sync per epoch
         if epoch + 1 in scored:  # no random draw: scoring leaves the runs as they are
             for curve, accuracy in zip(curves, trainer.evaluate(test_x, test_y, device)):

@@ -139,12 +139,15 @@ class GaussianDiffusion:
         return torch.where(t == 0, nll, kl)
 
     # -- sampling -------------------------------------------------------------------------------
-    def p_step(self, model_out, x_t, index: int, noise, mode=None, mode_scale: float = 0.0):
+    def p_step(self, model_out, x_t, index: int, noise, mode=None, mode_scale: float = 0.0, influence=None):
         """One ancestral reverse step from chain index `index` (no noise is added at index 0).
 
         With a `mode` (MGD3's mode guidance), the mean moves toward it by `mode_scale` standard
         deviations per unit of distance from the predicted clean latent: mean + scale * sigma_t *
-        (mode - x0), as MGD3's sampler (its gaussian_diffusion.py `p_sample`) does.
+        (mode - x0), as MGD3's sampler (its gaussian_diffusion.py `p_sample`) does. With an
+        `influence` guide (IGD: igd.InfluenceGuide, dJ/dx0 of the predicted clean latent), the mean
+        moves by sigma_t^2 * dJ/dx_t (ADM's classifier guidance, `condition_mean`), where
+        dJ/dx_t = dJ/dx0 / sqrt(abar_t) with the noise prediction held fixed.
         """
         t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
         channels = x_t.shape[1]
@@ -154,6 +157,8 @@ class GaussianDiffusion:
         std = torch.exp(0.5 * self.model_log_variance(var_values, t))
         if mode is not None:
             mean = mean + mode_scale * std * (mode - x0)
+        if influence is not None:
+            mean = mean + std**2 * _gather(self.sqrt_recip_alphas_cumprod, t, x_t.ndim) * influence(x0)
         return mean if index == 0 else mean + std * noise
 
     def ddim_step(self, model_out, x_t, index: int, noise, eta: float):
@@ -196,7 +201,8 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 @torch.no_grad()
 def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None,
                    guidance_channels: int | None = None, precision: str = "fp32", sampler: str = "ddpm",
-                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0, compile: bool = False):
+                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0, influence=None,
+                   compile: bool = False):
     """Sampling of a batch, from noise to clean latents.
 
     `noise` has shape (steps + 1, N, C, H, W): noise[0] is the starting point, noise[k] the noise
@@ -205,6 +211,7 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
     see DiT.forward_with_guidance. `sampler`: "ddpm" (ancestral, learned variance) or "ddim" (with
     `eta`). `modes` (N, C, H, W): MGD3's mode guidance toward each sample's mode at the chain
     indices above `mode_stop` (MGD3: 49..26 of 50), by `mode_scale` (see GaussianDiffusion.p_step).
+    `influence`: IGD's guide (igd.InfluenceGuide) at the chain indices where it `acts_at`.
     `compile`: the model's (guided) prediction runs through torch.compile (io.compiled).
     """
     def predict(x, t):
@@ -223,5 +230,7 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
             x = diffusion.ddim_step(out.float(), x, index, noise[k], eta)
         else:
             guided = modes is not None and index > mode_stop
-            x = diffusion.p_step(out.float(), x, index, noise[k], modes if guided else None, mode_scale)
+            influenced = influence is not None and influence.acts_at(index)
+            x = diffusion.p_step(out.float(), x, index, noise[k], modes if guided else None, mode_scale,
+                                 influence if influenced else None)
     return x

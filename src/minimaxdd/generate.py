@@ -5,6 +5,8 @@ from a generator seeded by (seed, c, i) alone, so the first k images of an IPC-n
 the IPC-k set (except under MGD3's mode guidance, whose modes depend on the IPC), whatever the
 batch size or device, and a set generated in class chunks over several
 jobs (`generate.classes_per_job`, joined by `stages.gather_generated`) is the set one job generates.
+Under IGD's guidance an image also depends on the class's earlier batches (its deviation term), so
+its batches never mix classes and the set depends on `generate.batch_size`, not on the chunking.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
                  guidance_channels: int | None, precision: str, sampler: str, batch_size: int | str, seed: int,
                  device: torch.device, eta: float = 0.0, classes: list[int] | None = None,
                  modes: torch.Tensor | None = None,
-                 mode_guidance: dict | None = None, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 mode_guidance: dict | None = None, influence=None, class_gradients=None,
+                 compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
     their labels (indices into class_ids, the generator's id of each class).
 
     With `mode_guidance` ({"scale", "stop_step"}: MGD3), image i of class c is guided toward
-    `modes[c, i]` (the class's k-means modes, one per image; see modes.py)."""
+    `modes[c, i]` (the class's k-means modes, one per image; see modes.py). With `influence` (IGD's
+    igd.InfluenceGuide), each batch of one class is guided by it, `class_gradients(c)` giving the
+    class's real gradients."""
     model = model.to(device).eval()
     diffusion = GaussianDiffusion.respaced(steps, sampler=sampler).to(device)
     guide = {}
@@ -49,22 +54,37 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
     classes = range(len(class_ids)) if classes is None else classes
     jobs = [(c, i) for c in classes for i in range(ipc)]
     if batch_size == "auto":
-        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device)
+        probe_guide = None
+        if influence is not None:
+            influence.start_class(classes[0], class_gradients(classes[0]))
+            probe_guide = influence
+        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device, probe_guide)
         print(f"generate.batch_size auto: {batch_size} images a batch on {device}")
-    images = None  # the set, filled batch by batch (no list and joined copy: one set in memory)
-    for start in tqdm(range(0, len(jobs), batch_size), desc=f"generate ipc={ipc}", mininterval=5):
-        batch = jobs[start : start + batch_size]
+    if influence is None:
+        batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
+    else:  # one class a batch, in order: the deviation term remembers the class's earlier batches
+        batches = [[(c, i) for i in range(start, min(start + batch_size, ipc))] for c in classes
+                   for start in range(0, ipc, batch_size)]
+    images, start = None, 0  # the set, filled batch by batch (no list and joined copy: one set in memory)
+    for batch in tqdm(batches, desc=f"generate ipc={ipc}", mininterval=5):
+        first_class, first_index = batch[0]
+        if influence is not None and first_index == 0:
+            influence.start_class(first_class, class_gradients(first_class))
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
         if mode_guidance:
             guide = {"modes": torch.stack([modes[c, i] for c, i in batch]).to(device),
                      "mode_scale": mode_guidance["scale"], "mode_stop": mode_guidance["stop_step"]}
         latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
-                                 precision=precision, sampler=sampler, eta=eta, compile=compile, **guide)
+                                 precision=precision, sampler=sampler, eta=eta, influence=influence, compile=compile,
+                                 **guide)
+        if influence is not None:
+            influence.remember(latents)
         decoded = decode_latents(vae, latents)
         if images is None:
             images = torch.empty((len(jobs), *decoded.shape[1:]), dtype=decoded.dtype)
         images[start:start + len(batch)] = decoded
+        start += len(batch)
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return images, labels
 
@@ -75,10 +95,10 @@ MEMORY_SHARE = 0.8  # of the device's free memory: room for the allocator's frag
 
 @torch.no_grad()
 def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, device: torch.device,
-                       probe: int = 4) -> int:
+                       influence=None, probe: int = 4) -> int:
     """`generate.batch_size: auto`: on CUDA, the most images a batch whose guided denoising step and
-    decoding fit in 80 % of the free device memory, from the peak memory of a probe batch; on the
-    CPU, 64."""
+    decoding (and IGD's `influence` gradient, when given) fit in 80 % of the free device memory,
+    from the peak memory of a probe batch; on the CPU, 64."""
     if device.type != "cuda":
         return AUTO_BATCH_CPU
     torch.cuda.empty_cache()
@@ -90,5 +110,7 @@ def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, dev
     with autocast(device, precision):
         model.forward_with_guidance(x, torch.zeros_like(labels), labels, 4.0)
     decode_latents(vae, x)
+    if influence is not None:
+        influence(x)
     per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
     return max(1, int(MEMORY_SHARE * free / per_image))

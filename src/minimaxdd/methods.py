@@ -6,7 +6,8 @@ denoising steps. Because every artifact path is keyed by the method name, a stud
 every upstream artifact it can: a generation-only setting reuses the base method's fine-tuning.
 
 `mgd3` samples the pretrained DiT with MGD3's mode guidance; `mgd3_<fine-tuned method>` (say
-`mgd3_minimax`) samples that method's fine-tuned model with it, sharing its fine-tuning.
+`mgd3_minimax`) samples that method's fine-tuned model with it, sharing its fine-tuning. `igd` and
+`igd_<fine-tuned method>` do the same with IGD's influence guidance.
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import difflib
 REAL_METHODS = ("random", "kcenter", "herding")
 FINETUNED_BUILTINS = {"difffit": ("off", "off"), "minimax": ("minimax", "minimax")}
 MODE_GUIDED = "mgd3"
+INFLUENCE_GUIDED = "igd"
+SAMPLERS = (MODE_GUIDED, INFLUENCE_GUIDED)  # training-free samplers of the pretrained or a fine-tuned model
 FINETUNE_KEYS = ("rep_weight", "div_weight", "memory_size", "epochs")
 GENERATE_KEYS = ("steps", "guidance_scale", "sampler", "eta")
 STUDY_PARAMETERS = FINETUNE_KEYS + GENERATE_KEYS
@@ -38,16 +41,25 @@ def join(base: str, overrides: dict) -> str:
     return f"{base}@{','.join(f'{k}={v}' for k, v in overrides.items())}" if overrides else base
 
 
+def sampler_of(base: str) -> str | None:
+    """The training-free sampler a method name uses (`mgd3`, `igd`), or None."""
+    return next((s for s in SAMPLERS if base == s or base.startswith(f"{s}_")), None)
+
+
 def model_of(base: str) -> str:
-    """The method whose model a method samples: `mgd3` -> `dit`, `mgd3_minimax` -> `minimax`."""
-    if base == MODE_GUIDED:
-        return "dit"
-    return base.removeprefix(f"{MODE_GUIDED}_")
+    """The method whose model a method samples: `mgd3` -> `dit`, `igd_minimax` -> `minimax`."""
+    sampler = sampler_of(base)
+    if sampler is None:
+        return base
+    return "dit" if base == sampler else base.removeprefix(f"{sampler}_")
 
 
 def is_mode_guided(name: str) -> bool:
-    base, _ = split(name)
-    return base == MODE_GUIDED or base.startswith(f"{MODE_GUIDED}_")
+    return sampler_of(split(name)[0]) == MODE_GUIDED
+
+
+def is_influence_guided(name: str) -> bool:
+    return sampler_of(split(name)[0]) == INFLUENCE_GUIDED
 
 
 def study_point(method: str, parameter: str, value, config: dict) -> str:
@@ -115,7 +127,8 @@ def finetune_settings(name: str, config: dict) -> dict:
 
 
 def generate_settings(name: str, config: dict) -> dict:
-    """config["generate"] with the name's overrides; MGD3's guidance settings for a mode-guided method."""
+    """config["generate"] with the name's overrides; MGD3's or IGD's guidance settings for a method
+    of theirs (IGD's scales: its values for the pretrained DiT or for a fine-tuned model)."""
     _, overrides = split(name)
     settings = dict(config["generate"])
     settings.pop("classes_per_job", None)  # how the classes are split over jobs changes no image
@@ -124,6 +137,12 @@ def generate_settings(name: str, config: dict) -> dict:
         settings.pop("eta")
     if is_mode_guided(name):
         settings["mode_guidance"] = {k: config["mgd3"][k] for k in ("scale", "stop_step")}
+    if is_influence_guided(name):
+        igd = config["igd"]
+        model = "dit" if model_of(split(name)[0]) == "dit" else "finetuned"
+        settings["influence_guidance"] = {"influence_scale": igd["influence_scale"][model],
+                                          "deviation_scale": igd["deviation_scale"][model],
+                                          "interval": igd["interval"], "memory_size": igd["memory_size"]}
     return settings
 
 
@@ -135,11 +154,11 @@ def check(name: str, config: dict) -> None:
             raise MethodError(f"method {name!r}: real-data methods and sets from elsewhere take no settings")
         return
     if not is_generated(base, config):
-        known = ["dit", *FINETUNED_BUILTINS, MODE_GUIDED, *config["variants"], *REAL_METHODS, "full"]
+        known = ["dit", *FINETUNED_BUILTINS, *SAMPLERS, *config["variants"], *REAL_METHODS, "full"]
         close = difflib.get_close_matches(base, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or mgd3_<fine-tuned method> "
-                          "(add others under `variants`, sets from elsewhere under `external`)")
+        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or mgd3_<fine-tuned method>, "
+                          "igd_<fine-tuned method> (add others under `variants`, sets from elsewhere under `external`)")
     for key in overrides:
         allowed = GENERATE_KEYS if model_of(base) == "dit" else STUDY_PARAMETERS
         if key not in allowed:
@@ -150,6 +169,14 @@ def check(name: str, config: dict) -> None:
     if is_mode_guided(name) and settings["sampler"] != "ddpm":
         raise MethodError(f"method {name!r}: mode guidance runs with the ddpm sampler (MGD3's code has no DDIM "
                           "form of it); set generate.sampler: ddpm")
+    if is_influence_guided(name):
+        if settings["sampler"] != "ddpm":
+            raise MethodError(f"method {name!r}: influence guidance runs with the ddpm sampler (IGD samples with "
+                              "DiT's ancestral sampler); set generate.sampler: ddpm")
+        low, high = settings["influence_guidance"]["interval"]
+        if not low <= high < settings["steps"]:
+            raise MethodError(f"method {name!r}: igd.interval [{low}, {high}] must be chain indices low <= high "
+                              f"below its {settings['steps']} denoising steps")
     if settings["sampler"] == "ddim":
         from .diffusion import ddim_timesteps  # torch: only the start-of-workflow checks get here
 

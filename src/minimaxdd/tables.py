@@ -17,13 +17,15 @@ from .nets import arch_label  # noqa: E402
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT",
     "difffit": "Difffit", "minimax": "Minimax", "full": "Full", "mgd3": "MGD3",
+    "igd": "IGD",
 }
 
 
 def label(method: str) -> str:
     """The paper's name of a method; variants and study points keep their own names."""
-    if method.startswith("mgd3_"):  # MGD3 on a fine-tuned model
-        return f"MGD3 ({label(method.removeprefix('mgd3_'))})"
+    for sampler in ("mgd3", "igd"):  # MGD3 or IGD on a fine-tuned model
+        if method.startswith(f"{sampler}_"):
+            return f"{METHOD_LABELS[sampler]} ({label(method.removeprefix(f'{sampler}_'))})"
     return METHOD_LABELS.get(method, method)
 
 

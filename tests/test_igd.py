@@ -1,0 +1,161 @@
+"""IGD's influence-guided sampling (issue 24): the mechanism, pinned on tiny nets on the CPU."""
+
+import pytest
+import torch
+from torch.nn import functional as F
+
+from minimaxdd.diffusion import GaussianDiffusion, sample_latents
+from minimaxdd.generate import generate_set, image_noise
+from minimaxdd.igd import InfluenceGuide, build_surrogate, class_gradients, influence_scores
+from minimaxdd.vae import build_tiny_vae
+
+from conftest import tiny_dit, toy_split
+
+CPU = torch.device("cpu")
+SAMPLING = dict(steps=8, guidance_scale=2.0, guidance_channels=None, precision="fp32", sampler="ddpm", eta=0.0,
+                batch_size=2, seed=3, device=CPU)
+
+
+def surrogate(epochs=(0, 1)):
+    """A 3-class ConvNet on 8 px gray images, at two 'checkpoints' (seeded random weights)."""
+    saved = {"arch": "convnet", "channels": 1, "num_classes": 3, "resolution": 8, "width_factor": 0.125,
+             "normalize": "half", "epochs": list(epochs), "states": []}
+    for e in epochs:
+        torch.manual_seed(100 + e)
+        saved["states"].append(build_surrogate(saved).state_dict())
+    return saved
+
+
+def real_images(c, n=6):
+    x, y = toy_split(per_class=n, seed=0)
+    return F.interpolate(x[y == c].float(), size=8, mode="area").round().to(torch.uint8)
+
+
+SURROGATE = surrogate()
+GRADIENTS = {c: class_gradients(SURROGATE, real_images(c), c, CPU) for c in range(3)}
+
+
+def guide(influence=1.0, deviation=1.0, interval=(0, 7), memory=8):
+    torch.manual_seed(0)
+    vae = build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2).eval()
+    return InfluenceGuide(vae, SURROGATE, influence_scale=influence, deviation_scale=deviation,
+                          interval=list(interval), memory_size=memory, device=CPU)
+
+
+def test_class_gradient_is_the_mean_gradient_over_the_class_images():
+    net = build_surrogate(SURROGATE)
+    net.load_state_dict(SURROGATE["states"][1])
+    x = real_images(2).float().div(255).sub(0.5).div(0.5)
+    loss = F.cross_entropy(net(x), torch.full((len(x),), 2))
+    expected = torch.cat([g.flatten() for g in torch.autograd.grad(loss, list(net.parameters()))])
+    assert GRADIENTS[2].shape == (2, expected.numel())
+    assert torch.allclose(GRADIENTS[2][1], expected, atol=1e-6)
+
+
+def test_influence_term_is_the_cosine_of_the_stated_gradients_and_its_gradient_is_autograd_s():
+    g = guide()
+    g.start_class(1, GRADIENTS[1])
+    images = torch.randn(3, 1, 8, 8)
+    nets = [build_surrogate(SURROGATE) for _ in SURROGATE["states"]]
+    for net, state in zip(nets, SURROGATE["states"]):
+        net.load_state_dict(state)
+    expected_value, expected_grad = [], []
+    for image in images:
+        x = image[None].clone().requires_grad_(True)
+        total = 0
+        for net, real in zip(nets, GRADIENTS[1]):
+            loss = F.cross_entropy(net(x), torch.tensor([1]))
+            grads = torch.autograd.grad(loss, list(net.parameters()), create_graph=True)
+            total = total + F.cosine_similarity(torch.cat([q.flatten() for q in grads]), real, dim=0)
+        expected_value.append(total.detach())
+        expected_grad.append(torch.autograd.grad(total, x)[0][0])
+    assert torch.allclose(g.influence(images), torch.stack(expected_value), atol=1e-5)
+    assert torch.allclose(g.influence_gradient(images), torch.stack(expected_grad), atol=1e-5)
+
+
+def test_guide_is_the_scaled_influence_gradient_through_the_decoder_plus_the_deviation_gradient():
+    g = guide(influence=2.0, deviation=3.0)
+    g.start_class(0, GRADIENTS[0])
+    g.remember(torch.randn(2, 2, 4, 4))
+    x0 = torch.randn(2, 2, 4, 4, requires_grad=True)
+    objective = 2.0 * g.influence(g.surrogate_input(x0)).sum() + 3.0 * g.deviation(x0).sum()
+    (expected,) = torch.autograd.grad(objective, x0)
+    assert torch.allclose(g(x0), expected, atol=1e-5)
+
+
+def test_guidance_zero_is_the_unguided_sampler_bit_for_bit():
+    model = tiny_dit()
+    g = guide(influence=0.0, deviation=0.0)
+    plain, plain_labels = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, **SAMPLING)
+    off, off_labels = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, influence=g,
+                                   class_gradients=GRADIENTS.__getitem__, **SAMPLING)
+    assert torch.equal(plain, off) and torch.equal(plain_labels, off_labels)
+    on, _ = generate_set(model, guide(influence=50.0).vae, class_ids=[0, 1, 2], ipc=3, influence=guide(influence=50.0),
+                         class_gradients=GRADIENTS.__getitem__, **SAMPLING)
+    assert not torch.equal(plain, on)
+
+
+class Spy:
+    """A guide that records where it is called and pushes every latent by a constant."""
+
+    def __init__(self, low, high):
+        self.low, self.high, self.calls = low, high, 0
+
+    def acts_at(self, index):
+        return self.low <= index <= self.high
+
+    def __call__(self, x0):
+        self.calls += 1
+        return torch.ones_like(x0)
+
+
+def test_guidance_acts_only_inside_the_interval():
+    model, diffusion = tiny_dit(), GaussianDiffusion.respaced(8)
+    labels, noise = torch.tensor([0, 1]), torch.stack([image_noise(0, c, 0, 8, (2, 4, 4)) for c in (0, 1)], dim=1)
+    plain = sample_latents(model, diffusion, labels, noise, 2.0)
+    spy = Spy(3, 5)
+    guided = sample_latents(model, diffusion, labels, noise, 2.0, influence=spy)
+    assert spy.calls == 3 and not torch.equal(plain, guided)
+    # guided only at indices 5..3: a guide whose interval holds no index of the chain leaves it as it is
+    assert torch.equal(plain, sample_latents(model, diffusion, labels, noise, 2.0, influence=Spy(8, 9)))
+
+
+def test_deviation_term_pushes_away_from_the_class_earlier_samples():
+    g = guide(influence=0.0, deviation=1.0)
+    g.start_class(0, GRADIENTS[0])
+    assert torch.equal(g(torch.randn(1, 2, 4, 4)), torch.zeros(1, 2, 4, 4))  # nothing remembered yet
+    earlier = torch.randn(3, 2, 4, 4)
+    g.remember(earlier)
+    x0 = earlier[1:2] + 0.3 * torch.randn(1, 2, 4, 4)
+    step = x0 + 0.05 * g(x0)
+    before = F.cosine_similarity(x0.flatten(1), earlier.flatten(1)).max()
+    after = F.cosine_similarity(step.flatten(1), earlier.flatten(1)).max()
+    assert after < before
+    g.remember(torch.randn(9, 2, 4, 4))
+    assert len(g.memory) == 8  # the class's last memory_size latents
+
+
+def test_igd_raises_the_tracin_score_of_the_set_against_unguided_sampling_from_the_same_seeds():
+    model = tiny_dit()
+    on, off = guide(influence=200.0, deviation=0.0), guide(influence=0.0, deviation=0.0)
+    kwargs = dict(class_ids=[0, 1, 2], ipc=4, class_gradients=GRADIENTS.__getitem__, **SAMPLING)
+    guided, labels = generate_set(model, on.vae, influence=on, **kwargs)
+    plain, _ = generate_set(model, off.vae, influence=off, **kwargs)
+    score_guided = influence_scores(on, guided, labels, GRADIENTS.__getitem__)
+    score_plain = influence_scores(on, plain, labels, GRADIENTS.__getitem__)
+    assert score_guided.mean() > score_plain.mean() + 0.05, (score_guided.mean(), score_plain.mean())
+
+
+def test_igd_methods_check_their_interval_and_sampler():
+    from minimaxdd import methods, plan
+
+    config = plan.load_config({"experiment": "x", "methods": ["igd", "igd_minimax"]})
+    settings = methods.generate_settings("igd_minimax", config)["influence_guidance"]
+    assert settings == {"influence_scale": 10.0, "deviation_scale": 100.0, "interval": [30, 45], "memory_size": 64}
+    assert methods.generate_settings("igd", config)["influence_guidance"]["influence_scale"] == 5.0
+    assert methods.finetune_name("igd_minimax@steps=60") == "minimax"
+    methods.check("igd_minimax@steps=60", config)
+    with pytest.raises(methods.MethodError, match=r"igd.interval \[30, 45\] must be chain indices"):
+        methods.check("igd@steps=40", config)
+    with pytest.raises(methods.MethodError, match="influence guidance runs with the ddpm sampler"):
+        methods.check("igd@sampler=ddim", config)
