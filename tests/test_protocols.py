@@ -2,6 +2,7 @@
 run (issues 13 and 14), and the start-of-workflow checks of the teacher and the external sets."""
 
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -128,7 +129,7 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
     summary = tables.summarize(tables.load_accuracies(spread, "best"), [10])
     assert summary["std"].item() == pytest.approx(8.1650, abs=1e-4)
 
-    tables.write_scores(spread + minimax, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
+    tables.write_scores(spread + minimax, [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
                         ["random", "minimax"], [10], ["convnet"], 32, "best")
     assert pd.read_csv(tmp_path / "s.csv").gain_spread.item() == 8.16  # sqrt(8.16^2 + 0^2)
     assert "population std, ddof 0" in (tmp_path / "s.md").read_text()
@@ -148,7 +149,7 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
 
     assert "full-data accuracy is below" not in (tmp_path / "s.md").read_text()
     weak_full = records("full", [5], ipc=None)  # replaces the full run: undertrained, below random's 20
-    tables.write_scores(spread + minimax + weak_full, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv",
+    tables.write_scores(spread + minimax + weak_full, [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv",
                         tmp_path / "l.md", ["random", "minimax", "full"], [10], ["convnet"], 32, "best")
     assert pd.read_csv(tmp_path / "s.csv").recovered.item() == 800.0
     assert "Note: the full-data accuracy is below Random's at IPC 10 ConvNet-3" in (tmp_path / "s.md").read_text()
@@ -156,6 +157,46 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
                                 ["random", "full"], [10], ["convnet"], 32, "best")
     assert set(pd.read_csv(tmp_path / "t1.csv", dtype=str).ipc) == {"10"}  # not 10.00
 
+
+
+def test_dd_ranking_scores_recomputed_by_hand_from_fixed_records(tmp_path):
+    """HLR = Acc(full, hard) - Acc(set, hard), IOR = Acc(set) - Acc(random) under one protocol,
+    alpha = 0.5 IOR - 0.5 HLR on fractions, LRS = (e^alpha - e^-1) / (e - e^-1) (ddranking
+    metrics/hard_label.py, soft_label.py compute_metrics), means over seeds."""
+    from minimaxdd import tables
+
+    def records(folder, method, accuracies, ipc=10):
+        (tmp_path / folder).mkdir(exist_ok=True)
+        paths = []
+        for seed, accuracy in enumerate(accuracies):
+            path = tmp_path / folder / f"{method}_{seed}.json"
+            path.write_text(json.dumps({"method": method, "ipc": ipc, "arch": "convnet", "seed": seed,
+                                        "accuracy_best": accuracy, "accuracy_last": accuracy}))
+            paths.append(str(path))
+        return paths
+
+    hard = (records("hard", "random", [20, 30]) + records("hard", "minimax", [40, 44]) + records("hard", "igd", [50])
+            + records("hard", "full", [80], ipc=None))
+    soft = records("soft", "random", [30]) + records("soft", "minimax", [60]) + records("soft", "igd", [58])
+    tables.write_scores(hard, soft, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
+                        ["random", "minimax", "igd", "full"], [10], ["convnet"], 32, "best")
+    scores = pd.read_csv(tmp_path / "s.csv").set_index("method")
+
+    def lrs(hlr, ior):
+        alpha = 0.5 * ior / 100 - 0.5 * hlr / 100
+        return 100 * (math.exp(alpha) - math.exp(-1)) / (math.exp(1) - math.exp(-1))
+
+    # minimax: hard 42 (mean of 40, 44), random 25, full 80; soft 60 against 30
+    assert scores.loc["minimax", "hlr"] == 38.0 and scores.loc["minimax", "ior"] == 17.0
+    assert scores.loc["minimax", "lrs"] == pytest.approx(lrs(38, 17), abs=0.01)
+    assert scores.loc["minimax", "lrs"] == pytest.approx(100 * (math.exp(-0.105) - math.exp(-1)) / 2.3504, abs=0.01)
+    assert scores.loc["minimax", "lrs_soft"] == pytest.approx(lrs(38, 30), abs=0.01)
+    assert scores.loc["igd", "lrs"] == pytest.approx(lrs(30, 25), abs=0.01)  # one seed: 50 against 25 and 80
+    assert scores.loc["igd", "lrs"] > scores.loc["minimax", "lrs"]
+    board = pd.read_csv(tmp_path / "l.csv")
+    assert list(board.method) == ["IGD", "Minimax"] and board.mean_lrs.iloc[0] == pytest.approx(lrs(30, 25), abs=0.01)
+    markdown = (tmp_path / "s.md").read_text()
+    assert f"| 10 | ConvNet-3 | {lrs(38, 17):.1f} (38.0, +17.0); soft {lrs(38, 30):.1f} |" in markdown
 
 
 def test_a_soft_label_only_experiment_runs_no_hard_label_training():

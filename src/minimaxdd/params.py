@@ -59,6 +59,16 @@ class Params:
     def modes(self, wildcards) -> dict:
         return {"ipc": int(wildcards.ipc), "seed": self.grid.config["mgd3"]["seed"]}
 
+    def igd_surrogate(self, wildcards=None) -> dict:
+        """IGD's surrogate: the hard-label protocol's optimiser and augmentation (igd.SurrogateSteps
+        drops CutMix), at igd's architecture, width, epochs, kept checkpoints and seed."""
+        igd = self.grid.config["igd"]
+        return {"arch": igd["surrogate_arch"], "width_factor": igd["width_factor"], "epochs": igd["surrogate_epochs"],
+                "checkpoints": igd["checkpoints"], "seed": igd["seed"], **self.hard_label.params()}
+
+    def igd_gradients(self, wildcards=None) -> dict:
+        return {"images_per_class": self.grid.config["igd"]["gradient_memory"]}
+
     def select_random(self, wildcards) -> dict:
         select = self.grid.config["select"]
         seed = select["seed"] if select["random_order"] == "seeded" else None  # no rerun for an unused seed

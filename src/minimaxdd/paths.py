@@ -91,6 +91,19 @@ class Paths:
         """The class modes a mode-guided method's set needs (MGD3); none for the others."""
         return [self.modes_file(wildcards.ipc)] if methods.is_mode_guided(wildcards.method) else []
 
+    def generation_influence(self, wildcards) -> list[str]:
+        """IGD's surrogate trajectory and class-gradient folder for an influence-guided method; none
+        for the others."""
+        return [self.igd_surrogate, self.igd_gradients] if methods.is_influence_guided(wildcards.method) else []
+
+    @property
+    def igd_surrogate(self) -> str:
+        return f"{self.grid.exp}/igd/surrogate.pt"
+
+    @property
+    def igd_gradients(self) -> str:
+        return f"{self.grid.exp}/igd/class_gradients"
+
     def modes_file(self, ipc) -> str:
         return f"{self.grid.exp}/modes/ipc{ipc}.pt"
 

@@ -275,6 +275,8 @@ RUNTIME = {
     "validate": ("device", "checkpoint_every_epochs", "channels_last"),
     "validate_group": ("device", "checkpoint_every_epochs", "channels_last"),
     "validate_soft_label": ("device", "checkpoint_every_epochs"),
+    "igd_surrogate": ("device", "checkpoint_every_epochs", "channels_last"),
+    "igd_gradients": ("device",),
 }
 
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import time
 from pathlib import Path
 
 import torch
+from tqdm import tqdm
 
 from . import checkpoints, data, parallel, sets
 from .dit import DiT, DiTConfig
@@ -133,14 +135,15 @@ def modes(*, latents: list[str], modes: str, ipc: int, seed: int) -> None:
     save_torch({"modes": torch.cat([class_modes(load_torch(file), ipc, seed) for file in latents]), "ipc": ipc}, modes)
 
 
-def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], pack: str, timing: str,
-             ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str, compile: bool,
-             images: str | None = None, classes: list[int] | None = None) -> None:
+def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], influence: list[str], pack: str,
+             timing: str, ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str,
+             compile: bool, images: str | None = None, classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
     each, None = all classes), or no weights for the plain base DiT. `modes`: the class modes of a
-    mode-guided method (MGD3), else none. `classes`: only these class indices (one chunk of a set
-    scattered over jobs, joined by `gather_generated`; each phase then generates its classes in the
-    chunk, and no PNG folder is written: the gather writes it)."""
+    mode-guided method (MGD3), else none. `influence`: IGD's surrogate trajectory and class-gradient
+    folder for an influence-guided method, else none. `classes`: only these class indices (one chunk
+    of a set scattered over jobs, joined by `gather_generated`; each phase then generates its
+    classes in the chunk, and no PNG folder is written: the gather writes it)."""
     from .generate import generate_set
     from .pretrained import load_pretrained_dit, resolve_vae_folder
     from .vae import load_vae
@@ -151,6 +154,15 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
     start = time.time()
     model = load_pretrained_dit(dit, device, dit_num_heads)
     class_modes = load_torch(modes[0])["modes"] if modes else None
+    settings = dict(generate)
+    guide = {}
+    if influence:
+        from .igd import InfluenceGuide
+
+        surrogate, gradients = influence
+        guide = {"influence": InfluenceGuide(autoencoder, load_torch(surrogate), device=device,
+                                             **settings.pop("influence_guidance")),
+                 "class_gradients": lambda c: load_torch(Path(gradients) / f"class{c}.pt")}
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:
@@ -160,7 +172,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
         parts.append(generate_set(model, autoencoder, class_ids=real.class_ids, ipc=ipc, device=device,
-                                  classes=phase, modes=class_modes, compile=compile, **generate))
+                                  classes=phase, modes=class_modes, compile=compile, **guide, **settings))
     pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
@@ -197,6 +209,49 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
                "chunks": [{k: r.get(k) for k in ("classes", "images", "wall_s", "host", "slurm_job_id")}
                           for r in records],
                **job_environment()}, timing)
+
+
+def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, width_factor: float, epochs: int,
+                  checkpoints: list[int], seed: int, device: str, checkpoint_every_epochs: int, channels_last: bool,
+                  **protocol) -> None:
+    """IGD's surrogate: `arch` trained on the whole training split (igd.train_surrogate), its weights
+    kept at the epochs `checkpoints`; scored on the test split as it trains (its record says how
+    good a classifier the guidance follows)."""
+    from .igd import train_surrogate
+    from .settings import HardLabel
+
+    real, test_split = data.open_set(train), data.open_set(test)
+    protocol = HardLabel(**protocol)
+    job = [protocol.params(), arch, width_factor, epochs, checkpoints, seed, device]
+    checkpointer = Checkpointer.next_to(surrogate, checkpoint_every_epochs, job, [train, test])
+    saved = train_surrogate(protocol, real.images, real.labels, test_split.images, test_split.labels, arch=arch,
+                            width_factor=width_factor, num_classes=len(real.class_names), epochs=epochs,
+                            keep=checkpoints, seed=seed, device=pick_device(device, tf32=protocol.precision == "tf32"),
+                            channels_last=channels_last, checkpointer=checkpointer,
+                            trajectory=Path(f"{surrogate}.trajectory"))
+    save_torch(saved, surrogate)
+    checkpointer.remove()
+    shutil.rmtree(f"{surrogate}.trajectory", ignore_errors=True)
+
+
+def igd_gradients(*, train: str, surrogate: str, gradients: str, images_per_class: int, device: str) -> None:
+    """Per class, its real gradient at each of the surrogate's kept checkpoints (igd.class_gradients
+    over its first `images_per_class` training images), one file a class: `class<c>.pt`. One class
+    in memory at a time; a killed job keeps its finished classes (in `<gradients>.partial`)."""
+    from .igd import class_gradients
+
+    real, saved = data.open_set(train), load_torch(surrogate)
+    device = pick_device(device)
+    partial = Path(f"{gradients}.partial")
+    partial.mkdir(parents=True, exist_ok=True)
+    for c in tqdm(range(len(real.class_names)), desc="IGD class gradients", mininterval=5):
+        if not (partial / f"class{c}.pt").exists():
+            images = real.by_class(c)[:images_per_class]
+            # bfloat16 halves the disk (ImageNet-1K, ConvNet-6: 1000 classes x 4 x 2.8M values = 22 GB);
+            # the guide computes its cosines in float32
+            save_torch(class_gradients(saved, images, c, device).to(torch.bfloat16).cpu(), partial / f"class{c}.pt")
+    shutil.rmtree(gradients, ignore_errors=True)
+    partial.rename(gradients)
 
 
 def select_random(*, train: str, pack: str, images: str, ipc: int, order: str, seed: int | None) -> None:
@@ -374,12 +429,13 @@ def table4(*, records: list[str], csv: str, md: str, methods: list[str], ipcs: l
     paper_tables.write_accuracy_table(records, csv, md, None, methods, ipcs, archs, resolution, report, "soft_label")
 
 
-def scores(*, records: list[str], csv: str, md: str, leaderboard_csv: str, leaderboard_md: str, methods: list[str],
-           ipcs: list[int], archs: list[str], resolution: int, report: str) -> None:
+def scores(*, records: list[str], soft_records: list[str], csv: str, md: str, leaderboard_csv: str,
+           leaderboard_md: str, methods: list[str], ipcs: list[int], archs: list[str], resolution: int,
+           report: str) -> None:
     from . import tables as paper_tables
 
-    paper_tables.write_scores(records, csv, md, leaderboard_csv, leaderboard_md, methods, ipcs, archs, resolution,
-                              report)
+    paper_tables.write_scores(records, soft_records, csv, md, leaderboard_csv, leaderboard_md, methods, ipcs, archs,
+                              resolution, report)
 
 
 def study(*, records: list[str], timings: list[str], csv: str, md: str, plot: str, study: dict, points: list[str],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import matplotlib
@@ -244,13 +245,37 @@ def _weak_full_note(summary: pd.DataFrame, ipcs: list[int], archs: list[str], re
             "100 %, says nothing.\n")
 
 
-def write_scores(record_paths: list[str], csv: str, md: str, leaderboard_csv: str, leaderboard_md: str,
-                 methods: list[str], ipcs: list[int], archs: list[str], resolution: int, report: str) -> None:
-    """The scores the field now reports (after DD-Ranking): each method's gain over random real
-    images at the same IPC and net, in points (spread: the seeds' stds of the two combined,
-    sqrt(std_m^2 + std_random^2), each a `seed_std`), and the share of the full-data accuracy it
-    recovers; then a leaderboard of the methods by their mean gain over every (IPC, net)."""
+# DD-Ranking (NUS-HPC-AI-Lab/DD-Ranking, package ddranking): the weight w of its Label-Robust Score,
+# its leaderboard's default (ddranking/metrics/hard_label.py and soft_label.py, compute_metrics(lrs_lambda=0.5)).
+LRS_WEIGHT = 0.5
+
+
+def label_robust_score(hlr: float, ior: float, weight: float = LRS_WEIGHT) -> float:
+    """DD-Ranking's LRS in percent, from HLR and IOR in points of accuracy: alpha = w IOR - (1 - w)
+    HLR and LRS = (e^alpha - e^-1) / (e - e^-1) (ddranking/metrics/hard_label.py compute_metrics,
+    the lines `hlr = ...` to `lrs = ...`; the same in soft_label.py). Its README normalizes LRS to
+    [0, 1], which needs the accuracies as fractions: the code's accuracies come from
+    utils/meter.py `accuracy`, in percent, with which alpha leaves [-1, 1] and every LRS of a set
+    below the full data's accuracy by 2 points or more collapses toward -e^-1 / (e - e^-1). So alpha
+    takes the points / 100, and the score is shown x 100."""
+    alpha = weight * ior / 100 - (1 - weight) * hlr / 100
+    return 100 * (math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1))
+
+
+def write_scores(record_paths: list[str], soft_record_paths: list[str], csv: str, md: str, leaderboard_csv: str,
+                 leaderboard_md: str, methods: list[str], ipcs: list[int], archs: list[str], resolution: int,
+                 report: str) -> None:
+    """The scores the field now reports: each method's gain over random real images at the same
+    IPC and net, in points (spread: the seeds' stds of the two combined, sqrt(std_m^2 +
+    std_random^2), each a `seed_std`), the share of the full-data accuracy it recovers, and
+    DD-Ranking's scores (label_robust_score): HLR = Acc(full) - Acc(set) under hard labels, IOR =
+    Acc(set) - Acc(random) under the same protocol (the gain, under hard labels; `ior_soft` under
+    RDED's soft-label protocol where `soft_record_paths` score the set), LRS from the two. Every
+    accuracy is the mean over seeds. Then a leaderboard of the methods by their mean LRS (by their
+    mean gain when no full-data run gives an HLR) over every (IPC, net)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
+    soft = (summarize(load_accuracies(soft_record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
+            if soft_record_paths else None)
     rows = []
     for method in [m for m in methods if m not in ("random", "full")]:
         for ipc in ipcs:
@@ -258,31 +283,57 @@ def write_scores(record_paths: list[str], csv: str, md: str, leaderboard_csv: st
                 if (method, ipc, arch) not in summary.index or ("random", ipc, arch) not in summary.index:
                     continue
                 mine, random = summary.loc[(method, ipc, arch)], summary.loc[("random", ipc, arch)]
-                full = summary.loc[("full", ipc, arch)] if ("full", ipc, arch) in summary.index else None
-                rows.append({"method": method, "ipc": ipc, "arch": arch, "accuracy": mine["mean"],
-                             "gain": mine["mean"] - random["mean"],
+                full = summary.loc[("full", ipc, arch), "mean"] if ("full", ipc, arch) in summary.index else math.nan
+                hlr, ior = full - mine["mean"], mine["mean"] - random["mean"]
+                ior_soft = math.nan
+                if soft is not None and {(method, ipc, arch), ("random", ipc, arch)} <= set(soft.index):
+                    ior_soft = soft.loc[(method, ipc, arch), "mean"] - soft.loc[("random", ipc, arch), "mean"]
+                rows.append({"method": method, "ipc": ipc, "arch": arch, "accuracy": mine["mean"], "gain": ior,
                              "gain_spread": (mine["std"] ** 2 + random["std"] ** 2) ** 0.5,
-                             "recovered": 100 * mine["mean"] / full["mean"] if full is not None else float("nan")})
-    scores = pd.DataFrame(rows, columns=["method", "ipc", "arch", "accuracy", "gain", "gain_spread", "recovered"])
+                             "recovered": 100 * mine["mean"] / full, "hlr": hlr, "ior": ior,
+                             "lrs": label_robust_score(hlr, ior), "ior_soft": ior_soft,
+                             "lrs_soft": label_robust_score(hlr, ior_soft)})
+    columns = ["method", "ipc", "arch", "accuracy", "gain", "gain_spread", "recovered", "hlr", "ior", "lrs",
+               "ior_soft", "lrs_soft"]
+    scores = pd.DataFrame(rows, columns=columns)
     with atomic_path(csv) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.2f")
-    cell = scores.assign(text=scores.gain.map("{:+.1f}".format) + " ± " + scores.gain_spread.map("{:.1f}".format)
-                         + scores.recovered.map(lambda r: "" if r != r else f" ({r:.0f}%)"))
     shown = [m for m in methods if m in set(scores.method)]
-    wide = cell.pivot(index=["ipc", "arch"], columns="method", values="text").reindex(columns=shown)
-    lines = ["| IPC | Test Model | " + " | ".join(label(m) for m in shown) + " |", "|---|---|" + "---|" * len(shown)]
-    for (ipc, arch), row in wide.iterrows():
-        lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
+    gains = scores.gain.map("{:+.1f}".format) + " ± " + scores.gain_spread.map("{:.1f}".format) \
+        + scores.recovered.map(lambda r: "" if r != r else f" ({r:.0f}%)")
+    ranking = scores.lrs.map(lambda v: "-" if v != v else f"{v:.1f}") + " (" + scores.hlr.map("{:.1f}".format) \
+        + ", " + scores.ior.map("{:+.1f}".format) + ")" \
+        + scores.lrs_soft.map(lambda v: "" if v != v else f"; soft {v:.1f}")
     title = ("Gain over random real images at the same IPC and net, in points of top-1 accuracy "
              f"({REPORTS[report]}), ± the seeds' spread (sqrt(std_m^2 + std_random^2), {SEED_STD}); "
              "in brackets the share of the full-data accuracy recovered.\n\n")
-    save_text(title + "\n".join(lines) + "\n" + _weak_full_note(summary, ipcs, archs, resolution), md)
+    ranking_title = ("\nDD-Ranking's Label-Robust Score (%), with (HLR, IOR) in points: HLR = Acc(full) - "
+                     "Acc(set) under hard labels, IOR = Acc(set) - Acc(random) under the same protocol, "
+                     f"LRS = (e^a - e^-1) / (e - e^-1), a = {LRS_WEIGHT} IOR - {1 - LRS_WEIGHT} HLR (accuracies "
+                     "as fractions); `soft`: the LRS with the IOR of RDED's soft-label protocol. Means over "
+                     "seeds.\n\n")
+    text = title + _method_grid(scores.assign(text=gains), shown, resolution) \
+        + _weak_full_note(summary, ipcs, archs, resolution) + ranking_title \
+        + _method_grid(scores.assign(text=ranking), shown, resolution)
+    save_text(text, md)
 
     board = scores.groupby("method").agg(mean_gain=("gain", "mean"), beats_random=("gain", lambda g: int((g > 0).sum())),
-                                         cells=("gain", "size"), mean_recovered=("recovered", "mean"))
-    board = board.sort_values("mean_gain", ascending=False).reset_index()
+                                         cells=("gain", "size"), mean_recovered=("recovered", "mean"),
+                                         mean_hlr=("hlr", "mean"), mean_lrs=("lrs", "mean"))
+    by = "mean_lrs" if board.mean_lrs.notna().all() else "mean_gain"
+    board = board.sort_values(by, ascending=False).reset_index()
     board.insert(0, "rank", range(1, len(board) + 1))
     board["method"] = board.method.map(label)
+    what = "DD-Ranking's Label-Robust Score (%)" if by == "mean_lrs" else "gain over random real images (points)"
     _write_csv_and_markdown(board, leaderboard_csv, leaderboard_md, "{:.2f}",
-                            "Methods ranked by their mean gain over random real images (points) over every "
-                            "(IPC, net); beats_random counts the cells where the gain is positive.\n\n")
+                            f"Methods ranked by their mean {what} over every (IPC, net); beats_random counts the "
+                            "cells where the gain is positive.\n\n")
+
+
+def _method_grid(cells: pd.DataFrame, methods: list[str], resolution: int) -> str:
+    """A markdown grid of `cells.text`: rows (IPC, net), a column per method."""
+    wide = cells.pivot(index=["ipc", "arch"], columns="method", values="text").reindex(columns=methods)
+    lines = ["| IPC | Test Model | " + " | ".join(label(m) for m in methods) + " |", "|---|---|" + "---|" * len(methods)]
+    for (ipc, arch), row in wide.iterrows():
+        lines.append(f"| {ipc} | {arch_label(arch, resolution)} | " + " | ".join(row.fillna("-")) + " |")
+    return "\n".join(lines) + "\n"

@@ -35,6 +35,7 @@ rule generate:
         train=rules.prepare.output.train,
         weights=PATHS.generation_weights,
         modes=PATHS.generation_modes,
+        influence=PATHS.generation_influence,
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
@@ -59,6 +60,7 @@ rule generate_chunk:
         train=rules.prepare.output.train,
         weights=PATHS.generation_weights,
         modes=PATHS.generation_modes,
+        influence=PATHS.generation_influence,
     output:
         pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
         timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),

@@ -1,0 +1,3 @@
+from minimaxdd import stages
+
+stages.run(stages.igd_gradients, snakemake)
