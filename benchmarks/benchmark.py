@@ -39,8 +39,10 @@ from minimaxdd.plan import load_config  # noqa: E402
 from minimaxdd.settings import HardLabel, SoftLabel, hard_label_rule  # noqa: E402
 from minimaxdd.validate import HardLabelSteps  # noqa: E402
 
-MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "validate",
+MEASUREMENTS = ("finetune_cached", "finetune_vae", "generate_single", "generate_batched", "generate_igd", "validate",
                 "validate_soft", "validate_group")
+IGD = {"checkpoints": 4, "interval": (30, 45), "influence_scale": 10.0, "deviation_scale": 100.0,
+       "memory_size": 64}  # DD_IGD sample_mp_minimax.sh (ImageWoof): 4 kept epochs, steps 30..45 of 50
 GROUP_SEEDS = 3  # the presets' seeds of one (method, IPC, net)
 FINETUNE = {"batch": 8, "lr": 1e-3, "ema_decay": 0.9999,
             "minimax": {"memory_size": 64, "rep_weight": 0.002, "div_weight": 0.008,
@@ -226,7 +228,54 @@ def bench_generate(b: Bench, dit: DiT, vae, args):
                   count=(lambda batch=batch: generate(batch, False)) if args.compile else None,
                   settings={"batch": batch, "steps": args.gen_steps, "guidance": args.guidance,
                             "compile": args.compile, "includes": "sampling + VAE decoding to uint8 on the CPU"})
+    if "generate_igd" in args.selected:
+        bench_generate_igd(b, dit, vae, diffusion, shape, args)
     dit.train()
+
+
+def igd_guide(vae, res: int, tiny: bool, steps: int, device: torch.device):
+    """IGD's guide at DD_IGD's ImageWoof shape: ConvNet-6 (ConvNet-3 at the tiny 32 px) at full width
+    (a quarter with --tiny) over 10 classes, 4 kept checkpoints (random weights), a class gradient
+    and a full deviation memory of random latents; the interval at the same fraction of `steps`."""
+    from minimaxdd.igd import InfluenceGuide, build_surrogate
+
+    surrogate = {"arch": "convnet", "channels": 3, "num_classes": NUM_CLASSES_REAL, "resolution": res,
+                 "width_factor": 0.25 if tiny else 1.0, "normalize": "imagenet", "states": []}
+    for k in range(IGD["checkpoints"]):
+        torch.manual_seed(k)
+        surrogate["states"].append(build_surrogate(surrogate).state_dict())
+    interval = [min(steps - 1, round(i * steps / 50)) for i in IGD["interval"]]
+    guide = InfluenceGuide(vae, surrogate, influence_scale=IGD["influence_scale"],
+                           deviation_scale=IGD["deviation_scale"], interval=interval,
+                           memory_size=IGD["memory_size"], device=device)
+    parameters = sum(p.numel() for p in build_surrogate(surrogate).parameters())
+    classes = list(range(NUM_CLASSES_REAL))
+    guide.start_classes(classes, [torch.randn(IGD["checkpoints"], parameters)] * len(classes))
+    return guide, interval, parameters
+
+
+def bench_generate_igd(b: Bench, dit: DiT, vae, diffusion, shape: tuple, args):
+    """generate_batched's batch with IGD's guidance: at each guided step a gradient through the VAE
+    decoder and, per kept checkpoint, the surrogate's parameter gradient (a double backward)."""
+    res = 32 if args.tiny else 256  # build_models' image side
+    guide, interval, parameters = igd_guide(vae, res, args.tiny, args.gen_steps, b.device)
+    batch = args.gen_batch
+    labels = torch.arange(batch, device=b.device) % NUM_CLASSES_REAL
+    for _ in range(IGD["memory_size"]):  # every class's deviation memory full
+        guide.begin_batch(list(range(NUM_CLASSES_REAL)))
+        guide.remember(torch.randn(NUM_CLASSES_REAL, *shape, device=b.device))
+    guide.begin_batch(labels.tolist())
+
+    def generate():
+        noise = torch.randn(args.gen_steps + 1, batch, *shape, device=b.device)
+        decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance, guidance_channels=3,
+                                           influence=guide))
+
+    b.measure("generate_igd", generate, items=batch, unit="images/s", per="image",
+              settings={"batch": batch, "steps": args.gen_steps, "guidance": args.guidance,
+                        "guided_steps": interval[1] - interval[0] + 1, "interval": interval,
+                        "surrogate_params": parameters, **{k: IGD[k] for k in ("checkpoints", "memory_size")},
+                        "includes": "generate_batched's work + IGD's guidance at the guided steps"})
 
 
 def protocols() -> tuple[HardLabel, SoftLabel]:
@@ -334,6 +383,13 @@ def write_markdown(path: Path, report: dict) -> None:
     if "validate" in by and "validate_soft" in by:
         lines.append(f"- soft labels: {by['validate_soft'] / by['validate']:.2f}x the images/s of the hard-label "
                      "step (the teacher's forward pass on every batch, on the same images)")
+    if "generate_batched" in by and "generate_igd" in by:
+        igd = next(r for r in results if r["name"] == "generate_igd")
+        plain = next(r for r in results if r["name"] == "generate_batched")
+        lines.append(f"- IGD: {by['generate_batched'] / by['generate_igd']:.2f}x the seconds per image of unguided "
+                     f"sampling (Minimax's, on the same model and batch), "
+                     f"{igd['gflop_per_item'] / plain['gflop_per_item']:.2f}x its counted FLOPs "
+                     f"({igd['settings']['guided_steps']} guided steps of {s['gen_steps']})")
     if "generate_single" in by and "generate_batched" in by:
         lines.append(f"- batching: {by['generate_batched'] / by['generate_single']:.2f}x the images/s "
                      f"of one image at a time (batch {s['gen_batch']} vs 1, {s['gen_steps']} steps)")

@@ -54,7 +54,8 @@ def test_class_gradient_is_the_mean_gradient_over_the_class_images():
 
 def test_influence_term_is_the_cosine_of_the_stated_gradients_and_its_gradient_is_autograd_s():
     g = guide()
-    g.start_class(1, GRADIENTS[1])
+    g.start_classes([1], [GRADIENTS[1]])
+    g.begin_batch([1, 1, 1])
     images = torch.randn(3, 1, 8, 8)
     nets = [build_surrogate(SURROGATE) for _ in SURROGATE["states"]]
     for net, state in zip(nets, SURROGATE["states"]):
@@ -75,7 +76,8 @@ def test_influence_term_is_the_cosine_of_the_stated_gradients_and_its_gradient_i
 
 def test_guide_is_the_scaled_influence_gradient_through_the_decoder_plus_the_deviation_gradient():
     g = guide(influence=2.0, deviation=3.0)
-    g.start_class(0, GRADIENTS[0])
+    g.start_classes([0, 2], [GRADIENTS[0], GRADIENTS[2]])
+    g.begin_batch([0, 2])
     g.remember(torch.randn(2, 2, 4, 4))
     x0 = torch.randn(2, 2, 4, 4, requires_grad=True)
     objective = 2.0 * g.influence(g.surrogate_input(x0)).sum() + 3.0 * g.deviation(x0).sum()
@@ -122,17 +124,38 @@ def test_guidance_acts_only_inside_the_interval():
 
 def test_deviation_term_pushes_away_from_the_class_earlier_samples():
     g = guide(influence=0.0, deviation=1.0)
-    g.start_class(0, GRADIENTS[0])
-    assert torch.equal(g(torch.randn(1, 2, 4, 4)), torch.zeros(1, 2, 4, 4))  # nothing remembered yet
+    g.start_classes([0, 1], [GRADIENTS[0], GRADIENTS[1]])
+    g.begin_batch([0, 1])
+    assert torch.equal(g(torch.randn(2, 2, 4, 4)), torch.zeros(2, 2, 4, 4))  # nothing remembered yet
     earlier = torch.randn(3, 2, 4, 4)
-    g.remember(earlier)
-    x0 = earlier[1:2] + 0.3 * torch.randn(1, 2, 4, 4)
-    step = x0 + 0.05 * g(x0)
-    before = F.cosine_similarity(x0.flatten(1), earlier.flatten(1)).max()
+    for latent in earlier:  # three earlier images of class 0
+        g.begin_batch([0])
+        g.remember(latent[None])
+    g.begin_batch([0, 1])
+    x0 = earlier[1:2].repeat(2, 1, 1, 1) + 0.3 * torch.randn(2, 2, 4, 4)
+    direction = g(x0)
+    assert torch.equal(direction[1], torch.zeros(2, 4, 4))  # class 1 has no earlier image: not pushed
+    step = x0[:1] + 0.05 * direction[:1]
+    before = F.cosine_similarity(x0[:1].flatten(1), earlier.flatten(1)).max()
     after = F.cosine_similarity(step.flatten(1), earlier.flatten(1)).max()
     assert after < before
-    g.remember(torch.randn(9, 2, 4, 4))
-    assert len(g.memory) == 8  # the class's last memory_size latents
+    for _ in range(9):
+        g.remember(torch.randn(2, 2, 4, 4))
+    assert len(g.memory[0]) == 8 and len(g.memory[1]) == 8  # each class's last memory_size latents
+
+
+def test_image_i_of_a_class_sees_the_class_images_before_it_whatever_the_batch():
+    """DD_IGD's order (one image after another per class), batched across classes: the set does not
+    depend on the batch size."""
+    model = tiny_dit()
+    sets = [generate_set(model, guide(influence=3.0, deviation=5.0).vae, class_ids=[0, 1, 2], ipc=3,
+                         influence=guide(influence=3.0, deviation=5.0), class_gradients=GRADIENTS.__getitem__,
+                         **{**SAMPLING, "batch_size": batch})[0] for batch in (1, 2, 3)]
+    assert all(torch.equal(s, sets[0]) for s in sets[1:])
+    no_memory = generate_set(model, guide(influence=3.0, deviation=5.0).vae, class_ids=[0, 1, 2], ipc=3,
+                             influence=guide(influence=3.0, deviation=5.0, memory=0),
+                             class_gradients=GRADIENTS.__getitem__, **SAMPLING)[0]
+    assert not torch.equal(no_memory, sets[0])  # the deviation term acts within a class
 
 
 def test_igd_raises_the_tracin_score_of_the_set_against_unguided_sampling_from_the_same_seeds():
@@ -155,7 +178,7 @@ def test_igd_methods_check_their_interval_and_sampler():
     assert methods.generate_settings("igd", config)["influence_guidance"]["influence_scale"] == 5.0
     assert methods.finetune_name("igd_minimax@steps=60") == "minimax"
     methods.check("igd_minimax@steps=60", config)
-    with pytest.raises(methods.MethodError, match=r"igd.interval \[30, 45\] must be chain indices"):
+    with pytest.raises(methods.MethodError, match=r"igd.interval \(low 30, high 45\) must be chain indices"):
         methods.check("igd@steps=40", config)
     with pytest.raises(methods.MethodError, match="influence guidance runs with the ddpm sampler"):
         methods.check("igd@sampler=ddim", config)

@@ -57,6 +57,8 @@ def dry_run(preset: str, imagenet: Path, workdir: Path) -> Counter:
                              "dit_num_heads": 1}  # the stand-in's hidden size is no model-zoo size
     if "soft_label" in config:  # a random stand-in teacher would fail the class-order check: the feature network
         config["soft_label"]["teacher"] = None
+    if "igd" in config:  # the stand-in tree holds 2 images in most classes (the gradient memory changes no job count)
+        config["igd"]["gradient_memory"] = 2
     workdir.mkdir()
     (workdir / "config.yaml").write_text(yaml.safe_dump(config))
     result = subprocess.run(
@@ -120,8 +122,9 @@ def test_imagenet1k_plans_table4_under_the_soft_label_protocol(planned):
     jobs = planned("imagenet1k")
     assert jobs["finetune"] == 100  # minimax, one model per phase of 10 classes
     assert jobs["encode"] == 100  # one job per 10 classes: a phase reads only its latents
-    assert jobs["generate"] == 4  # dit and minimax at IPC 10 and 50
-    assert jobs["validate_soft_label"] == 2 * 2 * 3 and jobs["table4"] == 1
+    assert jobs["generate"] == 8  # dit, minimax, igd and igd_minimax at IPC 10 and 50
+    assert jobs["igd_surrogate"] == 1 and jobs["igd_gradients"] == 1  # shared by both IGD methods and IPCs
+    assert jobs["validate_soft_label"] == 4 * 2 * 3 and jobs["table4"] == 1
     assert "validate" not in jobs and "table1" not in jobs and "analyze" not in jobs  # no hard-label tables, no MMD
 
 
@@ -134,9 +137,10 @@ def test_imagenet100_finetunes_one_model_per_phase_of_ten_classes(planned):
 def test_imagewoof_studies_share_the_main_finetuning(planned):
     jobs = planned("imagewoof")
     # 7 fine-tuned table methods, plus one fine-tuning per non-default value of the 3 weight and memory
-    # sweeps, and one per epochs value: the main model trains for 12,000 steps, not 8 epochs (mgd3_minimax
-    # and the sampler studies sample the minimax model)
+    # sweeps, and one per epochs value: the main model trains for 12,000 steps, not 8 epochs (mgd3_minimax,
+    # igd_minimax and the sampler studies sample the minimax model)
     assert jobs["finetune"] == 7 + 4 + 4 + 3 + 6
+    assert jobs["igd_surrogate"] == 1 and jobs["igd_gradients"] == 1
 
 
 def reference_epochs(ipc: int, classes: int) -> int:
@@ -165,6 +169,20 @@ def test_presets_follow_the_reference_protocol(preset):
     assert (finetune["memory_size"], finetune["rep_weight"], finetune["div_weight"]) == (64, 0.002, 0.008)
     assert (generate["guidance_scale"], generate["guidance_channels"], generate["precision"]) == (4.0, 3, "fp32")
     assert generate["steps"] == 50
+
+
+@pytest.mark.parametrize("preset", ["imagewoof", "imagenet1k"])
+def test_igd_presets_take_dd_igd_settings(preset):
+    """DD_IGD's scripts (mchen725/DD_IGD sample_mp.sh, sample_mp_minimax.sh, train_ckpt.sh, sample.py)."""
+    config = yaml.safe_load((REPO / f"configs/{preset}.yaml").read_text())
+    igd = config["igd"]
+    assert {"igd", "igd_minimax"} <= set(config["methods"])
+    assert igd["influence_scale"] == {"dit": 5.0, "finetuned": 10.0}  # --gm-scale 5 / 10
+    assert igd["deviation_scale"] == {"dit": 120.0, "finetuned": 100.0}  # --dev-scale 120 / 100
+    assert (igd["interval"], igd["gradient_memory"], igd["memory_size"]) == ({"low": 30, "high": 45}, 200, 64)
+    assert (igd["surrogate_arch"], igd["width_factor"]) == ("convnet", 1.0)  # ConvNet-6 at 256 px, width 128
+    assert igd["checkpoints"] == ([0, 5, 16, 40] if preset == "imagewoof" else [0, 5, 18, 52])  # rand_ckpts
+    assert igd["surrogate_epochs"] == (50 if preset == "imagewoof" else 52)
 
 
 def test_imagenet1k_follows_rded_soft_label_protocol():

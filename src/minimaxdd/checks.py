@@ -55,10 +55,11 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
 
 
 def data_disk_bytes(config: dict, sizes: dict[str, int], encoded: bool) -> dict[str, int]:
-    """Bytes the data stages write: the uint8 shards of both splits, and (`encoded`: a generator
+    """Bytes the data stages write: the uint8 shards of both splits, (`encoded`: a generator
     is fine-tuned or trained here) the fp16 latent mean and std of every training image and its
-    flip. Latents: an SD-VAE (base_models.vae) is 4 x res/8 x res/8; the tiny VAE halves the side
-    once per block after the first."""
+    flip, and IGD's class gradients (bfloat16, one per class and kept checkpoint) when a method
+    is influence-guided. Latents: an SD-VAE (base_models.vae) is 4 x res/8 x res/8; the tiny VAE
+    halves the side once per block after the first."""
     dataset, models = config["dataset"], config["base_models"]
     res = dataset["resolution"]
     if models["vae"]:
@@ -67,7 +68,20 @@ def data_disk_bytes(config: dict, sizes: dict[str, int], encoded: bool) -> dict[
         tiny = models["tiny_vae"]
         channels, side = tiny["latent_channels"], res // 2 ** (len(tiny["block_channels"]) - 1)
     latents = sizes["train"] * 2 * 2 * 2 * channels * side * side if encoded else 0
-    return {"shards": (sizes["train"] + sizes["test"]) * dataset["channels"] * res * res, "latents": latents}
+    gradients = 0
+    if any(methods.is_influence_guided(m) for m in (*config["methods"], *config["expansion"]["methods"])):
+        import torch
+
+        from . import data
+        from .nets import build_net
+
+        igd = config["igd"]
+        classes = len(data.resolve_classes(dataset)[0])
+        with torch.device("meta"):  # the parameter count alone: nothing allocated
+            net = build_net(igd["surrogate_arch"], dataset["channels"], classes, res, igd["width_factor"])
+        gradients = 2 * classes * len(igd["checkpoints"]) * sum(p.numel() for p in net.parameters())
+    return {"shards": (sizes["train"] + sizes["test"]) * dataset["channels"] * res * res, "latents": latents,
+            "gradients": gradients}
 
 
 def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
@@ -79,14 +93,15 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
 
     needed = data_disk_bytes(config, data.split_sizes(config["dataset"]), encoded)
     exp = Path(exp)
-    written = sum(p.stat().st_size for folder in ("data", "latents") for p in (exp / folder).rglob("*") if p.is_file())
+    written = sum(p.stat().st_size for folder in ("data", "latents", "igd") for p in (exp / folder).rglob("*")
+                  if p.is_file())
     existing = next(p for p in (exp, *exp.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     gb = lambda n: f"{n / 1e9:.1f} GB"
     if sum(needed.values()) - written > free:
         raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
                           f"shards ({gb(needed['shards'])} at dataset.resolution {config['dataset']['resolution']}) and latents "
-                          f"({gb(needed['latents'])}), but "
+                          f"({gb(needed['latents'])}) and IGD's class gradients ({gb(needed['gradients'])}), but "
                           f"{existing} has {gb(free)} free; free space, or run from a working directory on a larger disk")
 
 

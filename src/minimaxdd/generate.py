@@ -5,8 +5,9 @@ from a generator seeded by (seed, c, i) alone, so the first k images of an IPC-n
 the IPC-k set (except under MGD3's mode guidance, whose modes depend on the IPC), whatever the
 batch size or device, and a set generated in class chunks over several
 jobs (`generate.classes_per_job`, joined by `stages.gather_generated`) is the set one job generates.
-Under IGD's guidance an image also depends on the class's earlier batches (its deviation term), so
-its batches never mix classes and the set depends on `generate.batch_size`, not on the chunking.
+Under IGD's guidance image i of class c also depends on the class's images 0..i-1 (its deviation
+term): a batch then holds image i of each class of a group of `batch_size` classes, so that this
+holds whatever the batch size or chunking.
 """
 
 from __future__ import annotations
@@ -45,8 +46,8 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
 
     With `mode_guidance` ({"scale", "stop_step"}: MGD3), image i of class c is guided toward
     `modes[c, i]` (the class's k-means modes, one per image; see modes.py). With `influence` (IGD's
-    igd.InfluenceGuide), each batch of one class is guided by it, `class_gradients(c)` giving the
-    class's real gradients."""
+    igd.InfluenceGuide), every batch is guided by it, `class_gradients(c)` giving class c's real
+    gradients; the classes go in groups of `batch_size`, image i of every class of the group a batch."""
     model = model.to(device).eval()
     diffusion = GaussianDiffusion.respaced(steps, sampler=sampler).to(device)
     guide = {}
@@ -54,22 +55,23 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
     classes = range(len(class_ids)) if classes is None else classes
     jobs = [(c, i) for c in classes for i in range(ipc)]
     if batch_size == "auto":
-        probe_guide = None
         if influence is not None:
-            influence.start_class(classes[0], class_gradients(classes[0]))
-            probe_guide = influence
-        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device, probe_guide)
+            influence.start_classes([classes[0]], [class_gradients(classes[0])])
+            influence.begin_batch([classes[0]] * AUTO_PROBE)
+        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device, influence)
         print(f"generate.batch_size auto: {batch_size} images a batch on {device}")
     if influence is None:
         batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    else:  # one class a batch, in order: the deviation term remembers the class's earlier batches
-        batches = [[(c, i) for i in range(start, min(start + batch_size, ipc))] for c in classes
-                   for start in range(0, ipc, batch_size)]
-    images, start = None, 0  # the set, filled batch by batch (no list and joined copy: one set in memory)
+    else:  # image i of each class of a group: every image sees its class's images 0..i-1
+        groups = [list(classes[start:start + batch_size]) for start in range(0, len(classes), batch_size)]
+        batches = [[(c, i) for c in group] for group in groups for i in range(ipc)]
+    position = {job: n for n, job in enumerate(jobs)}  # where each image goes in the set (class-major)
+    images = None  # the set, filled batch by batch (no list and joined copy: one set in memory)
     for batch in tqdm(batches, desc=f"generate ipc={ipc}", mininterval=5):
-        first_class, first_index = batch[0]
-        if influence is not None and first_index == 0:
-            influence.start_class(first_class, class_gradients(first_class))
+        if influence is not None:
+            if batch[0][1] == 0:  # a new group of classes
+                influence.start_classes([c for c, _ in batch], [class_gradients(c) for c, _ in batch])
+            influence.begin_batch([c for c, _ in batch])
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
         if mode_guidance:
@@ -83,19 +85,19 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
         decoded = decode_latents(vae, latents)
         if images is None:
             images = torch.empty((len(jobs), *decoded.shape[1:]), dtype=decoded.dtype)
-        images[start:start + len(batch)] = decoded
-        start += len(batch)
+        images[[position[job] for job in batch]] = decoded
     labels = torch.tensor([c for c, _ in jobs], dtype=torch.long)
     return images, labels
 
 
 AUTO_BATCH_CPU = 64  # host memory is not what limits a CPU's batch; larger ones only page-fault more
 MEMORY_SHARE = 0.8  # of the device's free memory: room for the allocator's fragmentation
+AUTO_PROBE = 4  # images of the probe batch
 
 
 @torch.no_grad()
 def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, device: torch.device,
-                       influence=None, probe: int = 4) -> int:
+                       influence=None, probe: int = AUTO_PROBE) -> int:
     """`generate.batch_size: auto`: on CUDA, the most images a batch whose guided denoising step and
     decoding (and IGD's `influence` gradient, when given) fit in 80 % of the free device memory,
     from the peak memory of a probe batch; on the CPU, 64."""

@@ -28,7 +28,6 @@ Three stages, each a cached rule (workflow/rules/igd.smk):
 
 from __future__ import annotations
 
-from dataclasses import replace
 from pathlib import Path
 
 import torch
@@ -87,11 +86,15 @@ def class_gradient(net: nn.Module, images: torch.Tensor, label: int, normalize: 
 
 class InfluenceGuide:
     """IGD's guidance for one generation job: the surrogate at its kept checkpoints, the VAE, and
-    per class its real gradients and the memory of its earlier latents.
+    for a group of classes their real gradients and the memories of their earlier latents.
 
-    `start_class(c, gradients)` before a class's first batch; `remember(latents)` after each of its
-    batches; `acts_at(index)` says whether the chain index is in the guided interval, and calling
-    the guide on the predicted clean latents of a batch returns dJ/dx0 (see the module doc)."""
+    DD_IGD samples a class's images one after another, each one's deviation term seeing the
+    class's earlier images. The same order here, batched across classes: a batch holds image i of
+    each class of a group, so image i of class c sees images 0..i-1 of class c whatever the batch.
+    `start_classes(classes, gradients)` before a group's first batch, `begin_batch(labels)` before
+    each batch, `remember(latents)` after it; `acts_at(index)` says whether the chain index is in
+    the guided interval, and calling the guide on a batch's predicted clean latents returns dJ/dx0
+    (see the module doc)."""
 
     def __init__(self, vae, surrogate: dict, *, influence_scale: float, deviation_scale: float,
                  interval: list[int], memory_size: int, device: torch.device):
@@ -104,42 +107,54 @@ class InfluenceGuide:
         self.influence_scale, self.deviation_scale = influence_scale, deviation_scale
         self.low, self.high = interval
         self.memory_size = memory_size
-        self.label, self.real, self.memory = None, None, []
+        self.real, self.memory, self.labels = {}, {}, []
 
-    def start_class(self, label: int, gradients: torch.Tensor) -> None:
-        """`gradients`: the class's real gradient at each checkpoint (K x P, from class_gradients)."""
-        self.label, self.real, self.memory = label, gradients.to(self.device, torch.float32), []
+    def start_classes(self, classes: list[int], gradients: list[torch.Tensor]) -> None:
+        """A new group of classes, with the real gradient of each at every checkpoint (K x P, from
+        class_gradients); their memories start empty. The previous group's are dropped."""
+        self.real = {c: g.to(self.device, torch.float32) for c, g in zip(classes, gradients)}
+        self.memory = {c: [] for c in classes}
+
+    def begin_batch(self, labels: list[int]) -> None:
+        """The class of each image of the next batch (classes of the current group)."""
+        self.labels = list(labels)
 
     def remember(self, latents: torch.Tensor) -> None:
-        """Keep a batch's final latents for the deviation term: the class's last `memory_size`
-        (DD_IGD sample.py: a FIFO of the generated samples)."""
-        self.memory = [*self.memory, *latents.detach().split(1)][-self.memory_size:] if self.memory_size else []
+        """Keep the batch's final latents for the deviation term: per class, its last `memory_size`
+        (DD_IGD sample.py: a FIFO of the class's generated samples)."""
+        for c, latent in zip(self.labels, latents.detach().split(1)):
+            self.memory[c] = [*self.memory[c], latent][-self.memory_size:] if self.memory_size else []
 
     def acts_at(self, index: int) -> bool:
         return self.low <= index <= self.high
 
     # -- the influence term ---------------------------------------------------------------------
-    def _cosine(self, image: torch.Tensor, params: dict, real: torch.Tensor) -> torch.Tensor:
+    def _cosine(self, image: torch.Tensor, label: torch.Tensor, params: dict, real: torch.Tensor) -> torch.Tensor:
         """cos(grad_theta CE(f_theta(image), label), real) for one normalized image."""
-        label = torch.tensor([self.label], device=image.device)
-
         def loss(p):
-            return F.cross_entropy(functional_call(self.net, p, (image[None],)), label)
+            return F.cross_entropy(functional_call(self.net, p, (image[None],)), label[None])
 
         gradient = grad(loss)(params)
         flat = torch.cat([g.reshape(-1) for g in gradient.values()])
         return F.cosine_similarity(flat, real, dim=0)
 
+    def _batch_real(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The batch's labels and, per checkpoint, each image's class gradient: (N,), (K, N, P)."""
+        labels = torch.tensor(self.labels, device=self.device)
+        return labels, torch.stack([self.real[c] for c in self.labels], dim=1)
+
     def influence(self, images: torch.Tensor) -> torch.Tensor:
-        """Per image, the sum over checkpoints of the cosine of its gradient with the class's: the
+        """Per image, the sum over checkpoints of the cosine of its gradient with its class's: the
         TracIn score IGD raises (in its cosine form). `images`: normalized surrogate inputs."""
-        return sum(vmap(self._cosine, in_dims=(0, None, None))(images, params, real)
-                   for params, real in zip(self.checkpoints, self.real))
+        labels, real = self._batch_real()
+        return sum(vmap(self._cosine, in_dims=(0, 0, None, 0))(images, labels, params, real_k)
+                   for params, real_k in zip(self.checkpoints, real))
 
     def influence_gradient(self, images: torch.Tensor) -> torch.Tensor:
         """d influence / d images, per image (the cosine's gradient through the parameter gradient)."""
-        return sum(vmap(grad(self._cosine), in_dims=(0, None, None))(images, params, real)
-                   for params, real in zip(self.checkpoints, self.real))
+        labels, real = self._batch_real()
+        return sum(vmap(grad(self._cosine), in_dims=(0, 0, None, 0))(images, labels, params, real_k)
+                   for params, real_k in zip(self.checkpoints, real))
 
     def surrogate_input(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> decoded [0, 1] images, normalized as the surrogate was trained:
@@ -149,35 +164,37 @@ class InfluenceGuide:
 
     # -- the deviation term ---------------------------------------------------------------------
     def deviation(self, x0: torch.Tensor) -> torch.Tensor:
-        """Per latent, minus its largest cosine similarity with the class's earlier latents (0
-        before the class's first batch is remembered)."""
-        if not self.memory:
-            return torch.zeros(len(x0), device=x0.device)
-        memory = torch.cat(self.memory).flatten(1)
-        return -F.cosine_similarity(x0.flatten(1)[:, None], memory[None], dim=2).max(dim=1).values
+        """Per latent, minus its largest cosine similarity with its class's earlier latents (0
+        for an image whose class has none yet)."""
+        terms = []
+        for latent, c in zip(x0, self.labels):
+            if self.memory[c]:
+                memory = torch.cat(self.memory[c]).flatten(1)
+                terms.append(-F.cosine_similarity(latent.flatten()[None], memory, dim=1).max())
+            else:
+                terms.append(latent.sum() * 0)
+        return torch.stack(terms)
 
     def __call__(self, x0: torch.Tensor) -> torch.Tensor:
-        """dJ/dx0 for a batch of predicted clean latents of the current class."""
+        """dJ/dx0 for a batch of predicted clean latents."""
         with torch.enable_grad():
             x0 = x0.detach().float().requires_grad_(True)
             images = self.surrogate_input(x0)
             pixel_grad = self.influence_gradient(images.detach())
             (direction,) = torch.autograd.grad(images, x0, grad_outputs=self.influence_scale * pixel_grad)
-            if self.memory:
-                (away,) = torch.autograd.grad(self.deviation_scale * self.deviation(x0).sum(), x0)
-                direction = direction + away
-        return direction.detach()
+            (away,) = torch.autograd.grad(self.deviation_scale * self.deviation(x0).sum(), x0)
+        return (direction + away).detach()
 
 
 def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x, test_y: torch.Tensor, *,
-                    arch: str, width_factor: float, num_classes: int, epochs: int, keep: list[int], seed: int,
-                    device: torch.device, channels_last: bool, checkpointer, trajectory: Path) -> dict:
-    """Train the surrogate (one run of `train_classifiers` with SurrogateSteps) and return its
-    trajectory: the weights after each epoch of `keep` (0: as built), with what rebuilds the net.
+                    arch: str, num_classes: int, epochs: int, keep: list[int], seed: int, device: torch.device,
+                    channels_last: bool, checkpointer, trajectory: Path) -> dict:
+    """Train the surrogate (one run of `train_classifiers` with SurrogateSteps, at the training
+    images' own side: `protocol.resolution` is not applied) and return its trajectory: the weights
+    after each epoch of `keep` (0: as built), with what rebuilds the net.
 
     Each kept state is saved to `trajectory`/epoch<e>.pt as it is reached, so a job resumed from
     `checkpointer` finds the states of the epochs before its checkpoint there."""
-    protocol = replace(protocol, width_factor=width_factor, resolution=None)  # the generated images' side
     trajectory.mkdir(parents=True, exist_ok=True)
 
     def keep_state(epoch: int, models: list[nn.Module]) -> None:
@@ -190,7 +207,7 @@ def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x,
                                      channels_last=channels_last, test_x=test_x, test_y=test_y, progress=True,
                                      checkpointer=checkpointer, on_epoch=keep_state)
     return {"arch": arch, "channels": train_x.shape[1], "num_classes": num_classes, "resolution": train_x.shape[2],
-            "width_factor": width_factor, "normalize": protocol.normalize, "epochs": list(keep),
+            "width_factor": protocol.width_factor, "normalize": protocol.normalize, "epochs": list(keep),
             "states": [load_torch(trajectory / f"epoch{e}.pt") for e in keep], "record": record}
 
 
@@ -206,10 +223,11 @@ def class_gradients(surrogate: dict, images: torch.Tensor, label: int, device: t
 
 def influence_scores(guide: InfluenceGuide, images: torch.Tensor, labels: torch.Tensor, class_gradients) -> torch.Tensor:
     """Per uint8 image of a set, its TracIn score in IGD's cosine form (InfluenceGuide.influence)
-    against its class's real gradients `class_gradients(c)`."""
+    against its class's real gradients `class_gradients(c)`, one class at a time."""
     scores = torch.empty(len(images))
     for c in labels.unique().tolist():
         rows = (labels == c).nonzero().flatten()
-        guide.start_class(c, class_gradients(c))
+        guide.start_classes([c], [class_gradients(c)])
+        guide.begin_batch([c] * len(rows))
         scores[rows] = guide.influence(to_model_input(images[rows], guide.device, guide.normalize)).detach().cpu()
     return scores

@@ -142,7 +142,8 @@ def generate_settings(name: str, config: dict) -> dict:
         model = "dit" if model_of(split(name)[0]) == "dit" else "finetuned"
         settings["influence_guidance"] = {"influence_scale": igd["influence_scale"][model],
                                           "deviation_scale": igd["deviation_scale"][model],
-                                          "interval": igd["interval"], "memory_size": igd["memory_size"]}
+                                          "interval": [igd["interval"]["low"], igd["interval"]["high"]],
+                                          "memory_size": igd["memory_size"]}
     return settings
 
 
@@ -175,7 +176,7 @@ def check(name: str, config: dict) -> None:
                               "DiT's ancestral sampler); set generate.sampler: ddpm")
         low, high = settings["influence_guidance"]["interval"]
         if not low <= high < settings["steps"]:
-            raise MethodError(f"method {name!r}: igd.interval [{low}, {high}] must be chain indices low <= high "
+            raise MethodError(f"method {name!r}: igd.interval (low {low}, high {high}) must be chain indices low <= high "
                               f"below its {settings['steps']} denoising steps")
     if settings["sampler"] == "ddim":
         from .diffusion import ddim_timesteps  # torch: only the start-of-workflow checks get here

@@ -61,10 +61,12 @@ class Params:
 
     def igd_surrogate(self, wildcards=None) -> dict:
         """IGD's surrogate: the hard-label protocol's optimiser and augmentation (igd.SurrogateSteps
-        drops CutMix), at igd's architecture, width, epochs, kept checkpoints and seed."""
+        drops CutMix) at igd.width_factor and at the dataset's resolution (the guidance decodes
+        images at that side), with igd's architecture, epochs, kept checkpoints and seed."""
         igd = self.grid.config["igd"]
-        return {"arch": igd["surrogate_arch"], "width_factor": igd["width_factor"], "epochs": igd["surrogate_epochs"],
-                "checkpoints": igd["checkpoints"], "seed": igd["seed"], **self.hard_label.params()}
+        protocol = dataclasses.replace(self.hard_label, width_factor=igd["width_factor"], resolution=None)
+        return {"arch": igd["surrogate_arch"], "epochs": igd["surrogate_epochs"], "checkpoints": igd["checkpoints"],
+                "seed": igd["seed"], **protocol.params()}
 
     def igd_gradients(self, wildcards=None) -> dict:
         return {"images_per_class": self.grid.config["igd"]["gradient_memory"]}

@@ -211,9 +211,8 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
                **job_environment()}, timing)
 
 
-def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, width_factor: float, epochs: int,
-                  checkpoints: list[int], seed: int, device: str, checkpoint_every_epochs: int, channels_last: bool,
-                  **protocol) -> None:
+def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, epochs: int, checkpoints: list[int], seed: int,
+                  device: str, checkpoint_every_epochs: int, channels_last: bool, **protocol) -> None:
     """IGD's surrogate: `arch` trained on the whole training split (igd.train_surrogate), its weights
     kept at the epochs `checkpoints`; scored on the test split as it trains (its record says how
     good a classifier the guidance follows)."""
@@ -222,10 +221,10 @@ def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, width_fac
 
     real, test_split = data.open_set(train), data.open_set(test)
     protocol = HardLabel(**protocol)
-    job = [protocol.params(), arch, width_factor, epochs, checkpoints, seed, device]
+    job = [protocol.params(), arch, epochs, checkpoints, seed, device]
     checkpointer = Checkpointer.next_to(surrogate, checkpoint_every_epochs, job, [train, test])
     saved = train_surrogate(protocol, real.images, real.labels, test_split.images, test_split.labels, arch=arch,
-                            width_factor=width_factor, num_classes=len(real.class_names), epochs=epochs,
+                            num_classes=len(real.class_names), epochs=epochs,
                             keep=checkpoints, seed=seed, device=pick_device(device, tf32=protocol.precision == "tf32"),
                             channels_last=channels_last, checkpointer=checkpointer,
                             trajectory=Path(f"{surrogate}.trajectory"))
@@ -241,7 +240,7 @@ def igd_gradients(*, train: str, surrogate: str, gradients: str, images_per_clas
     from .igd import class_gradients
 
     real, saved = data.open_set(train), load_torch(surrogate)
-    device = pick_device(device)
+    device = pick_device(device, tf32=False)
     partial = Path(f"{gradients}.partial")
     partial.mkdir(parents=True, exist_ok=True)
     for c in tqdm(range(len(real.class_names)), desc="IGD class gradients", mininterval=5):

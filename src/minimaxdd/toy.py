@@ -38,6 +38,7 @@ TOY_KEYS = (
     "experiment", "dataset.classes", "ipcs", "expansion.ipcs", "external",
     "finetune.epochs", "finetune.train_steps", "finetune.classes_per_phase", "encode.classes_per_job",
     "generate.steps", "generate.classes_per_job", "mgd3.stop_step",
+    "igd.interval", "igd.surrogate_epochs", "igd.checkpoints", "igd.gradient_memory", "igd.width_factor",
     "validate.seeds", "validate.epochs", "validate.default_epochs", "validate.full_epochs", "validate.width_factor",
     "soft_label.epochs", "soft_label.width_factor", "soft_label.check_images",
     "analysis.feature_epochs", "analysis.k", "analysis.samples_per_class",
@@ -76,6 +77,12 @@ def shrink(config: dict, classes: int = 2, steps: int = 4, epochs: int = 2) -> d
             section[key] = 1  # one class each: the phases and scattered jobs still exist
     generate = toy["generate"]
     toy["mgd3"]["stop_step"] = max(-1, round(config["mgd3"]["stop_step"] * steps / generate["steps"]))
+    igd = toy["igd"]  # the guided interval and the kept epochs at the same fractions of the shorter chain and run
+    igd["interval"] = {end: min(steps - 1, round(i * steps / generate["steps"])) for end, i in igd["interval"].items()}
+    igd["surrogate_epochs"] = epochs
+    igd["checkpoints"] = sorted({round(e * epochs / config["igd"]["surrogate_epochs"]) for e in igd["checkpoints"]})
+    igd["gradient_memory"] = min(igd["gradient_memory"], 4)
+    igd["width_factor"] = min(igd["width_factor"], 0.25)
     generate["steps"] = steps
 
     validate = toy["validate"]
