@@ -182,3 +182,34 @@ def test_igd_methods_check_their_interval_and_sampler():
         methods.check("igd@steps=40", config)
     with pytest.raises(methods.MethodError, match="influence guidance runs with the ddpm sampler"):
         methods.check("igd@sampler=ddim", config)
+
+
+def test_surrogate_keeps_its_trajectory_and_a_killed_job_resumes_it(tmp_path, monkeypatch):
+    from minimaxdd.igd import train_surrogate
+    from minimaxdd.resume import Checkpointer
+
+    from conftest import hard_label
+
+    x, y = toy_split(per_class=8, seed=1)
+    protocol = hard_label(width_factor=0.125, evaluations=4, batch_size=8)  # 3 steps an epoch
+    run = dict(arch="convnet", num_classes=3, epochs=4, keep=[0, 1, 3], seed=0, device=CPU, channels_last=False)
+    whole = train_surrogate(protocol, x, y, x, y, checkpointer=None, trajectory=tmp_path / "a", **run)
+    assert whole["epochs"] == [0, 1, 3] and len(whole["states"]) == 3 and whole["resolution"] == 16
+    assert not all(torch.equal(a, b) for a, b in zip(whole["states"][0].values(), whole["states"][2].values()))
+
+    checkpointer = Checkpointer(tmp_path / "resume.pt", every=2, fingerprint="job")
+    real_step, count = torch.optim.SGD.step, {"n": 0}
+
+    def step(self, *args, **kwargs):
+        count["n"] += 1
+        if count["n"] > 7:  # killed in epoch 3, after the checkpoint of epoch 2
+            raise KeyboardInterrupt
+        return real_step(self, *args, **kwargs)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(torch.optim.SGD, "step", step)
+        with pytest.raises(KeyboardInterrupt):
+            train_surrogate(protocol, x, y, x, y, checkpointer=checkpointer, trajectory=tmp_path / "b", **run)
+    resumed = train_surrogate(protocol, x, y, x, y, checkpointer=checkpointer, trajectory=tmp_path / "b", **run)
+    for a, b in zip(whole["states"], resumed["states"]):
+        assert all(torch.equal(a[k], b[k]) for k in a)

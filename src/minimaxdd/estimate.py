@@ -5,8 +5,11 @@ preflight projects for a user's config.
 Work model (ImageNet: about 1,300 training and 50 validation images per class):
 - fine-tuning: the steps of every fine-tuning job (`finetune.train_steps`, else epochs over its
   classes' images) at `finetune_cached` steps/s;
-- generation: the images of every generated set, at `generate_batched` images/s scaled by the
-  set's denoising steps over the benchmark's;
+- generation: the images of every generated set, at `generate_batched` images/s (an IGD set at
+  `generate_igd`, which adds its guidance) scaled by the set's denoising steps over the benchmark's;
+- IGD's surrogate: `igd.surrogate_epochs` over the training split, at `validate` images/s scaled
+  by the FLOPs of its net (as validation); its class gradients, a pass over `igd.gradient_memory`
+  images a class per kept checkpoint, are left out (under 1 % of it at the presets' settings);
 - validation: per run, epochs x set images training steps and `evaluations` passes over the test
   split (a forward pass taken as a third of a training step), at `validate` (hard labels) or
   `validate_soft` (soft labels) images/s, scaled by the FLOPs of the run's net at its resolution
@@ -63,9 +66,19 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
     sets = [(m, ipc) for ipc in p.ipcs for m in p.methods_at(ipc) if methods.is_generated(m, config)]
     sets += [(pt, ipc) for s in p.studies.values() for pt in p.study_points(s) for ipc in s.get("ipcs", p.ipcs)]
     sets = list(dict.fromkeys((m, ipc) for m, ipc in sets if methods.is_generated(m, config)))
-    scaled = sum(ipc * classes * methods.generate_settings(m, config)["steps"] / bench["gen_steps"] for m, ipc in sets)
-    rows.append(("generate", len(sets), f"{sum(ipc * classes for _, ipc in sets):,} images",
-                 _time(scaled, rates.get("generate_batched"))))
+    guided = [(m, ipc) for m, ipc in sets if methods.is_influence_guided(m)]
+    for stage, group, rate in (("generate", [s for s in sets if s not in guided], "generate_batched"),
+                               ("generate (IGD)", guided, "generate_igd")):
+        if not group and stage != "generate":
+            continue
+        scaled = sum(ipc * classes * methods.generate_settings(m, config)["steps"] / bench["gen_steps"] for m, ipc in group)
+        rows.append((stage, len(group), f"{sum(ipc * classes for _, ipc in group):,} images",
+                     _time(scaled, rates.get(rate))))
+    if guided:
+        igd = config["igd"]
+        images = igd["surrogate_epochs"] * classes * TRAIN_PER_CLASS * step_gflop(
+            igd["surrogate_arch"], classes, config["dataset"]["resolution"]) / bench["validate_gflop"]
+        rows.append(("igd_surrogate", 1, f"{images:,.0f} ResNet-18-step images", _time(images, rates.get("validate"))))
 
     hard = paths.validation_records() + [r for s in p.studies.values() for r in paths.study_records(s)]
     hard = (hard + (paths.table9_records() if p.expanded else [])) if "hard_label" in p.protocols else []

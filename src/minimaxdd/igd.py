@@ -84,6 +84,41 @@ def class_gradient(net: nn.Module, images: torch.Tensor, label: int, normalize: 
     return total / len(images)
 
 
+def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x, test_y: torch.Tensor, *,
+                    arch: str, num_classes: int, epochs: int, keep: list[int], seed: int, device: torch.device,
+                    channels_last: bool, checkpointer, trajectory: Path) -> dict:
+    """Train the surrogate (one run of `train_classifiers` with SurrogateSteps, at the training
+    images' own side: `protocol.resolution` is not applied) and return its trajectory: the weights
+    after each epoch of `keep` (0: as built), with what rebuilds the net.
+
+    Each kept state is saved to `trajectory`/epoch<e>.pt as it is reached, so a job resumed from
+    `checkpointer` finds the states of the epochs before its checkpoint there."""
+    trajectory.mkdir(parents=True, exist_ok=True)
+
+    def keep_state(epoch: int, models: list[nn.Module]) -> None:
+        if epoch in keep:
+            save_torch({k: v.detach().cpu().clone() for k, v in models[0].state_dict().items()},
+                       trajectory / f"epoch{epoch}.pt")
+
+    (_, record), = train_classifiers(SurrogateSteps(arch, protocol), train_x, train_y, seeds=[seed],
+                                     num_classes=num_classes, epochs=epochs, device=device, mode="loop",
+                                     channels_last=channels_last, test_x=test_x, test_y=test_y, progress=True,
+                                     checkpointer=checkpointer, on_epoch=keep_state)
+    return {"arch": arch, "channels": train_x.shape[1], "num_classes": num_classes, "resolution": train_x.shape[2],
+            "width_factor": protocol.width_factor, "normalize": protocol.normalize, "epochs": list(keep),
+            "states": [load_torch(trajectory / f"epoch{e}.pt") for e in keep], "record": record}
+
+
+def class_gradients(surrogate: dict, images: torch.Tensor, label: int, device: torch.device) -> torch.Tensor:
+    """K x P: the class gradient of `label` (class_gradient over `images`) at each kept checkpoint."""
+    net = build_surrogate(surrogate).to(device)
+    rows = []
+    for state in surrogate["states"]:
+        net.load_state_dict(state)
+        rows.append(class_gradient(net, images, label, surrogate["normalize"], device))
+    return torch.stack(rows)
+
+
 class InfluenceGuide:
     """IGD's guidance for one generation job: the surrogate at its kept checkpoints, the VAE, and
     for a group of classes their real gradients and the memories of their earlier latents.
@@ -184,41 +219,6 @@ class InfluenceGuide:
             (direction,) = torch.autograd.grad(images, x0, grad_outputs=self.influence_scale * pixel_grad)
             (away,) = torch.autograd.grad(self.deviation_scale * self.deviation(x0).sum(), x0)
         return (direction + away).detach()
-
-
-def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x, test_y: torch.Tensor, *,
-                    arch: str, num_classes: int, epochs: int, keep: list[int], seed: int, device: torch.device,
-                    channels_last: bool, checkpointer, trajectory: Path) -> dict:
-    """Train the surrogate (one run of `train_classifiers` with SurrogateSteps, at the training
-    images' own side: `protocol.resolution` is not applied) and return its trajectory: the weights
-    after each epoch of `keep` (0: as built), with what rebuilds the net.
-
-    Each kept state is saved to `trajectory`/epoch<e>.pt as it is reached, so a job resumed from
-    `checkpointer` finds the states of the epochs before its checkpoint there."""
-    trajectory.mkdir(parents=True, exist_ok=True)
-
-    def keep_state(epoch: int, models: list[nn.Module]) -> None:
-        if epoch in keep:
-            save_torch({k: v.detach().cpu().clone() for k, v in models[0].state_dict().items()},
-                       trajectory / f"epoch{epoch}.pt")
-
-    (_, record), = train_classifiers(SurrogateSteps(arch, protocol), train_x, train_y, seeds=[seed],
-                                     num_classes=num_classes, epochs=epochs, device=device, mode="loop",
-                                     channels_last=channels_last, test_x=test_x, test_y=test_y, progress=True,
-                                     checkpointer=checkpointer, on_epoch=keep_state)
-    return {"arch": arch, "channels": train_x.shape[1], "num_classes": num_classes, "resolution": train_x.shape[2],
-            "width_factor": protocol.width_factor, "normalize": protocol.normalize, "epochs": list(keep),
-            "states": [load_torch(trajectory / f"epoch{e}.pt") for e in keep], "record": record}
-
-
-def class_gradients(surrogate: dict, images: torch.Tensor, label: int, device: torch.device) -> torch.Tensor:
-    """K x P: the class gradient of `label` (class_gradient over `images`) at each kept checkpoint."""
-    net = build_surrogate(surrogate).to(device)
-    rows = []
-    for state in surrogate["states"]:
-        net.load_state_dict(state)
-        rows.append(class_gradient(net, images, label, surrogate["normalize"], device))
-    return torch.stack(rows)
 
 
 def influence_scores(guide: InfluenceGuide, images: torch.Tensor, labels: torch.Tensor, class_gradients) -> torch.Tensor:
