@@ -143,6 +143,7 @@ class InfluenceGuide:
         self.low, self.high = interval
         self.memory_size = memory_size
         self.real, self.memory, self.labels = {}, {}, []
+        self.batch_labels = self.batch_real = None
 
     def start_classes(self, classes: list[int], gradients: list[torch.Tensor]) -> None:
         """A new group of classes, with the real gradient of each at every checkpoint (K x P, from
@@ -151,8 +152,11 @@ class InfluenceGuide:
         self.memory = {c: [] for c in classes}
 
     def begin_batch(self, labels: list[int]) -> None:
-        """The class of each image of the next batch (classes of the current group)."""
+        """The class of each image of the next batch (classes of the current group), and per
+        checkpoint each image's class gradient (K x N x P), gathered once for the batch's guided steps."""
         self.labels = list(labels)
+        self.batch_labels = torch.tensor(self.labels, device=self.device)
+        self.batch_real = torch.stack([self.real[c] for c in self.labels], dim=1)
 
     def remember(self, latents: torch.Tensor) -> None:
         """Keep the batch's final latents for the deviation term: per class, its last `memory_size`
@@ -173,23 +177,16 @@ class InfluenceGuide:
         flat = torch.cat([g.reshape(-1) for g in gradient.values()])
         return F.cosine_similarity(flat, real, dim=0)
 
-    def _batch_real(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The batch's labels and, per checkpoint, each image's class gradient: (N,), (K, N, P)."""
-        labels = torch.tensor(self.labels, device=self.device)
-        return labels, torch.stack([self.real[c] for c in self.labels], dim=1)
-
     def influence(self, images: torch.Tensor) -> torch.Tensor:
         """Per image, the sum over checkpoints of the cosine of its gradient with its class's: the
         TracIn score IGD raises (in its cosine form). `images`: normalized surrogate inputs."""
-        labels, real = self._batch_real()
-        return sum(vmap(self._cosine, in_dims=(0, 0, None, 0))(images, labels, params, real_k)
-                   for params, real_k in zip(self.checkpoints, real))
+        return sum(vmap(self._cosine, in_dims=(0, 0, None, 0))(images, self.batch_labels, params, real_k)
+                   for params, real_k in zip(self.checkpoints, self.batch_real))
 
     def influence_gradient(self, images: torch.Tensor) -> torch.Tensor:
         """d influence / d images, per image (the cosine's gradient through the parameter gradient)."""
-        labels, real = self._batch_real()
-        return sum(vmap(grad(self._cosine), in_dims=(0, 0, None, 0))(images, labels, params, real_k)
-                   for params, real_k in zip(self.checkpoints, real))
+        return sum(vmap(grad(self._cosine), in_dims=(0, 0, None, 0))(images, self.batch_labels, params, real_k)
+                   for params, real_k in zip(self.checkpoints, self.batch_real))
 
     def surrogate_input(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> decoded [0, 1] images, normalized as the surrogate was trained:
