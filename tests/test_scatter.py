@@ -47,7 +47,7 @@ def generate(models, out: Path, *, weights, phases, classes=None, images=True):
     root, _ = models
     out.mkdir(parents=True, exist_ok=True)
     stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights, modes=[],
-                    pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
+                    influence=[], pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
                     generate=SETTINGS, dit_num_heads=None, device="cpu", compile=False,
                     images=str(out / "images") if images else None, classes=classes)
     return out
