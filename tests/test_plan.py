@@ -48,6 +48,7 @@ def every_settings(config: dict) -> dict:
         "feature_net": p.feature_net(),
         "validate": p.validate(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
         "validate_full": p.validate(Wildcards(arch=arch, seed=str(seed))),
+        "validate_no_augment": p.validate_no_augment(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
         "table1": p.table1(), "analysis_tables": p.analysis_tables(),
     }
 
@@ -212,7 +213,7 @@ def assert_stage_takes(stage, given: set) -> None:
 
 def test_every_settings_key_is_a_parameter_of_its_stage():
     for rule, settings in every_settings(load(methods=["random", "dit", "minimax"])).items():
-        stage = getattr(stages, "validate" if rule == "validate_full" else rule)
+        stage = getattr(stages, {"validate_full": "validate", "validate_no_augment": "validate_group"}.get(rule, rule))
         assert_stage_takes(stage, set(settings) | set(plan.runtime(load(), stage.__name__)))
 
 

@@ -1,5 +1,6 @@
-"""Both evaluation protocols side by side, a set distilled elsewhere and MGD3 in one small workflow
-run (issues 13 and 14), and the start-of-workflow checks of the teacher and the external sets."""
+"""The evaluation protocols side by side (hard labels with and without augmentation, soft labels), a
+set distilled elsewhere and MGD3 in one small workflow run (issues 13, 14 and 24), and the
+start-of-workflow checks of the teacher and the external sets."""
 
 import json
 import math
@@ -31,7 +32,8 @@ def two_protocols(tmp_path_factory):
     external = external_tree(workdir / "elsewhere")
     config = {**TINY_CONFIG, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
               "external": {"elsewhere": {1: str(external)}},
-              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label"],
+              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label",
+                                                                                   "no_augment"],
                            "seeds": [0, 1], "group_seeds": True},
               "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
     write_config(workdir, config)
@@ -48,8 +50,11 @@ def test_each_protocol_has_its_table_and_the_external_set_its_column(two_protoco
     assert "| MGD3 | elsewhere |" in (tables / "table1.md").read_text()
     record = json.loads((two_protocols / "validate_soft/elsewhere/ipc1/convnet/seed0.json").read_text())
     assert record["protocol"] == "soft_label" and record["temperature"] == 20 and record["curve"]
+    plain = json.loads((two_protocols / "validate_noaug/elsewhere/ipc1/convnet/seed1.json").read_text())
+    assert plain["protocol"] == "hard_label" and plain["augment"] == "none" and plain["seed"] == 1
     scores = pd.read_csv(tables / "scores.csv")
     assert set(scores.method) == {"mgd3", "elsewhere"}  # gains over random
+    assert scores.ior_no_augment.notna().all() and scores.ars.notna().all()
     assert (tables / "leaderboard.md").read_text().count("|") > 10
 
 
@@ -129,7 +134,7 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
     summary = tables.summarize(tables.load_accuracies(spread, "best"), [10])
     assert summary["std"].item() == pytest.approx(8.1650, abs=1e-4)
 
-    tables.write_scores(spread + minimax, [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
+    tables.write_scores(spread + minimax, [], [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
                         ["random", "minimax"], [10], ["convnet"], 32, "best")
     assert pd.read_csv(tmp_path / "s.csv").gain_spread.item() == 8.16  # sqrt(8.16^2 + 0^2)
     assert "population std, ddof 0" in (tmp_path / "s.md").read_text()
@@ -149,7 +154,7 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
 
     assert "full-data accuracy is below" not in (tmp_path / "s.md").read_text()
     weak_full = records("full", [5], ipc=None)  # replaces the full run: undertrained, below random's 20
-    tables.write_scores(spread + minimax + weak_full, [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv",
+    tables.write_scores(spread + minimax + weak_full, [], [], tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv",
                         tmp_path / "l.md", ["random", "minimax", "full"], [10], ["convnet"], 32, "best")
     assert pd.read_csv(tmp_path / "s.csv").recovered.item() == 800.0
     assert "Note: the full-data accuracy is below Random's at IPC 10 ConvNet-3" in (tmp_path / "s.md").read_text()
@@ -178,7 +183,8 @@ def test_dd_ranking_scores_recomputed_by_hand_from_fixed_records(tmp_path):
     hard = (records("hard", "random", [20, 30]) + records("hard", "minimax", [40, 44]) + records("hard", "igd", [50])
             + records("hard", "full", [80], ipc=None))
     soft = records("soft", "random", [30]) + records("soft", "minimax", [60]) + records("soft", "igd", [58])
-    tables.write_scores(hard, soft, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
+    plain = records("plain", "random", [10, 12]) + records("plain", "minimax", [35])  # no igd: its ARS is NaN
+    tables.write_scores(hard, soft, plain, tmp_path / "s.csv", tmp_path / "s.md", tmp_path / "l.csv", tmp_path / "l.md",
                         ["random", "minimax", "igd", "full"], [10], ["convnet"], 32, "best")
     scores = pd.read_csv(tmp_path / "s.csv").set_index("method")
 
@@ -193,10 +199,15 @@ def test_dd_ranking_scores_recomputed_by_hand_from_fixed_records(tmp_path):
     assert scores.loc["minimax", "lrs_soft"] == pytest.approx(lrs(38, 30), abs=0.01)
     assert scores.loc["igd", "lrs"] == pytest.approx(lrs(30, 25), abs=0.01)  # one seed: 50 against 25 and 80
     assert scores.loc["igd", "lrs"] > scores.loc["minimax", "lrs"]
+    # ARS (ddranking metrics/aug_robust.py): beta = 0.5 IOR(augmented) + 0.5 IOR(no augmentation) on fractions
+    assert scores.loc["minimax", "ior_no_augment"] == 24.0  # 35 against the mean of 10 and 12
+    ars = 100 * (math.exp(0.5 * 0.17 + 0.5 * 0.24) - math.exp(-1)) / (math.exp(1) - math.exp(-1))
+    assert scores.loc["minimax", "ars"] == pytest.approx(ars, abs=0.01)
+    assert math.isnan(scores.loc["igd", "ars"])
     board = pd.read_csv(tmp_path / "l.csv")
     assert list(board.method) == ["IGD", "Minimax"] and board.mean_lrs.iloc[0] == pytest.approx(lrs(30, 25), abs=0.01)
     markdown = (tmp_path / "s.md").read_text()
-    assert f"| 10 | ConvNet-3 | {lrs(38, 17):.1f} (38.0, +17.0); soft {lrs(38, 30):.1f} |" in markdown
+    assert f"| 10 | ConvNet-3 | {lrs(38, 17):.1f} (38.0, +17.0); soft {lrs(38, 30):.1f}; ARS {ars:.1f} |" in markdown
 
 
 def test_a_soft_label_only_experiment_runs_no_hard_label_training():
@@ -206,3 +217,15 @@ def test_a_soft_label_only_experiment_runs_no_hard_label_training():
     outputs = Paths(plan.Grid(config)).final_outputs()
     assert any(o.endswith("table4.csv") for o in outputs)
     assert not [o for o in outputs if any(t in o for t in ("table1.", "table5", "table9", "study_", "scores"))]
+
+
+def test_the_no_augment_protocol_alone_stops_at_start_naming_the_key():
+    config = plan.load_config({"experiment": "x", "validate": {"protocols": ["no_augment"]}})
+    with pytest.raises(checks.ConfigError, match=r"^validate\.protocols: no_augment is scored against hard_label"):
+        checks.check(config)
+    both = plan.load_config({"experiment": "x", "methods": ["random", "minimax"],
+                             "validate": {"protocols": ["hard_label", "no_augment"]}})
+    checks.check(both)
+    paths = Paths(plan.Grid(both))
+    # every hard-label run of a set, once more without augmentation
+    assert paths.no_augment_records() == [r.replace("/validate/", "/validate_noaug/") for r in paths.validation_records()]

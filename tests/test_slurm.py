@@ -27,8 +27,8 @@ SLURM_SH = REPO / ".ci/slurm.sh"
 PROFILES = REPO / "profiles"
 REQUIRED = os.environ.get("MINIMAXDD_REQUIRE_SLURM") == "1"
 MODEL_RULES = {"base_vae", "base_dit", "encode", "finetune", "generate", "generate_chunk", "feature_net", "analyze",
-               "tsne", "validate", "validate_full", "validate_soft_label", "validate_group", "igd_surrogate",
-               "igd_gradients"}
+               "tsne", "validate", "validate_full", "validate_soft_label", "validate_group", "validate_no_augment",
+               "igd_surrogate", "igd_gradients"}
 
 # Three kinds of method (a real subset, a fine-tuned generator, the full data) at two IPCs, one
 # architecture: 26 jobs. Each SLURM job starts snakemake twice (the job script and its srun step),

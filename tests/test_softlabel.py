@@ -183,10 +183,12 @@ def test_soft_label_training_uses_the_gathered_targets(monkeypatch):
 def test_student_learns_the_teachers_colours():
     train_x, _ = colour_split(3, seed=0)
     test_x, test_y = colour_split(3, seed=1)
-    _, record = train_student(train_x, ColourTeacher(), CLASS_IDS, epochs=10, lr=1e-2, temperature=1,
+    # 30 epochs: at 10 and 15 the 9-image run still hovers at 8/9 or 7/9 on some CPUs' kernels (AVX2);
+    # from 20 to 40 epochs it is 9/9 at lr 0.01 and 0.03 (measured)
+    _, record = train_student(train_x, ColourTeacher(), CLASS_IDS, epochs=30, lr=1e-2, temperature=1,
                               test=(test_x, test_y))
-    assert record["curve"] == [[10, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
-    assert record["accuracy_best"] > 90.0 and record["best_epoch"] == 10
+    assert record["curve"] == [[30, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
+    assert record["accuracy_best"] > 90.0 and record["best_epoch"] == 30
     assert record["protocol"] == "soft_label" and record["resolution"] == 16
 
 

@@ -74,6 +74,26 @@ def test_augmentations_keep_shape():
     assert random_resized_crop(x).shape == x.shape
 
 
+def test_no_augmentation_batch_is_the_normalized_images_with_their_own_labels():
+    """validate.augment none (the no_augment protocol, DD-Ranking's `use_aug=False`): no crop, flip,
+    jitter or CutMix; the loss is plain cross-entropy on the images' own labels."""
+    from minimaxdd.augment import normalize
+    from minimaxdd.classifier import RunRandom
+    from minimaxdd.validate import HardLabelSteps
+
+    x, y = toy_split(per_class=4, seed=0)
+    idx = torch.tensor([5, 0, 7])
+    rng = RunRandom(*(torch.Generator().manual_seed(s) for s in (0, 1, 2)))
+    plain = HardLabelSteps("convnet", hard_label(augment="none"))
+    images, (y_a, y_b, lam) = plain.batch(x, y, idx, rng)
+    assert torch.equal(images, normalize(x[idx].float() / 255, "imagenet"))
+    assert torch.equal(y_a, y[idx]) and torch.equal(y_b, y[idx]) and lam == 1.0
+    logits = torch.randn(3, 3)
+    assert torch.equal(plain.loss(logits, (y_a, y_b, lam)), torch.nn.functional.cross_entropy(logits, y[idx]))
+    augmented, _ = HardLabelSteps("convnet", hard_label()).batch(x, y, idx, rng)
+    assert not torch.equal(augmented, images)
+
+
 def test_flip_mirrors_left_right():
     x = torch.arange(2 * 1 * 3 * 4, dtype=torch.float32).reshape(2, 1, 3, 4)
     assert torch.equal(random_flip(x, p=1.0), x.flip(-1))

@@ -23,7 +23,7 @@ import torch
 from torch.nn import functional as F
 
 CROP_TRIES = 10  # as torchvision's RandomResizedCrop
-AUGMENTS = ("idc", "crop_flip")
+AUGMENTS = ("idc", "crop_flip", "none")
 
 # Per-channel pixel statistics (IDC data.py L15-16). "half" maps [0, 1] to [-1, 1].
 # Gray images under "imagenet" take the mean of the three channels' values (our choice: IDC has none).
@@ -133,10 +133,13 @@ def augment_batch(x: torch.Tensor, kind: str = "idc", generator: torch.Generator
     """Per-step augmentation of [0, 1] images before normalization and CutMix.
 
     "idc": random resized crop, flip, color jitter, lighting (IDC data.py L299-305);
-    "crop_flip": random resized crop and flip only.
+    "crop_flip": random resized crop and flip only;
+    "none": the images as they are (DD-Ranking's evaluation without augmentation).
     """
     if kind not in AUGMENTS:
         raise ValueError(f"unknown augmentation {kind!r}; valid names: {', '.join(AUGMENTS)}")
+    if kind == "none":
+        return x
     x = random_flip(random_resized_crop(x, generator=generator), generator=generator)
     return lighting(color_jitter(x, generator=generator), generator=generator) if kind == "idc" else x
 

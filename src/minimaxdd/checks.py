@@ -151,6 +151,10 @@ def check(config: dict) -> None:
     except data.DatasetError as error:
         raise ConfigError(str(error)) from None
 
+    protocols = config["validate"]["protocols"]
+    if "no_augment" in protocols and "hard_label" not in protocols:
+        raise ConfigError("validate.protocols: no_augment is scored against hard_label (DD-Ranking's ARS compares "
+                          "the two), so list hard_label too")
     for name in config["variants"]:
         if name in (*methods.REAL_METHODS, "full", "dit", *methods.FINETUNED_BUILTINS, *config["external"]) \
                 or methods.sampler_of(name):

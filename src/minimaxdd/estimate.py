@@ -82,6 +82,7 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
 
     hard = paths.validation_records() + [r for s in p.studies.values() for r in paths.study_records(s)]
     hard = (hard + (paths.table9_records() if p.expanded else [])) if "hard_label" in p.protocols else []
+    hard += paths.no_augment_records() if "no_augment" in p.protocols else []  # the same runs, unaugmented
     soft = paths.soft_label_records() if "soft_label" in p.protocols else []
     for stage, records, settings, rate in (("validate", hard, config["validate"], "validate"),
                                            ("validate_soft_label", soft, config["soft_label"], "validate_soft")):

@@ -127,6 +127,13 @@ class Params:
         run = {"seed": int(wildcards.seed)} if hasattr(wildcards, "seed") else {"seeds": self.grid.seeds}
         return {"method": method, "ipc": ipc, "arch": wildcards.arch, **run, "epochs": epochs, **protocol.params()}
 
+    def validate_no_augment(self, wildcards) -> dict:
+        """The hard-label protocol without augmentation or CutMix (validate.protocols no_augment),
+        for the seed of the job or every seed (validate.group_seeds)."""
+        settings = self.validate(wildcards) | {"augment": "none"}
+        seeds = [settings.pop("seed")] if "seed" in settings else settings.pop("seeds")
+        return settings | {"seeds": seeds}
+
     def validate_soft_label(self, wildcards) -> dict:
         """RDED's soft-label protocol for the seed of the job, or every seed (validate.group_seeds);
         the teacher is a file, or the feature network."""

@@ -428,13 +428,13 @@ def table4(*, records: list[str], csv: str, md: str, methods: list[str], ipcs: l
     paper_tables.write_accuracy_table(records, csv, md, None, methods, ipcs, archs, resolution, report, "soft_label")
 
 
-def scores(*, records: list[str], soft_records: list[str], csv: str, md: str, leaderboard_csv: str,
-           leaderboard_md: str, methods: list[str], ipcs: list[int], archs: list[str], resolution: int,
-           report: str) -> None:
+def scores(*, records: list[str], soft_records: list[str], no_augment_records: list[str], csv: str, md: str,
+           leaderboard_csv: str, leaderboard_md: str, methods: list[str], ipcs: list[int], archs: list[str],
+           resolution: int, report: str) -> None:
     from . import tables as paper_tables
 
-    paper_tables.write_scores(records, soft_records, csv, md, leaderboard_csv, leaderboard_md, methods, ipcs, archs,
-                              resolution, report)
+    paper_tables.write_scores(records, soft_records, no_augment_records, csv, md, leaderboard_csv, leaderboard_md,
+                              methods, ipcs, archs, resolution, report)
 
 
 def study(*, records: list[str], timings: list[str], csv: str, md: str, plot: str, study: dict, points: list[str],

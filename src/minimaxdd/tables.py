@@ -246,8 +246,23 @@ def _weak_full_note(summary: pd.DataFrame, ipcs: list[int], archs: list[str], re
 
 
 # DD-Ranking (NUS-HPC-AI-Lab/DD-Ranking, package ddranking): the weight w of its Label-Robust Score,
-# its leaderboard's default (ddranking/metrics/hard_label.py and soft_label.py, compute_metrics(lrs_lambda=0.5)).
+# its leaderboard's default (ddranking/metrics/hard_label.py and soft_label.py, compute_metrics(lrs_lambda=0.5)),
+# and gamma of its Augmentation-Robust Score (ddranking/metrics/aug_robust.py, compute_metrics(ars_lambda=0.5)).
 LRS_WEIGHT = 0.5
+ARS_WEIGHT = 0.5
+
+
+def _normalized_exp(points: float) -> float:
+    """(e^x - e^-1) / (e - e^-1) in percent, x = `points` / 100 (see label_robust_score)."""
+    return 100 * (math.exp(points / 100) - math.exp(-1)) / (math.e - math.exp(-1))
+
+
+def augmentation_robust_score(ior: float, ior_no_augment: float, weight: float = ARS_WEIGHT) -> float:
+    """DD-Ranking's ARS in percent from the IOR with and without augmentation, in points: beta =
+    gamma IOR(augmented) + (1 - gamma) IOR(not augmented), ARS = (e^beta - e^-1) / (e - e^-1)
+    (ddranking/metrics/aug_robust.py compute_metrics: `with_aug_score`, `without_aug_score`,
+    `beta`, `ars`), the accuracies as fractions as for label_robust_score."""
+    return _normalized_exp(weight * ior + (1 - weight) * ior_no_augment)
 
 
 def label_robust_score(hlr: float, ior: float, weight: float = LRS_WEIGHT) -> float:
@@ -258,24 +273,31 @@ def label_robust_score(hlr: float, ior: float, weight: float = LRS_WEIGHT) -> fl
     utils/meter.py `accuracy`, in percent, with which alpha leaves [-1, 1] and every LRS of a set
     below the full data's accuracy by 2 points or more collapses toward -e^-1 / (e - e^-1). So alpha
     takes the points / 100, and the score is shown x 100."""
-    alpha = weight * ior / 100 - (1 - weight) * hlr / 100
-    return 100 * (math.exp(alpha) - math.exp(-1)) / (math.e - math.exp(-1))
+    return _normalized_exp(weight * ior - (1 - weight) * hlr)
 
 
-def write_scores(record_paths: list[str], soft_record_paths: list[str], csv: str, md: str, leaderboard_csv: str,
-                 leaderboard_md: str, methods: list[str], ipcs: list[int], archs: list[str], resolution: int,
-                 report: str) -> None:
+def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augment_record_paths: list[str], csv: str,
+                 md: str, leaderboard_csv: str, leaderboard_md: str, methods: list[str], ipcs: list[int],
+                 archs: list[str], resolution: int, report: str) -> None:
     """The scores the field now reports: each method's gain over random real images at the same
     IPC and net, in points (spread: the seeds' stds of the two combined, sqrt(std_m^2 +
     std_random^2), each a `seed_std`), the share of the full-data accuracy it recovers, and
     DD-Ranking's scores (label_robust_score): HLR = Acc(full) - Acc(set) under hard labels, IOR =
     Acc(set) - Acc(random) under the same protocol (the gain, under hard labels; `ior_soft` under
-    RDED's soft-label protocol where `soft_record_paths` score the set), LRS from the two. Every
-    accuracy is the mean over seeds. Then a leaderboard of the methods by their mean LRS (by their
+    RDED's soft-label protocol where `soft_record_paths` score the set), LRS from the two; and where
+    `no_augment_record_paths` score the set without augmentation, `ior_no_augment` and the ARS
+    (augmentation_robust_score). Every accuracy is the mean over seeds. Then a leaderboard of the methods by their mean LRS (by their
     mean gain when no full-data run gives an HLR) over every (IPC, net)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
-    soft = (summarize(load_accuracies(soft_record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
-            if soft_record_paths else None)
+    soft, plain = ((summarize(load_accuracies(paths, report), ipcs).set_index(["method", "ipc", "arch"])
+                    if paths else None) for paths in (soft_record_paths, no_augment_record_paths))
+
+    def gain(other, method, ipc, arch):
+        """IOR under another protocol's records: the set's mean minus random's (NaN without them)."""
+        if other is None or not {(method, ipc, arch), ("random", ipc, arch)} <= set(other.index):
+            return math.nan
+        return other.loc[(method, ipc, arch), "mean"] - other.loc[("random", ipc, arch), "mean"]
+
     rows = []
     for method in [m for m in methods if m not in ("random", "full")]:
         for ipc in ipcs:
@@ -285,16 +307,15 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], csv: str
                 mine, random = summary.loc[(method, ipc, arch)], summary.loc[("random", ipc, arch)]
                 full = summary.loc[("full", ipc, arch), "mean"] if ("full", ipc, arch) in summary.index else math.nan
                 hlr, ior = full - mine["mean"], mine["mean"] - random["mean"]
-                ior_soft = math.nan
-                if soft is not None and {(method, ipc, arch), ("random", ipc, arch)} <= set(soft.index):
-                    ior_soft = soft.loc[(method, ipc, arch), "mean"] - soft.loc[("random", ipc, arch), "mean"]
+                ior_soft, ior_no_augment = gain(soft, method, ipc, arch), gain(plain, method, ipc, arch)
                 rows.append({"method": method, "ipc": ipc, "arch": arch, "accuracy": mine["mean"], "gain": ior,
                              "gain_spread": (mine["std"] ** 2 + random["std"] ** 2) ** 0.5,
                              "recovered": 100 * mine["mean"] / full, "hlr": hlr, "ior": ior,
                              "lrs": label_robust_score(hlr, ior), "ior_soft": ior_soft,
-                             "lrs_soft": label_robust_score(hlr, ior_soft)})
+                             "lrs_soft": label_robust_score(hlr, ior_soft), "ior_no_augment": ior_no_augment,
+                             "ars": augmentation_robust_score(ior, ior_no_augment)})
     columns = ["method", "ipc", "arch", "accuracy", "gain", "gain_spread", "recovered", "hlr", "ior", "lrs",
-               "ior_soft", "lrs_soft"]
+               "ior_soft", "lrs_soft", "ior_no_augment", "ars"]
     scores = pd.DataFrame(rows, columns=columns)
     with atomic_path(csv) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.2f")
@@ -303,15 +324,17 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], csv: str
         + scores.recovered.map(lambda r: "" if r != r else f" ({r:.0f}%)")
     ranking = scores.lrs.map(lambda v: "-" if v != v else f"{v:.1f}") + " (" + scores.hlr.map("{:.1f}".format) \
         + ", " + scores.ior.map("{:+.1f}".format) + ")" \
-        + scores.lrs_soft.map(lambda v: "" if v != v else f"; soft {v:.1f}")
+        + scores.lrs_soft.map(lambda v: "" if v != v else f"; soft {v:.1f}") \
+        + scores.ars.map(lambda v: "" if v != v else f"; ARS {v:.1f}")
     title = ("Gain over random real images at the same IPC and net, in points of top-1 accuracy "
              f"({REPORTS[report]}), ± the seeds' spread (sqrt(std_m^2 + std_random^2), {SEED_STD}); "
              "in brackets the share of the full-data accuracy recovered.\n\n")
     ranking_title = ("\nDD-Ranking's Label-Robust Score (%), with (HLR, IOR) in points: HLR = Acc(full) - "
                      "Acc(set) under hard labels, IOR = Acc(set) - Acc(random) under the same protocol, "
                      f"LRS = (e^a - e^-1) / (e - e^-1), a = {LRS_WEIGHT} IOR - {1 - LRS_WEIGHT} HLR (accuracies "
-                     "as fractions); `soft`: the LRS with the IOR of RDED's soft-label protocol. Means over "
-                     "seeds.\n\n")
+                     "as fractions); `soft`: the LRS with the IOR of RDED's soft-label protocol; `ARS`: "
+                     f"DD-Ranking's Augmentation-Robust Score, (e^b - e^-1) / (e - e^-1), b = {ARS_WEIGHT} IOR + "
+                     f"{1 - ARS_WEIGHT} IOR without augmentation or CutMix. Means over seeds.\n\n")
     text = title + _method_grid(scores.assign(text=gains), shown, resolution) \
         + _weak_full_note(summary, ipcs, archs, resolution) + ranking_title \
         + _method_grid(scores.assign(text=ranking), shown, resolution)
@@ -319,7 +342,10 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], csv: str
 
     board = scores.groupby("method").agg(mean_gain=("gain", "mean"), beats_random=("gain", lambda g: int((g > 0).sum())),
                                          cells=("gain", "size"), mean_recovered=("recovered", "mean"),
-                                         mean_hlr=("hlr", "mean"), mean_lrs=("lrs", "mean"))
+                                         mean_hlr=("hlr", "mean"), mean_lrs=("lrs", "mean"),
+                                         mean_ars=("ars", "mean"))
+    if board.mean_ars.isna().all():  # no evaluation without augmentation (validate.protocols no_augment)
+        board = board.drop(columns="mean_ars")
     by = "mean_lrs" if board.mean_lrs.notna().all() else "mean_gain"
     board = board.sort_values(by, ascending=False).reset_index()
     board.insert(0, "rank", range(1, len(board) + 1))

@@ -82,8 +82,11 @@ class HardLabelSteps:
         return torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[2 * epochs // 3, 5 * epochs // 6], gamma=0.2)
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, rng: RunRandom) -> tuple:
-        """Augmentation, normalisation, then CutMix; the targets are (y_a, y_b, lam)."""
+        """Augmentation, normalisation, then CutMix; the targets are (y_a, y_b, lam). With augment
+        "none", neither (DD-Ranking's `use_aug=False`: no augmentation function): lam = 1."""
         images = augment_batch(to_unit(x[idx], x.device), self.protocol.augment, generator=rng.device)
+        if self.protocol.augment == "none":
+            return normalize_images(images, self.normalize), (y[idx], y[idx], 1.0)
         images, y_a, y_b, lam = cutmix(normalize_images(images, self.normalize), y[idx], generator=rng.device,
                                        cpu_generator=rng.cpu)  # lam is drawn on the CPU: no device sync
         return images, (y_a, y_b, lam)

@@ -86,10 +86,11 @@ rule validation_curves:
 
 rule scores:
     """Gain over random real images, share of the full-data accuracy and DD-Ranking's HLR, IOR and
-    LRS per method, and the leaderboard."""
+    LRS per method (and ARS with validate.protocols no_augment), and the leaderboard."""
     input:
         records=PATHS.validation_records(),
         soft_records=PATHS.soft_label_records() if "soft_label" in GRID.protocols else [],
+        no_augment_records=PATHS.no_augment_records() if "no_augment" in GRID.protocols else [],
     output:
         csv=report(f"{EXP}/tables/scores.csv", caption="../report/scores.rst", category="Tables",
                    labels={"table": "gain over random"}),

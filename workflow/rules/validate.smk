@@ -94,3 +94,24 @@ rule validate_soft_label:
         + ("_group.log" if GRID.config["validate"]["group_seeds"] else "_seed{seed}.log"),
     script:
         "../scripts/validate_soft_label.py"
+
+
+rule validate_no_augment:
+    """Train a classifier on one surrogate set under the hard-label protocol without augmentation
+    or CutMix (validate.protocols no_augment: DD-Ranking's ARS), for one seed or, with
+    validate.group_seeds, every seed in one job; top-1 accuracy on the real test split."""
+    input:
+        train=lambda w: PATHS.set_pack(w.method, w.ipc),
+        test=rules.prepare.output.test,
+    output:
+        records=[f"{EXP}/validate_noaug/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds]
+        if GRID.config["validate"]["group_seeds"] else [f"{EXP}/validate_noaug/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
+    wildcard_constraints:
+        method=one_of(GRID.subset_methods),
+    params:
+        settings=PARAMS.validate_no_augment,
+    log:
+        f"{EXP}/logs/validate_noaug/{{method}}_ipc{{ipc}}_{{arch}}"
+        + ("_group.log" if GRID.config["validate"]["group_seeds"] else "_seed{seed}.log"),
+    script:
+        "../scripts/validate_group.py"
