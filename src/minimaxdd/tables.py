@@ -332,9 +332,10 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augme
     ranking_title = ("\nDD-Ranking's Label-Robust Score (%), with (HLR, IOR) in points: HLR = Acc(full) - "
                      "Acc(set) under hard labels, IOR = Acc(set) - Acc(random) under the same protocol, "
                      f"LRS = (e^a - e^-1) / (e - e^-1), a = {LRS_WEIGHT} IOR - {1 - LRS_WEIGHT} HLR (accuracies "
-                     "as fractions); `soft`: the LRS with the IOR of RDED's soft-label protocol; `ARS`: "
-                     f"DD-Ranking's Augmentation-Robust Score, (e^b - e^-1) / (e - e^-1), b = {ARS_WEIGHT} IOR + "
-                     f"{1 - ARS_WEIGHT} IOR without augmentation or CutMix. Means over seeds.\n\n")
+                     "as fractions); `soft`: the LRS with the IOR of RDED's soft-label protocol"
+                     + (f"; `ARS`: DD-Ranking's Augmentation-Robust Score, (e^b - e^-1) / (e - e^-1), b = {ARS_WEIGHT} "
+                        f"IOR + {1 - ARS_WEIGHT} IOR without augmentation or CutMix" if scores.ars.notna().any() else "")
+                     + ". Means over seeds.\n\n")
     text = title + _method_grid(scores.assign(text=gains), shown, resolution) \
         + _weak_full_note(summary, ipcs, archs, resolution) + ranking_title \
         + _method_grid(scores.assign(text=ranking), shown, resolution)
