@@ -286,8 +286,9 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augme
     Acc(set) - Acc(random) under the same protocol (the gain, under hard labels; `ior_soft` under
     RDED's soft-label protocol where `soft_record_paths` score the set), LRS from the two; and where
     `no_augment_record_paths` score the set without augmentation, `ior_no_augment` and the ARS
-    (augmentation_robust_score). Every accuracy is the mean over seeds. Then a leaderboard of the methods by their mean LRS (by their
-    mean gain when no full-data run gives an HLR) over every (IPC, net)."""
+    (augmentation_robust_score). Every accuracy is the mean over seeds. Then a leaderboard of the
+    methods by their mean LRS (by their mean gain when no full-data run gives an HLR) over every
+    (IPC, net)."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
     soft, plain = ((summarize(load_accuracies(paths, report), ipcs).set_index(["method", "ipc", "arch"])
                     if paths else None) for paths in (soft_record_paths, no_augment_record_paths))
