@@ -45,11 +45,8 @@ class Paths:
     def no_augment_records(self) -> list[str]:
         """The records of the hard-label protocol without augmentation (validate.protocols
         no_augment), for DD-Ranking's ARS."""
-        return [self.no_augment_record(m, ipc, a, s) for ipc in self.grid.ipcs for m in self.grid.methods_at(ipc)
-                for a in self.grid.archs for s in self.grid.seeds]
-
-    def no_augment_record(self, method: str, ipc, arch: str, seed) -> str:
-        return f"{self.grid.exp}/validate_noaug/{method}/ipc{ipc}/{arch}/seed{seed}.json"
+        return [f"{self.grid.exp}/validate_noaug/{m}/ipc{ipc}/{a}/seed{s}.json" for ipc in self.grid.ipcs
+                for m in self.grid.methods_at(ipc) for a in self.grid.archs for s in self.grid.seeds]
 
     def analysis_records(self) -> list[str]:
         grid = self.grid
