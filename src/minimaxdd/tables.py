@@ -11,6 +11,7 @@ import matplotlib
 matplotlib.use("Agg")  # files only; no display on clusters or CI
 import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
+from scipy import stats  # noqa: E402
 
 from .io import atomic_path, save_text  # noqa: E402
 from .nets import arch_label  # noqa: E402
@@ -276,19 +277,48 @@ def label_robust_score(hlr: float, ior: float, weight: float = LRS_WEIGHT) -> fl
     return _normalized_exp(weight * ior - (1 - weight) * hlr)
 
 
+def _welch_interval(difference: float, parts: list[tuple[float, int]], cells: int = 1) -> tuple[float, float]:
+    """The 95 % confidence interval of `difference`, the mean over `cells` (IPC, net) cells of
+    differences of independent means over seeds, by Welch's t. `parts` holds each of those means'
+    (`seed_std`, seeds n): its squared standard error is its sample variance (ddof 1: n std^2 /
+    (n - 1)) over n, that of the mean over cells their sum over cells^2, and the degrees of freedom
+    Welch-Satterthwaite's over all of them (cells^2 cancels there). NaN where a mean has one seed (no
+    variance to estimate); of zero width where every mean's seeds agree (no spread, and no degrees
+    of freedom to divide by)."""
+    if any(seeds < 2 for _, seeds in parts):
+        return math.nan, math.nan
+    terms = [(std ** 2 / (seeds - 1), seeds - 1) for std, seeds in parts]
+    squared_error = sum(term for term, _ in terms)
+    if squared_error == 0:
+        return difference, difference
+    df = squared_error ** 2 / sum(term ** 2 / dof for term, dof in terms)
+    half = stats.t.ppf(0.975, df) * squared_error ** 0.5 / cells
+    return difference - half, difference + half
+
+
+def _verdict(low: float, high: float) -> str:
+    """What an interval of a gain over random says: above 0, below 0, or holding 0 (or none: NaN)."""
+    return "better" if low > 0 else "worse" if high < 0 else "not distinguishable"
+
+
+INTERVAL = ("95 % confidence interval by Welch's t over the validation seeds (sample variances, ddof 1, where the "
+            f"tables' ± is the {SEED_STD}; Welch-Satterthwaite degrees of freedom)")
+
+
 def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augment_record_paths: list[str], csv: str,
                  md: str, leaderboard_csv: str, leaderboard_md: str, methods: list[str], ipcs: list[int],
                  archs: list[str], resolution: int, report: str) -> None:
     """The scores the field now reports: each method's gain over random real images at the same
-    IPC and net, in points (spread: the seeds' stds of the two combined, sqrt(std_m^2 +
-    std_random^2), each a `seed_std`), the share of the full-data accuracy it recovers, and
+    IPC and net, in points, with its 95 % interval over seeds and verdict (_welch_interval: better,
+    worse or not distinguishable from random), the share of the full-data accuracy it recovers, and
     DD-Ranking's scores (label_robust_score): HLR = Acc(full) - Acc(set) under hard labels, IOR =
     Acc(set) - Acc(random) under the same protocol (the gain, under hard labels; `ior_soft` under
     RDED's soft-label protocol where `soft_record_paths` score the set), LRS from the two; and where
     `no_augment_record_paths` score the set without augmentation, `ior_no_augment` and the ARS
     (augmentation_robust_score). Every accuracy is the mean over seeds. Then a leaderboard of the
-    methods by their mean LRS (by their mean gain when no full-data run gives an HLR) over every
-    (IPC, net)."""
+    methods by their mean gain over every (IPC, net), with its interval: a method's rank is 1 + the
+    number of methods whose interval lies entirely above its own, so methods the intervals cannot
+    tell apart share a rank."""
     summary = summarize(load_accuracies(record_paths, report), ipcs).set_index(["method", "ipc", "arch"])
     soft, plain = ((summarize(load_accuracies(paths, report), ipcs).set_index(["method", "ipc", "arch"])
                     if paths else None) for paths in (soft_record_paths, no_augment_record_paths))
@@ -299,7 +329,7 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augme
             return math.nan
         return other.loc[(method, ipc, arch), "mean"] - other.loc[("random", ipc, arch), "mean"]
 
-    rows = []
+    rows, parts = [], {}  # parts: each method's (std, seeds) of both sides of every cell, for its overall interval
     for method in [m for m in methods if m not in ("random", "full")]:
         for ipc in ipcs:
             for arch in archs:
@@ -308,28 +338,35 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augme
                 mine, random = summary.loc[(method, ipc, arch)], summary.loc[("random", ipc, arch)]
                 full = summary.loc[("full", ipc, arch), "mean"] if ("full", ipc, arch) in summary.index else math.nan
                 hlr, ior = full - mine["mean"], mine["mean"] - random["mean"]
+                cell = [(mine["std"], mine["runs"]), (random["std"], random["runs"])]
+                parts.setdefault(method, []).extend(cell)
+                low, high = _welch_interval(ior, cell)
                 ior_soft, ior_no_augment = gain(soft, method, ipc, arch), gain(plain, method, ipc, arch)
                 rows.append({"method": method, "ipc": ipc, "arch": arch, "accuracy": mine["mean"], "gain": ior,
-                             "gain_spread": (mine["std"] ** 2 + random["std"] ** 2) ** 0.5,
+                             "gain_low": low, "gain_high": high, "verdict": _verdict(low, high),
                              "recovered": 100 * mine["mean"] / full, "hlr": hlr, "ior": ior,
                              "lrs": label_robust_score(hlr, ior), "ior_soft": ior_soft,
                              "lrs_soft": label_robust_score(hlr, ior_soft), "ior_no_augment": ior_no_augment,
                              "ars": augmentation_robust_score(ior, ior_no_augment)})
-    columns = ["method", "ipc", "arch", "accuracy", "gain", "gain_spread", "recovered", "hlr", "ior", "lrs",
-               "ior_soft", "lrs_soft", "ior_no_augment", "ars"]
+    columns = ["method", "ipc", "arch", "accuracy", "gain", "gain_low", "gain_high", "verdict", "recovered", "hlr",
+               "ior", "lrs", "ior_soft", "lrs_soft", "ior_no_augment", "ars"]
     scores = pd.DataFrame(rows, columns=columns)
     with atomic_path(csv) as tmp:
         scores.to_csv(tmp, index=False, float_format="%.2f")
     shown = [m for m in methods if m in set(scores.method)]
-    gains = scores.gain.map("{:+.1f}".format) + " ± " + scores.gain_spread.map("{:.1f}".format) \
+    interval = ("[" + scores.gain_low.map("{:+.1f}".format) + ", " + scores.gain_high.map("{:+.1f}".format)
+                + "]").where(scores.gain_low.notna(), "[1 seed]")  # NaN only where a side has one seed
+    gains = scores.gain.map("{:+.1f}".format) + " " + interval + " " + scores.verdict \
         + scores.recovered.map(lambda r: "" if r != r else f" ({r:.0f}%)")
     ranking = scores.lrs.map(lambda v: "-" if v != v else f"{v:.1f}") + " (" + scores.hlr.map("{:.1f}".format) \
         + ", " + scores.ior.map("{:+.1f}".format) + ")" \
         + scores.lrs_soft.map(lambda v: "" if v != v else f"; soft {v:.1f}") \
         + scores.ars.map(lambda v: "" if v != v else f"; ARS {v:.1f}")
     title = ("Gain over random real images at the same IPC and net, in points of top-1 accuracy "
-             f"({REPORTS[report]}), ± the seeds' spread (sqrt(std_m^2 + std_random^2), {SEED_STD}); "
-             "in brackets the share of the full-data accuracy recovered.\n\n")
+             f"({REPORTS[report]}; means over seeds), its {INTERVAL} in square brackets ([1 seed]: a side has "
+             "one seed, no interval) and the verdict: better or worse where the interval lies entirely above or "
+             "below 0, not distinguishable where it holds 0; in round brackets the share of the full-data "
+             "accuracy recovered.\n\n")
     ranking_title = ("\nDD-Ranking's Label-Robust Score (%), with (HLR, IOR) in points: HLR = Acc(full) - "
                      "Acc(set) under hard labels, IOR = Acc(set) - Acc(random) under the same protocol, "
                      f"LRS = (e^a - e^-1) / (e - e^-1), a = {LRS_WEIGHT} IOR - {1 - LRS_WEIGHT} HLR (accuracies "
@@ -343,19 +380,32 @@ def write_scores(record_paths: list[str], soft_record_paths: list[str], no_augme
     save_text(text, md)
 
     board = scores.groupby("method").agg(mean_gain=("gain", "mean"), beats_random=("gain", lambda g: int((g > 0).sum())),
+                                         better=("verdict", lambda v: int((v == "better").sum())),
                                          cells=("gain", "size"), mean_recovered=("recovered", "mean"),
                                          mean_hlr=("hlr", "mean"), mean_lrs=("lrs", "mean"),
                                          mean_ars=("ars", "mean"))
     if board.mean_ars.isna().all():  # no evaluation without augmentation (validate.protocols no_augment)
         board = board.drop(columns="mean_ars")
-    by = "mean_lrs" if board.mean_lrs.notna().all() else "mean_gain"
-    board = board.sort_values(by, ascending=False).reset_index()
-    board.insert(0, "rank", range(1, len(board) + 1))
+    intervals = [_welch_interval(row.mean_gain, parts[method], row.cells) for method, row in board.iterrows()]
+    board.insert(1, "mean_gain_low", [low for low, _ in intervals])
+    board.insert(2, "mean_gain_high", [high for _, high in intervals])
+    board.insert(3, "verdict", [_verdict(*interval) for interval in intervals])
+    board = board.sort_values("mean_gain", ascending=False).reset_index()
+    # NaN bounds compare False: a method without an interval is above none and below none
+    board.insert(0, "rank", [1 + int((board.mean_gain_low > high).sum()) for high in board.mean_gain_high])
+    board.insert(1, "tied", board["rank"].duplicated(keep=False))
     board["method"] = board.method.map(label)
-    what = "DD-Ranking's Label-Robust Score (%)" if by == "mean_lrs" else "gain over random real images (points)"
     _write_csv_and_markdown(board, leaderboard_csv, leaderboard_md, "{:.2f}",
-                            f"Methods ranked by their mean {what} over every (IPC, net); beats_random counts the "
-                            "cells where the gain is positive.\n\n")
+                            "Methods by their mean gain over random real images (points) over every (IPC, net), "
+                            f"with its {INTERVAL} and verdict; the variance of that mean is the sum over the cells of "
+                            "s_m^2/n_m + s_random^2/n_random over cells^2. "
+                            "rank = 1 + the number of methods whose interval lies entirely above this one's, so "
+                            "methods the intervals cannot tell apart share a rank (tied; a method with a 1-seed "
+                            "cell has no interval and ties with every method). beats_random counts the cells where "
+                            "the gain is positive, better those where its interval lies above 0. mean_lrs (and "
+                            "mean_ars) are DD-Ranking's scores, means over the cells: within a cell LRS orders the "
+                            "methods as their accuracy does (random and full are common to all), but it has no "
+                            "interval, so the ranking is by the gain.\n\n")
 
 
 def _method_grid(cells: pd.DataFrame, methods: list[str], resolution: int) -> str:
