@@ -4,7 +4,8 @@ Measures fine-tuning (DiT-XL/2, Difffit + minimax, batch 8) from cached latents 
 encoder run every step, generation (50 guided steps + VAE decoding) one image at a time and batched,
 and validation training (ResNet-18, 256 px, batch 64). See benchmarks/README.md.
 
-    python benchmarks/benchmark.py --tiny                          # smoke test, seconds on a CPU
+    python benchmarks/benchmark.py --tiny                          # tiny models, a minute on a CPU
+    python benchmarks/benchmark.py --smoke --out /tmp/bench        # the same at its smallest: a smoke test
     python benchmarks/benchmark.py --device cuda --peak-tflops 989  # H100, bf16 dense peak
 """
 
@@ -84,11 +85,14 @@ def parse_args(argv=None):
     p.add_argument("--peak-tflops", type=float, help="the device's peak TFLOP/s for the %% of peak column")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own; 1 with --tiny)")
     p.add_argument("--out", type=Path, help="output folder (default docs/benchmarks/; a temp folder with --tiny)")
-    p.add_argument("--tiny", action="store_true", help="tiny models at 32 px: a smoke test, not a paper-scale result")
+    p.add_argument("--tiny", action="store_true", help="tiny models at 32 px: tests the script, not paper scale")
+    p.add_argument("--smoke", action="store_true", help="--tiny at its smallest (1 repeat, 4 steps, batch 4): seconds")
     p.add_argument("--compile", action="store_true", help="torch.compile the DiT (config speed.compile)")
     p.add_argument("--channels-last", action="store_true", help="channels-last validation net (config speed.channels_last)")
     p.add_argument("--tag", default="", help="appended to the output file names (e.g. -compiled)")
     args = p.parse_args(argv)
+    if args.smoke:  # its sizes as the defaults: what is given still counts
+        args = p.parse_args(argv, argparse.Namespace(tiny=True, repeats=1, gen_steps=4, gen_batch=4))
     selected = [m for m in MEASUREMENTS if not args.only or any(m == o or m.startswith(o + "_") for o in args.only)]
     if not selected:
         p.error(f"--only matches no measurement; choose from finetune, generate, validate, {', '.join(MEASUREMENTS)}")

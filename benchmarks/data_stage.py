@@ -27,7 +27,8 @@ sizes (growth per 10x of the dataset near 1.0); a stage whose peak grows with th
 will, by the linear extrapolation from the two points to ImageNet-100 (130,000 images) and
 ImageNet-1K (1.3 M images), need that much memory there. See benchmarks/README.md.
 
-    python benchmarks/data_stage.py --quick --out /tmp/data-stage   # smoke test, ~80 s
+    python benchmarks/data_stage.py --smoke --out /tmp/data-stage   # smoke test: 1 and 2 classes of 2 images, ~1 min
+    python benchmarks/data_stage.py --quick --out /tmp/data-stage   # 2 and 10 classes of 6 images, ~2 min
     python benchmarks/data_stage.py                                 # 10 and 100 classes of 30 images, ~15 min
 """
 
@@ -61,6 +62,12 @@ from minimaxdd.settings import HardLabel  # noqa: E402
 IMAGENET = {"ImageNet-100": 100 * 1300, "ImageNet-1K": 1000 * 1300}  # training images
 SAMPLE_S, PSS_EVERY = 0.02, 5  # status every 20 ms; smaps_rollup (~1 ms a read) every 5th sample
 ENCODE_BATCH, VAL_BATCH = 16, 64  # encode.batch_size's default; the reference's batch for <= 100 classes
+# The default sizes: 300 and 3,000 training images; 260 test images at the smaller size, so that every
+# batch of the test scoring (256) is full at both sizes and the peaks compare the data, not the batch
+SIZES = {"full": {"classes": [10, 100], "per_class": 30, "val_per_class": 26, "budget": 0.0},
+         "quick": {"classes": [2, 10], "per_class": 6, "val_per_class": 2, "budget": 12.0},
+         "smoke": {"classes": [1, 2], "per_class": 2, "val_per_class": 1, "budget": 8.0}}
+SMOKE_LARGER = ("prepare", "select_random")  # --smoke: the only stages run again at the larger size (no model)
 
 # The job process: the stage called as stages.run calls it for a Snakemake job (threads, log).
 CHILD = r"""
@@ -87,15 +94,15 @@ def parse_args(argv=None):
     p.add_argument("--budget", type=float, help="seconds validate_full and feature_net run before they are "
                    "stopped (default 0: to the end)")
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="the stages' device (default cpu)")
-    p.add_argument("--out", type=Path, help="output folder (default docs/benchmarks/; a temp folder with --quick)")
-    p.add_argument("--quick", action="store_true", help="tiny sizes (2 and 10 classes of 6 images): a smoke test")
+    p.add_argument("--out", type=Path, help="output folder (default docs/benchmarks/; a temp folder with --quick "
+                   "or --smoke)")
+    p.add_argument("--quick", action="store_true", help="small sizes (2 and 10 classes of 6 images)")
+    p.add_argument("--smoke", action="store_true", help="the smallest sizes (1 and 2 classes of 2 images; at 2 only "
+                   "the stages without a model): a smoke test")
     p.add_argument("--keep", action="store_true", help="keep the temporary data, models and outputs")
     args = p.parse_args(argv)
-    quick = {"classes": [2, 10], "per_class": 6, "val_per_class": 2, "budget": 12.0}
-    # 300 and 3,000 training images; 260 test images at the smaller size, so that every batch of
-    # the test scoring (256) is full at both sizes and the peaks compare the data, not the batch
-    full = {"classes": [10, 100], "per_class": 30, "val_per_class": 26, "budget": 0.0}
-    for key, value in (quick if args.quick else full).items():
+    args.size = "smoke" if args.smoke else "quick" if args.quick else "full"
+    for key, value in SIZES[args.size].items():
         if getattr(args, key) is None:
             setattr(args, key, value)
     args.classes = sorted(set(args.classes))
@@ -224,7 +231,7 @@ def stage_jobs(work: Path, dataset: dict, vae: Path, dit: Path, device: str, con
          {"train": train, "pack": str(work / "random" / "pack.pt"), "images": str(work / "random" / "images"),
           "ipc": 1, "order": "sorted", "seed": None}),
         ("generate", "generate", 1, 1, False,
-         {"dit": str(dit), "vae": str(vae), "train": train, "weights": [], "modes": [],
+         {"dit": str(dit), "vae": str(vae), "train": train, "weights": [], "modes": [], "influence": [],
           "pack": str(work / "dit" / "pack.pt"), "images": str(work / "dit" / "images"),
           "timing": str(work / "dit" / "generation.json"), "ipc": 1, "phases": [None], "generate": generate,
           "dit_num_heads": None, "device": device, "compile": False}),
@@ -264,6 +271,8 @@ def measure(args, tmp: Path) -> tuple[list[dict], dict]:
         work.mkdir()
         for label, stage, workers, threads, stop, kwargs in stage_jobs(work, dataset, vae, dits[k], args.device,
                                                                        config):
+            if args.smoke and k > args.classes[0] and label not in SMOKE_LARGER:
+                continue
             row = {"stage": label, "images": k * args.per_class, "classes": k, "per_class": args.per_class,
                    "test_images": k * args.val_per_class, "workers": workers, "threads": threads}
             items = batch_items(label, k, args.per_class)
@@ -320,7 +329,8 @@ def write_markdown(path: Path, report: dict) -> None:
     sizes = sorted({(r["classes"], r["images"]) for r in runs})
     label = lambda stage, workers: (f"prepare ({workers} worker{'s' if workers > 1 else ''})"  # noqa: E731
                                     if stage == "prepare" else stage)
-    title = "QUICK smoke-test sizes" if s["quick"] else f"{small} -> {large} classes of {s['per_class']} images"
+    title = (f"{s['size'].upper()} test sizes" if s["size"] != "full"
+             else f"{small} -> {large} classes of {s['per_class']} images")
     lines = [f"# Data-stage memory on {report['device']['name']} — {title}", "",
              f"- date {report['date']}, torch {report['torch']}, device `{s['device']}`, "
              f"{report['device'].get('cpu_count', '?')} CPUs; command: `{report['command']}`",
@@ -386,10 +396,10 @@ def main(argv=None):
         sys.exit("data_stage.py reads /proc: Linux only")
     if args.device == "cuda" and not torch.cuda.is_available():
         sys.exit("--device cuda: no CUDA device is available")
-    out = args.out or (Path(tempfile.gettempdir()) / "minimaxdd-data-stage-quick" if args.quick
+    out = args.out or (Path(tempfile.gettempdir()) / f"minimaxdd-data-stage-{args.size}" if args.size != "full"
                        else ROOT / "docs" / "benchmarks")
     info = device_info(torch.device(args.device))
-    stem = f"data-stage-{info['kind']}" + ("-quick" if args.quick else "")
+    stem = f"data-stage-{info['kind']}" + ("" if args.size == "full" else f"-{args.size}")
     tmp = Path(tempfile.mkdtemp(prefix="minimaxdd-data-stage-"))
     print(f"data-stage memory on {info['name']}: classes {args.classes} x {args.per_class} images, "
           f"device {args.device}, work folder {tmp}", flush=True)
@@ -406,7 +416,8 @@ def main(argv=None):
               "device": info, "command": " ".join(["python", *sys.argv]),
               "settings": {"classes": args.classes, "per_class": args.per_class, "val_per_class": args.val_per_class,
                            "budget": args.budget, "device": args.device, "generate_batch": args.gen_batch,
-                           "encode_batch": ENCODE_BATCH, "validate_batch": VAL_BATCH, "generate_steps": 2, "quick": args.quick, "resolution": 256},
+                           "encode_batch": ENCODE_BATCH, "validate_batch": VAL_BATCH, "generate_steps": 2,
+                           "size": args.size, "resolution": 256},
               **setup, **decode_speedup(runs, large), "growth": growth(runs, small, large),
               "total_s": round(time.perf_counter() - start, 1), "runs": runs}
     out.mkdir(parents=True, exist_ok=True)

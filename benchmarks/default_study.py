@@ -10,6 +10,7 @@ Reuses the package's functions directly (no workflow) and caches every trained m
     python benchmarks/default_study.py finetune d4p1 mm --rep 0.002 --div 0.008 --ema 0.999
     python benchmarks/default_study.py sample d4p1 --weights mm --guidance 4 --seeds 0 1 2
     python benchmarks/default_study.py grads d4p1                       # term gradients vs diffusion loss
+    python benchmarks/default_study.py --smoke --out /tmp/study-smoke   # every command at toy size: a smoke test
 
 Every measurement is appended as one JSON line to <root>/results.jsonl.
 Metrics are computed in the feature space of the workflow's feature network (ResNetAP-10, width
@@ -115,7 +116,7 @@ def _inputs(images):
 
 
 def cmd_classifier(root: Path, args) -> None:
-    net, real = classifier(root)
+    net, real = classifier(root, args.epochs)
     train, test = splits()
     log(root, {"kind": "real_reference", "set": "random ipc10",
                **evaluate_set(root, *random_subset(train, 10, 0))})
@@ -273,12 +274,21 @@ def cmd_grads(root: Path, args) -> None:
                "mean_within_class_latent_cos": round(float(np.mean(same)), 4)})
 
 
-def main() -> None:
+# --smoke: every command once, in order, at toy size (a minute on 2 cores; numbers meaningless)
+SMOKE = ("classifier --epochs 1", "vae s 8,8 --steps 2", "dit s s --hidden 16 --depth 1 --steps 2",
+         "finetune s s --rep 0.002 --div 0.008 --train-steps 2", "sample --weights s --ipc 2 --steps 2",
+         "grads s --batches 2 --warmup 1")
+
+
+def parse_args(argv=None) -> list[argparse.Namespace]:
+    """The commands to run: the one given, or with --smoke every command of SMOKE."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--root", default="/tmp/study16/cache")
+    parser.add_argument("--root", "--out", default="/tmp/study16/cache", help="cache and results.jsonl folder")
     parser.add_argument("--threads", type=int, default=2)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    sub.add_parser("classifier")
+    parser.add_argument("--smoke", action="store_true", help="run every command at toy size (a smoke test)")
+    sub = parser.add_subparsers(dest="cmd")
+    p = sub.add_parser("classifier")
+    p.add_argument("--epochs", type=int, default=30)
     p = sub.add_parser("vae")
     p.add_argument("name")
     p.add_argument("blocks")
@@ -322,11 +332,21 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=40)
     p.add_argument("--warmup", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=8)
-    args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    root = Path(args.root)
-    root.mkdir(parents=True, exist_ok=True)
-    globals()[f"cmd_{args.cmd}"](root, args)
+    args = parser.parse_args(argv)
+    if not (args.cmd or args.smoke):
+        parser.error("a command is required (or --smoke)")
+    if not args.smoke:
+        return [args]
+    common = ["--root", args.root, "--threads", str(args.threads)]
+    return [parser.parse_args(common + command.split()) for command in SMOKE]
+
+
+def main(argv=None) -> None:
+    for args in parse_args(argv):
+        torch.set_num_threads(args.threads)
+        root = Path(args.root)
+        root.mkdir(parents=True, exist_ok=True)
+        globals()[f"cmd_{args.cmd}"](root, args)
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@
 
     python benchmarks/estimate.py --benchmark docs/benchmarks/benchmark-cpu.json
     python benchmarks/estimate.py --benchmark docs/benchmarks/benchmark-nvidia-h200.json configs/imagewoof.yaml
+    python benchmarks/estimate.py --benchmark docs/benchmarks/benchmark-cpu.json --smoke --out /tmp/estimate.md
 
 The work model: minimaxdd/estimate.py.
 """
@@ -31,18 +32,25 @@ def preset_grid(path: Path) -> plan.Grid:
     return plan.Grid(plan.load_config(config))
 
 
-def main(argv=None) -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("presets", nargs="*", type=Path, help="preset configs (default: every configs/*.yaml preset)")
     parser.add_argument("--benchmark", type=Path, required=True, help="a benchmark-<device>.json of benchmark.py")
     parser.add_argument("--out", type=Path, help="also write the Markdown here")
+    parser.add_argument("--smoke", action="store_true", help=f"the first preset only ({PRESETS[0]}): a smoke test")
     args = parser.parse_args(argv)
+    args.presets = args.presets or [ROOT / f"configs/{name}.yaml" for name in (PRESETS[:1] if args.smoke else PRESETS)]
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     rates, bench, report = load_benchmark(args.benchmark)
     lines = [f"# Estimated full-table rebuild on {report['device']['name']} ({report['device']['kind']})", "",
              f"From `{args.benchmark.name}` ({report['date']}, torch {report['torch']}), by `benchmarks/estimate.py`: "
              "the plan's work per stage over the measured throughput, one job at a time on this device "
              "(ImageNet: 1,300 training and 50 validation images per class).", ""]
-    for preset in args.presets or [ROOT / f"configs/{name}.yaml" for name in PRESETS]:
+    for preset in args.presets:
         rows = stage_work(preset_grid(preset), rates, bench)
         hours = {stage: t for stage, _, _, t in rows}
         one_by_one = sum(t for stage, *_, t in rows if t is not None and stage != "validate, seeds grouped")

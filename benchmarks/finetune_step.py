@@ -27,6 +27,7 @@ depth 4, 4x4x2 latents); `dit-s2` is DiT-S/2 on 32x32x4 latents with the SD VAE'
     python benchmarks/finetune_step.py                         # both shapes, CPU, 1 thread
     python benchmarks/finetune_step.py --shapes tiny --rounds 5
     python benchmarks/finetune_step.py --device cuda --shapes dit-s2 dit-xl2
+    python benchmarks/finetune_step.py --smoke --out /tmp/finetune-step.json   # tiny, 1 round of 2 steps
 """
 
 from __future__ import annotations
@@ -168,7 +169,7 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize()
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shapes", nargs="+", default=["tiny", "dit-s2"], choices=["tiny", "dit-s2", "dit-xl2"])
     parser.add_argument("--device", default="cpu")
@@ -176,8 +177,16 @@ def main() -> None:
     parser.add_argument("--steps", type=int, help="steps per round (default: 20 tiny, 2 otherwise)")
     parser.add_argument("--threads", type=int, default=1, help="CPU threads (default 1, as a fine-tune job of the default)")
     parser.add_argument("--compile", action="store_true", help="also time our step compiled (speed.compile)")
+    parser.add_argument("--smoke", action="store_true", help="the tiny shape, 1 round of 2 steps: a smoke test")
     parser.add_argument("--out", type=Path, help="also write the results as JSON here")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
+    if args.smoke:  # its sizes as the defaults: what is given still counts
+        args = parser.parse_args(argv, argparse.Namespace(shapes=["tiny"], rounds=1, steps=2))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     device = torch.device(args.device)
     if device.type == "cuda":  # TF32 matmuls and convolutions, as train_dit.py L7-8 and our pick_device
@@ -195,6 +204,7 @@ def main() -> None:
               f"{row['speedup_vs_reference_cached']:.2f}x its step without the VAE"
               + (f"; compiled {s['ours_compiled'] * 1e3:.1f} ms" if "ours_compiled" in s else ""), flush=True)
     if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"device": str(device), "threads": args.threads, "torch": torch.__version__,
                                         "machine": platform.processor() or platform.machine(),
                                         "results": results}, indent=1))

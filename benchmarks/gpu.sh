@@ -16,7 +16,7 @@ $PY benchmarks/sync_check.py | tee "$OUT/sync-check-$KIND.txt" || echo "sync_che
 # paper scale, eager; then compiled DiT and channels-last ResNet-18
 $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT"
 $PY benchmarks/benchmark.py --device cuda --peak-tflops "$PEAK" --out "$OUT" --compile --channels-last \
-    --tag -fast --only finetune_cached generate_batched validate
+    --tag=-fast --only finetune_cached generate_batched validate
 # our fine-tuning step against the reference's loop
 $PY benchmarks/finetune_step.py --device cuda --shapes dit-s2 dit-xl2 --rounds 3 --steps 10 --compile \
     --out "$OUT/finetune-step-$KIND.json"

@@ -11,6 +11,7 @@ same machine load.
 
     python benchmarks/group_validation.py                      # 16 and 32 px, 2 seeds, 1 thread
     python benchmarks/group_validation.py --seeds 4 --epochs 10 --sizes 16
+    python benchmarks/group_validation.py --smoke --json /tmp/group.json   # 16 px, 1 epoch of 20 images
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ def images(n: int, side: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randint(0, 256, (n, 1, side, side), dtype=torch.uint8, generator=g), torch.arange(n) % 10
 
 
-def main() -> None:
+def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--archs", nargs="+", default=["convnet", "resnetap10", "resnet18"])
     parser.add_argument("--sizes", nargs="+", type=int, default=[16, 32])
@@ -51,8 +52,17 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="torch threads (a validate job has 1)")
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--json", help="also write the results to this file")
-    args = parser.parse_args()
+    parser.add_argument("--smoke", action="store_true", help="16 px, 1 round of 1 epoch on 20 images: a smoke test")
+    parser.add_argument("--json", type=Path, help="also write the results to this file")
+    args = parser.parse_args(argv)
+    if args.smoke:  # its sizes as the defaults: what is given still counts
+        args = parser.parse_args(argv, argparse.Namespace(sizes=[16], train_images=20, test_images=20, epochs=1,
+                                                          evaluations=1, rounds=1))
+    return args
+
+
+def main(argv=None) -> None:
+    args = parse_args(argv)
     torch.set_num_threads(args.threads)
     seeds = list(range(args.seeds))
     default_protocol = HardLabel.from_config(load_config({"experiment": "bench"})["validate"], **hard_label_rule(10))
@@ -94,7 +104,8 @@ def main() -> None:
     summary = {"torch": torch.__version__, "machine": platform.machine(), "threads": args.threads,
                "device": args.device, "rows": rows}
     if args.json:
-        Path(args.json).write_text(json.dumps(summary, indent=2))
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(summary, indent=2))
     print("\n| net | px | runs/group | one by one (runs/h) | group loop | group vmap | loop x | vmap x |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
     for r in rows:

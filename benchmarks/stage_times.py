@@ -1,12 +1,13 @@
 """Per-rule wall times of a finished Snakemake run, from its log (.snakemake/log/*.snakemake.log).
 
     python benchmarks/stage_times.py [LOG]     # default: the newest log; prints a Markdown table
+    python benchmarks/stage_times.py LOG --out /tmp/stage-times   # also writes it to <out>/stage-times.md
 """
 
 from __future__ import annotations
 
+import argparse
 import re
-import sys
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -29,18 +30,27 @@ def job_spans(log: str) -> dict[int, tuple[str, datetime, datetime]]:
     return spans
 
 
-def main() -> None:
-    path = Path(sys.argv[1]) if len(sys.argv) > 1 else max(Path(".snakemake/log").glob("*.log"), key=lambda p: p.stat().st_mtime)
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("log", nargs="?", type=Path, help="a Snakemake log (default: the newest under .snakemake/log/)")
+    parser.add_argument("--out", type=Path, help="also write the table to <out>/stage-times.md")
+    args = parser.parse_args(argv)
+    path = args.log or max(Path(".snakemake/log").glob("*.log"), key=lambda p: p.stat().st_mtime)
     spans = job_spans(path.read_text(errors="replace"))
     per_rule = defaultdict(list)
     for rule, start, end in spans.values():
         per_rule[rule].append((end - start).total_seconds())
     first = min(start for _, start, _ in spans.values())
     last = max(end for _, _, end in spans.values())
-    print(f"{path.name}: {len(spans)} jobs, {(last - first).total_seconds():.0f} s from first start to last finish\n")
-    print("| rule | jobs | total job time (s) | mean per job (s) |\n|---|---|---|---|")
+    span = (last - first).total_seconds()
+    lines = [f"{path.name}: {len(spans)} jobs, {span:.0f} s from first start to last finish\n",
+             "| rule | jobs | total job time (s) | mean per job (s) |\n|---|---|---|---|"]
     for rule, times in sorted(per_rule.items(), key=lambda item: -sum(item[1])):
-        print(f"| {rule} | {len(times)} | {sum(times):.0f} | {sum(times) / len(times):.1f} |")
+        lines.append(f"| {rule} | {len(times)} | {sum(times):.0f} | {sum(times) / len(times):.1f} |")
+    print("\n".join(lines))
+    if args.out:
+        args.out.mkdir(parents=True, exist_ok=True)
+        (args.out / "stage-times.md").write_text("\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
