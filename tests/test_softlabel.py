@@ -8,10 +8,11 @@ import pytest
 import torch
 from torch import nn
 
+from minimaxdd.classifier import to_model_input
 from minimaxdd.nets import ResNet18BN, build_bn_net
-from minimaxdd.softlabel import (check_teacher_class_order, load_teacher, rded_batch_size, rded_evaluation_epochs,
-                                 rded_lr_factor, rded_test_images, shuffle_patches, soft_label_loss,
-                                 teacher_logits, train_soft_label, weight_decay_groups)
+from minimaxdd.softlabel import (NORMALIZE, check_teacher_class_order, load_teacher, rded_batch_size,
+                                 rded_evaluation_epochs, rded_lr_factor, rded_test_images, shuffle_patches,
+                                 soft_label_loss, teacher_logits, train_soft_label, weight_decay_groups)
 
 from conftest import assert_resumes_bit_for_bit, soft_label
 
@@ -180,16 +181,44 @@ def test_soft_label_training_uses_the_gathered_targets(monkeypatch):
     assert outputs[-1].shape == (6, 6) and torch.equal(seen[0], outputs[-1][:, CLASS_IDS])  # [0]: the output check
 
 
+def against_the_teacher(student, images, temperature):
+    """The student as it trains (batch statistics) on the uint8 `images`, against ColourTeacher:
+    (its soft-label loss, on how many images its top class is the teacher's)."""
+    x = to_model_input(images, "cpu", NORMALIZE)
+    with torch.no_grad():
+        target = ColourTeacher()(x)[:, CLASS_IDS]
+        logits = student.train()(x)
+    student.eval()
+    return soft_label_loss(logits, target, temperature).item(), int((logits.argmax(1) == target.argmax(1)).sum())
+
+
 def test_student_learns_the_teachers_colours():
+    """Taught by the teacher's soft labels alone, the student fits them: on the 9 training images
+    its soft-label loss falls below a quarter of the untrained student's, and its top class is the
+    teacher's on each.
+
+    The training is chaotic (one step per epoch on 9 augmented, CutMixed images): another CPU's
+    rounding makes another sample of it, as another seed does. So the test asserts only what
+    every seed gives with a wide margin (measured, seeds 0-15, 10 epochs): the loss falls to
+    0.001-0.064 of the untrained student's, and every image's top class is the teacher's by at
+    least 2.4 logits. With the mechanism broken (each image taught another's soft label: the
+    batch's teacher outputs shuffled) the loss stays at 0.68-1.57 of the untrained student's.
+    The student is read with batch statistics, as it trains: in eval mode its BN running
+    statistics lag its weights (momentum 0.19, 10 steps), so what it scores then depends on the
+    seed, not on whether it learned from the teacher (after 10 epochs, 3 of the 16 seeds give the
+    teacher's class on only 6 or 7 of the 9 training images in eval mode; the test split needed
+    30 epochs for 9/9 on one CPU).
+    """
     train_x, _ = colour_split(3, seed=0)
     test_x, test_y = colour_split(3, seed=1)
-    # 30 epochs: at 10 and 15 the 9-image run still hovers at 8/9 or 7/9 on some CPUs' kernels (AVX2);
-    # from 20 to 40 epochs it is 9/9 at lr 0.01 and 0.03 (measured)
-    _, record = train_student(train_x, ColourTeacher(), CLASS_IDS, epochs=30, lr=1e-2, temperature=1,
-                              test=(test_x, test_y))
-    assert record["curve"] == [[30, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
-    assert record["accuracy_best"] > 90.0 and record["best_epoch"] == 30
+    student, record = train_student(train_x, ColourTeacher(), CLASS_IDS, epochs=10, lr=1e-2, temperature=1,
+                                    test=(test_x, test_y))
+    assert record["curve"] == [[10, record["accuracy_last"]]] and record["batch_size"] == 9  # ipc 3 of 3 classes
     assert record["protocol"] == "soft_label" and record["resolution"] == 16
+    torch.manual_seed(0)  # the run's initial weights
+    untrained, _ = against_the_teacher(build_bn_net("resnet18_bn", 3, 3, 16, width_factor=0.125), train_x, 1)
+    loss, agree = against_the_teacher(student, train_x, 1)
+    assert loss < untrained / 4 and agree == 9
 
 
 def test_the_progress_bar_shows_a_small_loss_by_its_magnitude(capsys):

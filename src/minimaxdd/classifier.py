@@ -24,10 +24,11 @@ record does not depend on the group it was trained in. Two ways to train a group
 - "vmap": the runs' parameters are stacked (torch.func.stack_module_state) and one forward and
   backward pass of `torch.func.vmap(functional_call)` trains all of them on their stacked batches
   (convolutions become grouped ones); one optimiser over the stacked tensors updates every run as
-  its own would (SGD acts elementwise). Same draws, other kernels: weights equal to the runs alone
-  up to float rounding (tested for ConvNet and ResNetAP-10: within 1e-5 after 4 epochs). ResNet-18
-  at 16 px amplifies rounding chaotically (instance norm over 2 x 2 maps), so there a vmapped run
-  is another sample of the same run, not a copy. Meant for accelerators, where tiny nets are bound
+  its own would (SGD acts elementwise). Same draws, other kernels: one step equals the runs
+  alone's up to float rounding (tests/test_group.py bounds it by the dtype's eps, weights compared
+  in float64). Over many steps training amplifies rounding, and a ReLU input within rounding of 0
+  can flip its gate, so a vmapped run is another sample of the same run rather than a bit copy;
+  ResNet-18 at 16 px amplifies most (instance norm over 2 x 2 maps). Meant for accelerators, where tiny nets are bound
   by kernel launches. Only for protocols whose steps allow it (`Steps.vmappable`: not batch norm,
   whose running statistics vmap cannot update in place).
 - "auto": "vmap" on CUDA where the steps allow it, else "loop".
