@@ -6,7 +6,7 @@ CORES ?= all
 # Pinned so that pip takes a local CPU wheel where one is offered; override on a GPU box, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test test-slurm test-presets preflight report clean
+.PHONY: run test test-slurm test-presets test-benchmarks preflight report base-models clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +19,9 @@ $(BIN)/snakemake: pyproject.toml
 run: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
+# Two pytest-xdist workers, a test file each at a time (module fixtures run once); the 25 slowest listed.
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
 
 # The workflow on a real single-node SLURM (needs root and Debian's slurm-wlm + munge: .ci/slurm.sh install).
 test-slurm: $(BIN)/snakemake
@@ -30,12 +31,21 @@ test-slurm: $(BIN)/snakemake
 test-presets: $(BIN)/snakemake
 	$(BIN)/python -m pytest -m presets tests/test_presets_run.py
 
+# Every script under benchmarks/ at its smoke size, each writing its record (minutes).
+test-benchmarks: $(BIN)/snakemake
+	$(BIN)/python -m pytest -m benchmarks tests/test_benchmarks.py
+
 # Your data and weights through the whole path at toy size, in minutes, e.g.
 #   make preflight PRESET=configs/imagewoof.yaml SET="dataset.root=/data/imagenet base_models.dit=/w/DiT-XL-2-256x256.pt"
 PRESET ?= configs/imagewoof.yaml
 SET ?=
 preflight: $(BIN)/snakemake
 	$(BIN)/python -m minimaxdd.preflight $(PRESET) $(foreach s,$(SET),--set $(s)) --cores $(CORES)
+
+# Rebuild the pretrained tiny VAE and DiT the default starts from (models/digits/), trained by the
+# workflow's own rules from config.yaml's tiny_* settings (minutes; tests/test_base_models.py).
+base-models: $(BIN)/snakemake
+	$(BIN)/python -m minimaxdd.base_models --cores $(CORES)
 
 report: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES) --report report.html

@@ -3,7 +3,7 @@
 A fresh venv gets this interpreter's installed dependencies through a .pth file that points at a folder of
 links to the current site-packages, less this package (its editable finder and its metadata), then
 `pip install --no-deps --no-build-isolation` of a copy of the sources (non-editable, offline). The
-workflow files alone (Snakefile, workflow/, config.yaml, and data/: the class lists that presets and
+workflow files alone (Snakefile, workflow/, config.yaml, models/, and data/: the class lists that presets and
 figures read) are copied to a folder away from the repository,
 so the only minimaxdd importable there is the installed one, and a dry run must plan the jobs.
 """
@@ -73,6 +73,7 @@ def test_a_plain_install_runs_the_workflow_away_from_the_sources(tmp_path):
     shutil.copy2(REPO / "config.yaml", workdir / "config.yaml")
     shutil.copytree(REPO / "workflow", workdir / "workflow", ignore=shutil.ignore_patterns("__pycache__"))
     shutil.copytree(REPO / "data", workdir / "data")
+    shutil.copytree(REPO / "models", workdir / "models")  # the default's pretrained tiny VAE and DiT
 
     where = _run([python, "-c", "import minimaxdd; print(minimaxdd.__file__)"], cwd=workdir).stdout.strip()
     assert Path(where).resolve().is_relative_to(site.resolve()), where
