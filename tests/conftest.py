@@ -5,6 +5,9 @@ trees, toy data and the validation protocols at the schema's defaults. Test file
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,12 +15,18 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
+from filelock import FileLock
 from PIL import Image
 
 from minimaxdd import plan
 from minimaxdd.dit import DiT, DiTConfig
 from minimaxdd.settings import HardLabel, SoftLabel, hard_label_rule
 
+
+# Tests run on two pytest-xdist workers beside the workflow jobs they start: one torch thread per
+# test process, or the tiny nets spend their time in OpenMP oversubscription (tens of times slower
+# on 2 cores). Workflow jobs set their own count (io.job_context).
+torch.set_num_threads(1)
 
 # ------------------------------------------------------------------ the workflow on a tiny config
 
@@ -51,6 +60,40 @@ def snakemake(workdir: Path, *args: str, check: bool = True, cores: str | None =
     if check and result.returncode != 0:
         raise AssertionError(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return result
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory) -> Path:
+    """The workflow run once on TINY_CONFIG for the whole session, whatever the number of pytest-xdist
+    workers (the first to ask runs it under a file lock, the others wait and reuse it). Tests only
+    read it; a test that damages, extends or reconfigures a run works on `copy_run(tiny_run, ...)`."""
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):  # a worker's basetemp is a folder of the session's
+        shared = shared.parent
+    workdir, done = shared / "tiny_run", shared / "tiny_run.done"
+    with FileLock(shared / "tiny_run.lock"):
+        if not done.exists():
+            shutil.rmtree(workdir, ignore_errors=True)
+            write_config(workdir, TINY_CONFIG)
+            snakemake(workdir)
+            done.touch()
+    return workdir
+
+
+def pytest_collection_modifyitems(items):
+    """The test file that reads the tiny run first, those that copy it last: on pytest-xdist's
+    workers (a file each, in this order) one worker builds the run while the other runs the files
+    that need no run, instead of waiting on its lock."""
+    users = {item.path for item in items if "tiny_run" in getattr(item, "fixturenames", ())}
+    first = Path(__file__).with_name("test_workflow.py")
+    items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in users else 1)  # stable
+
+
+def copy_run(run: Path, to: Path) -> Path:
+    """A finished run with Snakemake's records (.snakemake/) and its files' times, so that Snakemake
+    sees every output up to date and reruns only what a test changes."""
+    shutil.copytree(run, to, symlinks=True, dirs_exist_ok=True)
+    return to
 
 
 def write_config(workdir: Path, config: dict) -> None:
@@ -108,6 +151,18 @@ def original_state(model):
 
 
 # ------------------------------------------------------------------ the validation protocols and toy data
+
+
+def write_records(folder: Path, method: str, accuracies: list[float], ipc: int | None = 10) -> list[str]:
+    """One validation record per seed (ConvNet), as the workflow writes them; their paths."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed, accuracy in enumerate(accuracies):
+        path = folder / f"{method}_{ipc}_{seed}.json"
+        path.write_text(json.dumps({"method": method, "ipc": ipc, "arch": "convnet", "seed": seed,
+                                    "accuracy_best": accuracy, "accuracy_last": accuracy}))
+        paths.append(str(path))
+    return paths
 
 
 def schema_defaults(section: str) -> dict:

@@ -124,7 +124,7 @@ def test_the_readme_recovery_recipe_works_after_snakemake_itself_is_killed(tmp_p
     from conftest import SNAKEMAKE, TINY_CONFIG, snakemake, write_config
 
     config = {**TINY_CONFIG, "base_models": {**TINY_CONFIG["base_models"],
-                                             "tiny_vae": {**TINY_CONFIG["base_models"]["tiny_vae"], "steps": 200}}}
+                                             "tiny_vae": {**TINY_CONFIG["base_models"]["tiny_vae"], "steps": 60}}}
     write_config(tmp_path, config)
     vae, log = tmp_path / "results/tiny/base/vae", tmp_path / "results/tiny/logs/base_vae.log"
     run = subprocess.Popen([*SNAKEMAKE, "--directory", str(tmp_path), "--cores", "2", str(vae.relative_to(tmp_path))],
@@ -190,17 +190,15 @@ def test_an_empty_or_file_root_is_named_as_such(tmp_path):
         data.resolve_classes(config_for(tmp_path / "data.zip")["dataset"])
 
 
-def test_damaged_weights_or_records_stop_the_run_before_snakemake_deletes_anything(tmp_path):
+def test_damaged_weights_or_records_stop_the_run_before_snakemake_deletes_anything(tiny_run, tmp_path):
     """The issue's cases: a truncated fine-tuned delta made Snakemake delete the generated set before
     the job failed; a truncated record deleted the tables. Both now stop the run first, by name."""
     import re
 
-    from conftest import TINY_CONFIG, snakemake, write_config
+    from conftest import TINY_CONFIG, copy_run, snakemake, write_config
 
-    config = {**TINY_CONFIG, "methods": ["difffit"], "ipcs": [1], "studies": [], "expansion": {},
-              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"]}, "analysis": {"enabled": False}}
-    write_config(tmp_path, config)
-    snakemake(tmp_path)
+    copy_run(tiny_run, tmp_path)
+    write_config(tmp_path, TINY_CONFIG)
     exp = tmp_path / "results/tiny"
     kept = {p: p.read_bytes() for p in (exp / "sets/difffit/ipc1/pack.pt", exp / "tables/table1.csv")}
     for damaged in (exp / "finetune/difffit/phase0/weights.safetensors", exp / "validate/difffit/ipc1/convnet/seed0.json"):

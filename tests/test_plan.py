@@ -14,7 +14,7 @@ import yaml
 from minimaxdd import plan, stages
 from minimaxdd.checks import ConfigError
 
-from conftest import REPO, TINY_CONFIG, snakemake, write_config
+from conftest import REPO, TINY_CONFIG, copy_run, snakemake, write_config
 
 from minimaxdd.params import Params
 from minimaxdd.paths import Paths
@@ -236,11 +236,9 @@ def test_the_only_lint_is_the_one_the_readme_explains(tmp_path):
 
 # ------------------------------------------------------------------ a run starts clean, or not at all
 
-def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_deleting(tmp_path):
-    config = {**TINY_CONFIG, "methods": ["random"], "ipcs": [1], "studies": [], "expansion": {},
-              "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"]}}
-    write_config(tmp_path, config)
-    snakemake(tmp_path)
+def test_a_run_sweeps_killed_temporaries_and_stops_on_a_damaged_artifact_before_deleting(tiny_run, tmp_path):
+    copy_run(tiny_run, tmp_path)
+    write_config(tmp_path, TINY_CONFIG)
     exp = tmp_path / "results/tiny"
     record = exp / "validate/random/ipc1/convnet/seed0.json"
     kept = {p: p.read_bytes() for p in (record, exp / "data/train/index.json")}

@@ -13,7 +13,7 @@ from minimaxdd import checks, plan
 from minimaxdd.nets import ResNet18BN
 from minimaxdd.paths import Paths
 
-from conftest import TINY_CONFIG, snakemake, write_config
+from conftest import TINY_CONFIG, copy_run, snakemake, write_config, write_records
 
 
 def external_tree(root, ipc=1, classes=10):
@@ -26,8 +26,9 @@ def external_tree(root, ipc=1, classes=10):
 
 
 @pytest.fixture(scope="module")
-def two_protocols(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("protocols")
+def two_protocols(tiny_run, tmp_path_factory):
+    """The tiny run extended: its upstream artifacts (data, base models, latents) are kept."""
+    workdir = copy_run(tiny_run, tmp_path_factory.mktemp("protocols"))
     external = external_tree(workdir / "elsewhere")
     config = {**TINY_CONFIG, "methods": ["random", "mgd3", "elsewhere"], "ipcs": [1], "studies": [], "expansion": {},
               "external": {"elsewhere": {1: str(external)}},
@@ -114,13 +115,7 @@ def test_every_std_over_seeds_is_the_population_std_of_the_reference(tmp_path):
     from minimaxdd import tables
 
     def records(method, accuracies, ipc=10):
-        paths = []
-        for seed, accuracy in enumerate(accuracies):
-            path = tmp_path / f"{method}_{seed}.json"
-            path.write_text(json.dumps({"method": method, "ipc": ipc, "arch": "convnet", "seed": seed,
-                                        "accuracy_best": accuracy, "accuracy_last": accuracy}))
-            paths.append(str(path))
-        return paths
+        return write_records(tmp_path, method, accuracies, ipc)
 
     spread, minimax, single = records("random", [10, 20, 30]), records("minimax", [40, 40, 40]), records("dit", [25])
     full = records("full", [60, 80], ipc=None)

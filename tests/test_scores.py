@@ -1,7 +1,6 @@
 """tables/scores.* and tables/leaderboard.*: DD-Ranking's scores and how sure each gain over random
 is (Welch's t over seeds, the verdicts, the rank with ties), recomputed by hand from fixed records."""
 
-import json
 import math
 
 import pandas as pd
@@ -9,20 +8,10 @@ import pytest
 
 from minimaxdd import tables
 
+from conftest import write_records
+
 # Student's t, two-sided 95 % (the 0.975 quantile), from the printed tables: df 2, 4, 8
 T_2, T_4, T_8 = 4.303, 2.776, 2.306
-
-
-def records(folder, method, accuracies, ipc=10):
-    """One validation record per seed (ConvNet), as the workflow writes them."""
-    folder.mkdir(exist_ok=True)
-    paths = []
-    for seed, accuracy in enumerate(accuracies):
-        path = folder / f"{method}_{ipc}_{seed}.json"
-        path.write_text(json.dumps({"method": method, "ipc": ipc, "arch": "convnet", "seed": seed,
-                                    "accuracy_best": accuracy, "accuracy_last": accuracy}))
-        paths.append(str(path))
-    return paths
 
 
 def write_scores(tmp_path, hard, methods, ipcs, soft=(), plain=()):
@@ -36,11 +25,11 @@ def test_dd_ranking_scores_recomputed_by_hand_from_fixed_records(tmp_path):
     """HLR = Acc(full, hard) - Acc(set, hard), IOR = Acc(set) - Acc(random) under one protocol,
     alpha = 0.5 IOR - 0.5 HLR on fractions, LRS = (e^alpha - e^-1) / (e - e^-1) (ddranking
     metrics/hard_label.py, soft_label.py compute_metrics), means over seeds."""
-    hard = (records(tmp_path / "hard", "random", [20, 30]) + records(tmp_path / "hard", "minimax", [40, 44])
-            + records(tmp_path / "hard", "igd", [50]) + records(tmp_path / "hard", "full", [80], ipc=None))
-    soft = (records(tmp_path / "soft", "random", [30]) + records(tmp_path / "soft", "minimax", [60])
-            + records(tmp_path / "soft", "igd", [58]))
-    plain = records(tmp_path / "plain", "random", [10, 12]) + records(tmp_path / "plain", "minimax", [35])  # no igd
+    hard = (write_records(tmp_path / "hard", "random", [20, 30]) + write_records(tmp_path / "hard", "minimax", [40, 44])
+            + write_records(tmp_path / "hard", "igd", [50]) + write_records(tmp_path / "hard", "full", [80], ipc=None))
+    soft = (write_records(tmp_path / "soft", "random", [30]) + write_records(tmp_path / "soft", "minimax", [60])
+            + write_records(tmp_path / "soft", "igd", [58]))
+    plain = write_records(tmp_path / "plain", "random", [10, 12]) + write_records(tmp_path / "plain", "minimax", [35])  # no igd
     scores, board, markdown, _ = write_scores(tmp_path, hard, ["random", "minimax", "igd", "full"], [10], soft, plain)
     scores = scores.droplevel("ipc")
 
@@ -69,11 +58,11 @@ def four_methods(tmp_path):
     """Random at 58, 60, 62 (sample variance 4) at IPC 1 and 10; Minimax and DiT three seeds of
     variance 4 each, Herding three equal seeds, IGD one seed at IPC 1 only."""
     folder = tmp_path / "hard"
-    hard = [path for ipc in (1, 10) for path in records(folder, "random", [58, 60, 62], ipc)]
-    hard += records(folder, "minimax", [70, 72, 74], 1) + records(folder, "minimax", [64, 66, 68], 10)  # +12, +6
-    hard += records(folder, "dit", [59, 61, 63], 1) + records(folder, "dit", [68, 70, 72], 10)  # +1, +10
-    hard += records(folder, "herding", [50, 50, 50], 1) + records(folder, "herding", [50, 50, 50], 10)  # -10, -10
-    hard += records(folder, "igd", [80], 1)  # +20
+    hard = [path for ipc in (1, 10) for path in write_records(folder, "random", [58, 60, 62], ipc)]
+    hard += write_records(folder, "minimax", [70, 72, 74], 1) + write_records(folder, "minimax", [64, 66, 68], 10)  # +12, +6
+    hard += write_records(folder, "dit", [59, 61, 63], 1) + write_records(folder, "dit", [68, 70, 72], 10)  # +1, +10
+    hard += write_records(folder, "herding", [50, 50, 50], 1) + write_records(folder, "herding", [50, 50, 50], 10)  # -10, -10
+    hard += write_records(folder, "igd", [80], 1)  # +20
     return write_scores(tmp_path, hard, ["random", "minimax", "dit", "herding", "igd"], [1, 10])
 
 
@@ -126,8 +115,8 @@ def test_the_leaderboard_ranks_by_the_mean_gain_and_ties_what_the_intervals_cann
 
 
 def test_seeds_that_agree_give_an_interval_of_zero_width(tmp_path):
-    hard = (records(tmp_path / "hard", "random", [60, 60]) + records(tmp_path / "hard", "minimax", [63, 63])
-            + records(tmp_path / "hard", "dit", [60, 60]) + records(tmp_path / "hard", "herding", [57, 57]))
+    hard = (write_records(tmp_path / "hard", "random", [60, 60]) + write_records(tmp_path / "hard", "minimax", [63, 63])
+            + write_records(tmp_path / "hard", "dit", [60, 60]) + write_records(tmp_path / "hard", "herding", [57, 57]))
     scores, board, _, _ = write_scores(tmp_path, hard, ["random", "minimax", "dit", "herding"], [10])
     scores = scores.droplevel("ipc")
     assert scores.loc["minimax", ["gain_low", "gain_high", "verdict"]].tolist() == [3.0, 3.0, "better"]

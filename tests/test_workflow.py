@@ -7,6 +7,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from minimaxdd import plan
+
 from conftest import TINY_CONFIG, snakemake, write_config
 
 
@@ -14,14 +16,6 @@ def planned_outputs(workdir: Path) -> list[str]:
     """Output paths of the jobs a dry run would execute."""
     out = snakemake(workdir, "--dry-run").stdout
     return re.findall(r"^\s+output: (.+)$", out, flags=re.MULTILINE)
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("workflow")
-    write_config(workdir, TINY_CONFIG)
-    snakemake(workdir)
-    return workdir
 
 
 def test_tiny_workflow_produces_table1(tiny_run):
@@ -155,6 +149,12 @@ def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
     assert all("/validate/" in o or "/tables/" in o or o.endswith("/validation_curves_ipc2.png") for o in outputs)
 
 
+def start(config: dict):
+    """What the Snakefile does before any job: load and check the config (in-process: the
+    mechanism through Snakemake itself is test_a_bad_config_stops_the_workflow_before_any_job)."""
+    return plan.check(plan.load_config(config))
+
+
 @pytest.mark.parametrize(
     "change, message",
     [
@@ -166,22 +166,26 @@ def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
         ({"unknown_key": 1}, r"unknown_key"),
     ],
 )
-def test_bad_config_stops_before_any_job(tmp_path, change, message):
-    config = dict(TINY_CONFIG, **change)  # a changed section replaces the whole section
-    write_config(tmp_path, config)
-    result = snakemake(tmp_path, "--dry-run", check=False)
-    assert result.returncode != 0
-    assert re.search(message, result.stdout + result.stderr)
+def test_bad_config_stops_before_any_job(tmp_path, monkeypatch, change, message):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match=message):  # ConfigError, DatasetError, MethodError: all ValueErrors
+        start(dict(TINY_CONFIG, **change))  # a changed section replaces the whole section
     assert not (tmp_path / "results").exists()
 
 
-def test_empty_class_folder_is_named(tmp_path):
+def test_a_bad_config_stops_the_workflow_before_any_job(tmp_path):
+    write_config(tmp_path, dict(TINY_CONFIG, methods=["random", "magic"]))
+    result = snakemake(tmp_path, "--dry-run", check=False)
+    assert result.returncode != 0
+    assert "magic" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_empty_class_folder_is_named(tmp_path, monkeypatch):
     root = tmp_path / "data"
     for split in ("train", "val"):
         (root / split / "cats").mkdir(parents=True)
         (root / split / "dogs").mkdir(parents=True)
-    config = dict(TINY_CONFIG, dataset={"kind": "imagefolder", "root": str(root), "resolution": 8, "channels": 1})
-    write_config(tmp_path, config)
-    result = snakemake(tmp_path, "--dry-run", check=False)
-    assert result.returncode != 0
-    assert "cats" in result.stdout + result.stderr
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ValueError, match="cats"):
+        start(dict(TINY_CONFIG, dataset={"kind": "imagefolder", "root": str(root), "resolution": 8, "channels": 1}))

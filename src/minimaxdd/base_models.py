@@ -12,7 +12,10 @@ import argparse
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
+
+import yaml
 
 from . import plan
 from .io import atomic_dir
@@ -25,9 +28,14 @@ def rebuild(workdir: Path, cores: str, snakefile: Path) -> dict[str, Path]:
     if None in targets.values():
         raise plan.ConfigError("base_models.vae and base_models.dit: name the folders to rebuild (both are null)")
     base = f"{plan.RESULTS}/{config['experiment']}/base"
-    subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile.resolve()), "--directory", str(workdir),
-                    "--cores", cores, "--config", "base_models={vae: null, dit: null}", "--",
-                    f"{base}/vae", f"{base}/dit"], check=True)
+    # The same config with both keys null, as a whole config file (a --configfile is never merged).
+    untrained = {**config, "base_models": {**config["base_models"], "vae": None, "dit": None}}
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", dir=workdir) as file:
+        yaml.safe_dump(untrained, file)
+        file.flush()
+        subprocess.run([sys.executable, "-m", "snakemake", "--snakefile", str(snakefile.resolve()), "--directory",
+                        str(workdir), "--cores", cores, "--configfile", file.name, "--", f"{base}/vae", f"{base}/dit"],
+                       check=True)
     folders = {}
     for key, target in targets.items():
         folders[key] = workdir / target
