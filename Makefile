@@ -19,9 +19,10 @@ $(BIN)/snakemake: pyproject.toml
 run: $(BIN)/snakemake
 	$(BIN)/snakemake --cores $(CORES)
 
-# Two pytest-xdist workers, a test file each at a time (module fixtures run once); the 25 slowest listed.
+# Two pytest-xdist workers, a test file each at a time (module fixtures run once) in the order of
+# tests/conftest.py (the shared tiny run built first); the 25 slowest listed.
 test: $(BIN)/snakemake
-	$(BIN)/python -m pytest -n 2 --dist loadfile --durations=25
+	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
 
 # The workflow on a real single-node SLURM (needs root and Debian's slurm-wlm + munge: .ci/slurm.sh install).
 test-slurm: $(BIN)/snakemake
