@@ -40,7 +40,8 @@ def rebuild(workdir: Path, cores: str, snakefile: Path) -> dict[str, Path]:
     for key, target in targets.items():
         folders[key] = workdir / target
         with atomic_dir(folders[key]) as tmp:
-            shutil.copytree(workdir / base / key, tmp, dirs_exist_ok=True)
+            shutil.copytree(workdir / base / key, tmp, dirs_exist_ok=True,
+                            ignore=shutil.ignore_patterns(".snakemake_timestamp"))  # Snakemake's, not the model's
     return folders
 
 
