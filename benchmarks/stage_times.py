@@ -43,7 +43,9 @@ def main(argv=None) -> None:
     first = min(start for _, start, _ in spans.values())
     last = max(end for _, _, end in spans.values())
     span = (last - first).total_seconds()
-    lines = [f"{path.name}: {len(spans)} jobs, {span:.0f} s from first start to last finish\n",
+    summed = sum(sum(times) for times in per_rule.values())  # the default's budget is on this sum
+    lines = [f"{path.name}: {len(spans)} jobs, {summed:.0f} s of summed job time, {span:.0f} s from first start "
+             "to last finish\n",
              "| rule | jobs | total job time (s) | mean per job (s) |\n|---|---|---|---|"]
     for rule, times in sorted(per_rule.items(), key=lambda item: -sum(item[1])):
         lines.append(f"| {rule} | {len(times)} | {sum(times):.0f} | {sum(times) / len(times):.1f} |")

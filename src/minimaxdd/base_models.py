@@ -20,13 +20,14 @@ import yaml
 from . import plan
 from .io import atomic_dir
 
+
 def rebuild(workdir: Path, cores: str, snakefile: Path) -> dict[str, Path]:
     """Train both models in `workdir` (its config.yaml) and copy them where the config points;
     returns {"vae": folder, "dit": folder}."""
     config = plan.load_config(plan.read_config({}, [], workdir / "config.yaml"))
     targets = {key: config["base_models"][key] for key in ("vae", "dit")}
     if None in targets.values():
-        raise plan.ConfigError("base_models.vae and base_models.dit: name the folders to rebuild (both are null)")
+        raise plan.ConfigError("base_models.vae and base_models.dit: name the folders to rebuild (a null one has none)")
     base = f"{plan.RESULTS}/{config['experiment']}/base"
     # The same config with both keys null, as a whole config file (a --configfile is never merged).
     untrained = {**config, "base_models": {**config["base_models"], "vae": None, "dit": None}}
