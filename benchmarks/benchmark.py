@@ -249,12 +249,12 @@ def igd_guide(vae, res: int, tiny: bool, steps: int, device: torch.device):
         torch.manual_seed(k)
         surrogate["states"].append(build_surrogate(surrogate).state_dict())
     interval = [min(steps - 1, round(i * steps / 50)) for i in IGD["interval"]]
-    guide = InfluenceGuide(vae, surrogate, influence_scale=IGD["influence_scale"],
+    parameters = sum(p.numel() for p in build_surrogate(surrogate).parameters())
+    gradient = torch.randn(IGD["checkpoints"], parameters)
+    guide = InfluenceGuide(vae, surrogate, lambda c: gradient, influence_scale=IGD["influence_scale"],
                            deviation_scale=IGD["deviation_scale"], interval=interval,
                            memory_size=IGD["memory_size"], device=device)
-    parameters = sum(p.numel() for p in build_surrogate(surrogate).parameters())
-    classes = list(range(NUM_CLASSES_REAL))
-    guide.start_classes(classes, [torch.randn(IGD["checkpoints"], parameters)] * len(classes))
+    guide.start_classes(list(range(NUM_CLASSES_REAL)))
     return guide, interval, parameters
 
 
@@ -266,14 +266,14 @@ def bench_generate_igd(b: Bench, dit: DiT, vae, diffusion, shape: tuple, args):
     batch = args.gen_batch
     labels = torch.arange(batch, device=b.device) % NUM_CLASSES_REAL
     for _ in range(IGD["memory_size"]):  # every class's deviation memory full
-        guide.begin_batch(list(range(NUM_CLASSES_REAL)))
-        guide.remember(torch.randn(NUM_CLASSES_REAL, *shape, device=b.device))
-    guide.begin_batch(labels.tolist())
+        guide.set_labels(list(range(NUM_CLASSES_REAL)))
+        guide.end_batch(torch.randn(NUM_CLASSES_REAL, *shape, device=b.device))
+    guide.set_labels(labels.tolist())
 
     def generate():
         noise = torch.randn(args.gen_steps + 1, batch, *shape, device=b.device)
         decode_latents(vae, sample_latents(dit, diffusion, labels, noise, args.guidance, guidance_channels=3,
-                                           influence=guide))
+                                           guide=guide))
 
     b.measure("generate_igd", generate, items=batch, unit="images/s", per="image",
               settings={"batch": batch, "steps": args.gen_steps, "guidance": args.guidance,

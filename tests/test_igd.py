@@ -38,8 +38,8 @@ GRADIENTS = {c: class_gradients(SURROGATE, real_images(c), c, CPU) for c in rang
 def guide(influence=1.0, deviation=1.0, interval=(0, 7), memory=8):
     torch.manual_seed(0)
     vae = build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2).eval()
-    return InfluenceGuide(vae, SURROGATE, influence_scale=influence, deviation_scale=deviation,
-                          interval=list(interval), memory_size=memory, device=CPU)
+    return InfluenceGuide(vae, SURROGATE, GRADIENTS.__getitem__, influence_scale=influence,
+                          deviation_scale=deviation, interval=list(interval), memory_size=memory, device=CPU)
 
 
 def test_class_gradient_is_the_mean_gradient_over_the_class_images():
@@ -54,8 +54,8 @@ def test_class_gradient_is_the_mean_gradient_over_the_class_images():
 
 def test_influence_term_is_the_cosine_of_the_stated_gradients_and_its_gradient_is_autograd_s():
     g = guide()
-    g.start_classes([1], [GRADIENTS[1]])
-    g.begin_batch([1, 1, 1])
+    g.start_classes([1])
+    g.set_labels([1, 1, 1])
     images = torch.randn(3, 1, 8, 8)
     nets = [build_surrogate(SURROGATE) for _ in SURROGATE["states"]]
     for net, state in zip(nets, SURROGATE["states"]):
@@ -76,35 +76,32 @@ def test_influence_term_is_the_cosine_of_the_stated_gradients_and_its_gradient_i
 
 def test_guide_is_the_scaled_influence_gradient_through_the_decoder_plus_the_deviation_gradient():
     g = guide(influence=2.0, deviation=3.0)
-    g.start_classes([0, 2], [GRADIENTS[0], GRADIENTS[2]])
-    g.begin_batch([0, 2])
-    g.remember(torch.randn(2, 2, 4, 4))
+    g.begin_batch([(0, 0), (2, 0)])
+    g.end_batch(torch.randn(2, 2, 4, 4))
     x0 = torch.randn(2, 2, 4, 4, requires_grad=True)
     objective = 2.0 * g.influence(g.surrogate_input(x0)).sum() + 3.0 * g.deviation(x0).sum()
     (expected,) = torch.autograd.grad(objective, x0)
     assert torch.allclose(g(x0), expected, atol=1e-5)
+    # the DDPM mean moves by sigma_t^2 dJ/dx_t, with dJ/dx_t = dJ/dx0 / sqrt(abar_t) (ADM's condition_mean)
+    std, dx0_dxt = torch.full((2, 1, 1, 1), 0.3), torch.full((2, 1, 1, 1), 1.7)
+    assert torch.allclose(g.mean_shift(x0, std, dx0_dxt), 0.09 * 1.7 * expected, atol=1e-5)
 
 
 def test_guidance_zero_is_the_unguided_sampler_bit_for_bit():
     model = tiny_dit()
     g = guide(influence=0.0, deviation=0.0)
     plain, plain_labels = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, **SAMPLING)
-    off, off_labels = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, influence=g,
-                                   class_gradients=GRADIENTS.__getitem__, **SAMPLING)
+    off, off_labels = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, guide=g, **SAMPLING)
     assert torch.equal(plain, off) and torch.equal(plain_labels, off_labels)
-    on, _ = generate_set(model, guide(influence=50.0).vae, class_ids=[0, 1, 2], ipc=3, influence=guide(influence=50.0),
-                         class_gradients=GRADIENTS.__getitem__, **SAMPLING)
+    on, _ = generate_set(model, g.vae, class_ids=[0, 1, 2], ipc=3, guide=guide(influence=50.0), **SAMPLING)
     assert not torch.equal(plain, on)
 
 
-class Spy:
-    """A guide that records where it is called and pushes every latent by a constant."""
+class Spy(InfluenceGuide):
+    """IGD's interval, with a guide that records where it is called and pushes every latent by a constant."""
 
     def __init__(self, low, high):
         self.low, self.high, self.calls = low, high, 0
-
-    def acts_at(self, index):
-        return self.low <= index <= self.high
 
     def __call__(self, x0):
         self.calls += 1
@@ -116,22 +113,22 @@ def test_guidance_acts_only_inside_the_interval():
     labels, noise = torch.tensor([0, 1]), torch.stack([image_noise(0, c, 0, 8, (2, 4, 4)) for c in (0, 1)], dim=1)
     plain = sample_latents(model, diffusion, labels, noise, 2.0)
     spy = Spy(3, 5)
-    guided = sample_latents(model, diffusion, labels, noise, 2.0, influence=spy)
+    guided = sample_latents(model, diffusion, labels, noise, 2.0, guide=spy)
     assert spy.calls == 3 and not torch.equal(plain, guided)
     # guided only at indices 5..3: a guide whose interval holds no index of the chain leaves it as it is
-    assert torch.equal(plain, sample_latents(model, diffusion, labels, noise, 2.0, influence=Spy(8, 9)))
+    assert torch.equal(plain, sample_latents(model, diffusion, labels, noise, 2.0, guide=Spy(8, 9)))
 
 
 def test_deviation_term_pushes_away_from_the_class_earlier_samples():
     g = guide(influence=0.0, deviation=1.0)
-    g.start_classes([0, 1], [GRADIENTS[0], GRADIENTS[1]])
-    g.begin_batch([0, 1])
+    g.start_classes([0, 1])
+    g.set_labels([0, 1])
     assert torch.equal(g(torch.randn(2, 2, 4, 4)), torch.zeros(2, 2, 4, 4))  # nothing remembered yet
     earlier = torch.randn(3, 2, 4, 4)
     for latent in earlier:  # three earlier images of class 0
-        g.begin_batch([0])
-        g.remember(latent[None])
-    g.begin_batch([0, 1])
+        g.set_labels([0])
+        g.end_batch(latent[None])
+    g.set_labels([0, 1])
     x0 = earlier[1:2].repeat(2, 1, 1, 1) + 0.3 * torch.randn(2, 2, 4, 4)
     direction = g(x0)
     assert torch.equal(direction[1], torch.zeros(2, 4, 4))  # class 1 has no earlier image: not pushed
@@ -140,7 +137,7 @@ def test_deviation_term_pushes_away_from_the_class_earlier_samples():
     after = F.cosine_similarity(step.flatten(1), earlier.flatten(1)).max()
     assert after < before
     for _ in range(9):
-        g.remember(torch.randn(2, 2, 4, 4))
+        g.end_batch(torch.randn(2, 2, 4, 4))
     assert len(g.memory[0]) == 8 and len(g.memory[1]) == 8  # each class's last memory_size latents
 
 
@@ -148,24 +145,22 @@ def test_image_i_of_a_class_sees_the_class_images_before_it_whatever_the_batch()
     """DD_IGD's order (one image after another per class), batched across classes: the set does not
     depend on the batch size."""
     model = tiny_dit()
-    sets = [generate_set(model, guide(influence=3.0, deviation=5.0).vae, class_ids=[0, 1, 2], ipc=3,
-                         influence=guide(influence=3.0, deviation=5.0), class_gradients=GRADIENTS.__getitem__,
+    sets = [generate_set(model, guide().vae, class_ids=[0, 1, 2], ipc=3, guide=guide(influence=3.0, deviation=5.0),
                          **{**SAMPLING, "batch_size": batch})[0] for batch in (1, 2, 3)]
     assert all(torch.equal(s, sets[0]) for s in sets[1:])
-    no_memory = generate_set(model, guide(influence=3.0, deviation=5.0).vae, class_ids=[0, 1, 2], ipc=3,
-                             influence=guide(influence=3.0, deviation=5.0, memory=0),
-                             class_gradients=GRADIENTS.__getitem__, **SAMPLING)[0]
+    no_memory = generate_set(model, guide().vae, class_ids=[0, 1, 2], ipc=3,
+                             guide=guide(influence=3.0, deviation=5.0, memory=0), **SAMPLING)[0]
     assert not torch.equal(no_memory, sets[0])  # the deviation term acts within a class
 
 
 def test_igd_raises_the_tracin_score_of_the_set_against_unguided_sampling_from_the_same_seeds():
     model = tiny_dit()
     on, off = guide(influence=200.0, deviation=0.0), guide(influence=0.0, deviation=0.0)
-    kwargs = dict(class_ids=[0, 1, 2], ipc=4, class_gradients=GRADIENTS.__getitem__, **SAMPLING)
-    guided, labels = generate_set(model, on.vae, influence=on, **kwargs)
-    plain, _ = generate_set(model, off.vae, influence=off, **kwargs)
-    score_guided = influence_scores(on, guided, labels, GRADIENTS.__getitem__)
-    score_plain = influence_scores(on, plain, labels, GRADIENTS.__getitem__)
+    kwargs = dict(class_ids=[0, 1, 2], ipc=4, **SAMPLING)
+    guided, labels = generate_set(model, on.vae, guide=on, **kwargs)
+    plain, _ = generate_set(model, off.vae, guide=off, **kwargs)
+    score_guided = influence_scores(on, guided, labels)
+    score_plain = influence_scores(on, plain, labels)
     assert score_guided.mean() > score_plain.mean() + 0.05, (score_guided.mean(), score_plain.mean())
 
 

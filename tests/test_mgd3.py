@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 
 from minimaxdd.diffusion import GaussianDiffusion, ddim_timesteps, linear_betas, sample_latents
 from minimaxdd.generate import generate_set
-from minimaxdd.modes import class_modes
+from minimaxdd.modes import ModeGuide, class_modes
 from minimaxdd.vae import build_tiny_vae
 
 from conftest import tiny_dit
@@ -42,10 +42,10 @@ def test_mode_guidance_of_scale_zero_is_the_unguided_sample():
     vae = build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2).eval()
     modes = class_modes(latent_cache(), ipc=2)
     plain, _ = generate_set(model, vae, class_ids=[0, 1], ipc=2, **SAMPLING)
-    off, _ = generate_set(model, vae, class_ids=[0, 1], ipc=2, modes=modes,
-                          mode_guidance={"scale": 0.0, "stop_step": -1}, **SAMPLING)
-    guided, _ = generate_set(model, vae, class_ids=[0, 1], ipc=2, modes=modes,
-                             mode_guidance={"scale": 0.5, "stop_step": 2}, **SAMPLING)
+    off, _ = generate_set(model, vae, class_ids=[0, 1], ipc=2, guide=ModeGuide(modes, scale=0.0, stop_step=-1),
+                          **SAMPLING)
+    guided, _ = generate_set(model, vae, class_ids=[0, 1], ipc=2, guide=ModeGuide(modes, scale=0.5, stop_step=2),
+                             **SAMPLING)
     assert torch.equal(plain, off)
     assert not torch.equal(plain, guided)
 
@@ -55,14 +55,15 @@ def test_mode_guidance_pulls_toward_the_mode_only_above_the_stop_step(monkeypatc
     guided_at = []
     real_step = GaussianDiffusion.p_step
 
-    def spy(self, model_out, x_t, index, noise, mode=None, mode_scale=0.0, influence=None):
-        guided_at.append((index, mode is not None))
-        return real_step(self, model_out, x_t, index, noise, mode, mode_scale, influence)
+    def spy(self, model_out, x_t, index, noise, guide):
+        guided_at.append((index, guide.acts_at(index)))
+        return real_step(self, model_out, x_t, index, noise, guide)
 
     monkeypatch.setattr(GaussianDiffusion, "p_step", spy)
     noise = torch.randn(7, 2, 2, 4, 4)
-    sample_latents(tiny_dit(), diffusion, torch.tensor([0, 1]), noise, 1.0, modes=torch.zeros(2, 2, 4, 4),
-                   mode_scale=0.1, mode_stop=2)
+    guide = ModeGuide(torch.zeros(2, 1, 2, 4, 4), scale=0.1, stop_step=2)
+    guide.begin_batch([(0, 0), (1, 0)])
+    sample_latents(tiny_dit(), diffusion, torch.tensor([0, 1]), noise, 1.0, guide=guide)
     assert guided_at == [(5, True), (4, True), (3, True), (2, False), (1, False), (0, False)]
 
 
@@ -75,7 +76,9 @@ def test_a_guided_step_moves_the_mean_toward_the_mode_by_scale_sigma():
     x0 = diffusion.predict_x0(x_t, t, out[:, :2])
     sigma = torch.exp(0.5 * diffusion.model_log_variance(out[:, 2:], t))
     plain = diffusion.p_step(out, x_t, 5, zero)
-    guided = diffusion.p_step(out, x_t, 5, zero, mode, 0.3)
+    guide = ModeGuide(mode[:, None], scale=0.3, stop_step=-1)
+    guide.begin_batch([(0, 0), (1, 0)])
+    guided = diffusion.p_step(out, x_t, 5, zero, guide)
     assert torch.allclose(guided - plain, 0.3 * sigma * (mode - x0), atol=1e-6)
 
 

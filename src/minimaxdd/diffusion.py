@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import torch
 
+from .guidance import NO_GUIDE, Guide
 from .io import autocast, compiled
 
 NUM_TIMESTEPS = 1000
@@ -139,26 +140,17 @@ class GaussianDiffusion:
         return torch.where(t == 0, nll, kl)
 
     # -- sampling -------------------------------------------------------------------------------
-    def p_step(self, model_out, x_t, index: int, noise, mode=None, mode_scale: float = 0.0, influence=None):
-        """One ancestral reverse step from chain index `index` (no noise is added at index 0).
-
-        With a `mode` (MGD3's mode guidance), the mean moves toward it by `mode_scale` standard
-        deviations per unit of distance from the predicted clean latent: mean + scale * sigma_t *
-        (mode - x0), as MGD3's sampler (its gaussian_diffusion.py `p_sample`) does. With an
-        `influence` guide (IGD: igd.InfluenceGuide, dJ/dx0 of the predicted clean latent), the mean
-        moves by sigma_t^2 * dJ/dx_t (ADM's classifier guidance, `condition_mean`), where
-        dJ/dx_t = dJ/dx0 / sqrt(abar_t) with the noise prediction held fixed.
-        """
+    def p_step(self, model_out, x_t, index: int, noise, guide: Guide = NO_GUIDE):
+        """One ancestral reverse step from chain index `index` (no noise is added at index 0), its
+        mean moved by `guide.mean_shift` where the guide `acts_at` the index."""
         t = torch.full((x_t.shape[0],), index, dtype=torch.long, device=x_t.device)
         channels = x_t.shape[1]
         eps, var_values = model_out[:, :channels], model_out[:, channels:]
         x0 = self.predict_x0(x_t, t, eps)
         mean = self.posterior_mean(x0, x_t, t)
         std = torch.exp(0.5 * self.model_log_variance(var_values, t))
-        if mode is not None:
-            mean = mean + mode_scale * std * (mode - x0)
-        if influence is not None:
-            mean = mean + std**2 * _gather(self.sqrt_recip_alphas_cumprod, t, x_t.ndim) * influence(x0)
+        if guide.acts_at(index):
+            mean = mean + guide.mean_shift(x0, std, _gather(self.sqrt_recip_alphas_cumprod, t, x_t.ndim))
         return mean if index == 0 else mean + std * noise
 
     def ddim_step(self, model_out, x_t, index: int, noise, eta: float):
@@ -201,24 +193,24 @@ def discretized_gaussian_log_likelihood(x, means, log_scales):
 @torch.no_grad()
 def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_scale: float, progress=None,
                    guidance_channels: int | None = None, precision: str = "fp32", sampler: str = "ddpm",
-                   eta: float = 0.0, modes=None, mode_scale: float = 0.0, mode_stop: int = 0, influence=None,
-                   compile: bool = False):
+                   eta: float = 0.0, guide: Guide = NO_GUIDE, compile: bool = False):
     """Sampling of a batch, from noise to clean latents.
 
     `noise` has shape (steps + 1, N, C, H, W): noise[0] is the starting point, noise[k] the noise
     added by the k-th reverse step. Passing it in (rather than drawing it here) is what lets image i
     of class c depend only on its own seed, whatever batch it is sampled in. `guidance_channels`:
     see DiT.forward_with_guidance. `sampler`: "ddpm" (ancestral, learned variance) or "ddim" (with
-    `eta`). `modes` (N, C, H, W): MGD3's mode guidance toward each sample's mode at the chain
-    indices above `mode_stop` (MGD3: 49..26 of 50), by `mode_scale` (see GaussianDiffusion.p_step).
-    `influence`: IGD's guide (igd.InfluenceGuide) at the chain indices where it `acts_at`.
-    `compile`: the model's (guided) prediction runs through torch.compile (io.compiled).
+    `eta`). `guide`: a training-free guidance method (guidance.Guide) that moves the ancestral
+    step's mean; the batch is the one it was last told of (`begin_batch`). `compile`: the model's
+    (guided) prediction runs through torch.compile (io.compiled).
     """
     def predict(x, t):
         if guidance_scale == 1.0:
             return model(x, t, labels)
         return model.forward_with_guidance(x, t, labels, guidance_scale, guidance_channels)
 
+    if sampler == "ddim" and guide is not NO_GUIDE:  # methods.check stops such a method at start
+        raise ValueError("guidance moves the ancestral (ddpm) step's mean; the ddim sampler takes no guide")
     predict = compiled(predict) if compile else predict
     x = noise[0]
     indices = range(diffusion.num_timesteps - 1, -1, -1)
@@ -229,8 +221,5 @@ def sample_latents(model, diffusion: GaussianDiffusion, labels, noise, guidance_
         if sampler == "ddim":
             x = diffusion.ddim_step(out.float(), x, index, noise[k], eta)
         else:
-            guided = modes is not None and index > mode_stop
-            influenced = influence is not None and influence.acts_at(index)
-            x = diffusion.p_step(out.float(), x, index, noise[k], modes if guided else None, mode_scale,
-                                 influence if influenced else None)
+            x = diffusion.p_step(out.float(), x, index, noise[k], guide)
     return x

@@ -5,9 +5,8 @@ from a generator seeded by (seed, c, i) alone, so the first k images of an IPC-n
 the IPC-k set (except under MGD3's mode guidance, whose modes depend on the IPC), whatever the
 batch size or device, and a set generated in class chunks over several
 jobs (`generate.classes_per_job`, joined by `stages.gather_generated`) is the set one job generates.
-Under IGD's guidance image i of class c also depends on the class's images 0..i-1 (its deviation
-term): a batch then holds image i of each class of a group of `batch_size` classes, so that this
-holds whatever the batch size or chunking.
+A guide whose images depend on earlier ones (IGD: image i of class c on the class's images 0..i-1)
+orders the batches so that this holds whatever the batch size or chunking (`Guide.batches`).
 """
 
 from __future__ import annotations
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from .diffusion import GaussianDiffusion, sample_latents
 from .dit import DiT
+from .guidance import NO_GUIDE, Guide
 from .io import autocast
 from .vae import decode_latents
 
@@ -38,50 +38,28 @@ def image_noise(seed: int, class_index: int, image_index: int, steps: int, shape
 def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int, guidance_scale: float,
                  guidance_channels: int | None, precision: str, sampler: str, batch_size: int | str, seed: int,
                  device: torch.device, eta: float = 0.0, classes: list[int] | None = None,
-                 modes: torch.Tensor | None = None,
-                 mode_guidance: dict | None = None, influence=None, class_gradients=None,
-                 compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+                 guide: Guide = NO_GUIDE, compile: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
     """`ipc` images of each of `classes` (default: all); returns uint8 images (n*ipc, C, H, W) and
-    their labels (indices into class_ids, the generator's id of each class).
-
-    With `mode_guidance` ({"scale", "stop_step"}: MGD3), image i of class c is guided toward
-    `modes[c, i]` (the class's k-means modes, one per image; see modes.py). With `influence` (IGD's
-    igd.InfluenceGuide), every batch is guided by it, `class_gradients(c)` giving class c's real
-    gradients; the classes go in groups of `batch_size`, image i of every class of the group a batch."""
+    their labels (indices into class_ids, the generator's id of each class). `guide`: a
+    training-free guidance method (guidance.Guide), which also says how images go into batches."""
     model = model.to(device).eval()
     diffusion = GaussianDiffusion.respaced(steps, sampler=sampler).to(device)
-    guide = {}
     latent_shape = (model.in_channels, model.config.input_size, model.config.input_size)
     classes = range(len(class_ids)) if classes is None else classes
     jobs = [(c, i) for c in classes for i in range(ipc)]
     if batch_size == "auto":
-        if influence is not None:
-            influence.start_classes([classes[0]], [class_gradients(classes[0])])
-            influence.begin_batch([classes[0]] * AUTO_PROBE)
-        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device, influence)
+        guide.begin_batch([(classes[0], 0)] * AUTO_PROBE)
+        batch_size = fitting_batch_size(model, vae, latent_shape, precision, device, guide)
         print(f"generate.batch_size auto: {batch_size} images a batch on {device}")
-    if influence is None:
-        batches = [jobs[start:start + batch_size] for start in range(0, len(jobs), batch_size)]
-    else:  # image i of each class of a group: every image sees its class's images 0..i-1
-        groups = [list(classes[start:start + batch_size]) for start in range(0, len(classes), batch_size)]
-        batches = [[(c, i) for c in group] for group in groups for i in range(ipc)]
     position = {job: n for n, job in enumerate(jobs)}  # where each image goes in the set (class-major)
     images = None  # the set, filled batch by batch (no list and joined copy: one set in memory)
-    for batch in tqdm(batches, desc=f"generate ipc={ipc}", mininterval=5):
-        if influence is not None:
-            if batch[0][1] == 0:  # a new group of classes
-                influence.start_classes([c for c, _ in batch], [class_gradients(c) for c, _ in batch])
-            influence.begin_batch([c for c, _ in batch])
+    for batch in tqdm(guide.batches(list(classes), ipc, batch_size), desc=f"generate ipc={ipc}", mininterval=5):
+        guide.begin_batch(batch)
         noise = torch.stack([image_noise(seed, c, i, steps, latent_shape) for c, i in batch], dim=1).to(device)
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
-        if mode_guidance:
-            guide = {"modes": torch.stack([modes[c, i] for c, i in batch]).to(device),
-                     "mode_scale": mode_guidance["scale"], "mode_stop": mode_guidance["stop_step"]}
         latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
-                                 precision=precision, sampler=sampler, eta=eta, influence=influence, compile=compile,
-                                 **guide)
-        if influence is not None:
-            influence.remember(latents)
+                                 precision=precision, sampler=sampler, eta=eta, guide=guide, compile=compile)
+        guide.end_batch(latents)
         decoded = decode_latents(vae, latents)
         if images is None:
             images = torch.empty((len(jobs), *decoded.shape[1:]), dtype=decoded.dtype)
@@ -97,10 +75,10 @@ AUTO_PROBE = 4  # images of the probe batch
 
 @torch.no_grad()
 def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, device: torch.device,
-                       influence=None, probe: int = AUTO_PROBE) -> int:
-    """`generate.batch_size: auto`: on CUDA, the most images a batch whose guided denoising step and
-    decoding (and IGD's `influence` gradient, when given) fit in 80 % of the free device memory,
-    from the peak memory of a probe batch; on the CPU, 64."""
+                       guide: Guide, probe: int = AUTO_PROBE) -> int:
+    """`generate.batch_size: auto`: on CUDA, the most images a batch whose guided denoising step,
+    guide's mean shift (for a probe batch it was told of) and decoding fit in 80 % of the free
+    device memory, from the peak memory of a probe batch; on the CPU, 64."""
     if device.type != "cuda":
         return AUTO_BATCH_CPU
     torch.cuda.empty_cache()
@@ -112,7 +90,7 @@ def fitting_batch_size(model: DiT, vae, latent_shape: tuple, precision: str, dev
     with autocast(device, precision):
         model.forward_with_guidance(x, torch.zeros_like(labels), labels, 4.0)
     decode_latents(vae, x)
-    if influence is not None:
-        influence(x)
+    one = torch.ones((), device=device)
+    guide.mean_shift(x, one, one)
     per_image = (torch.cuda.max_memory_allocated(device) - before) / probe
     return max(1, int(MEMORY_SHARE * free / per_image))

@@ -12,7 +12,7 @@ Three stages, each a cached rule (workflow/rules/igd.smk):
 2. `class_gradients`: per class and kept checkpoint, the mean cross-entropy gradient of the
    surrogate's parameters over the class's first `igd.gradient_memory` training images (sample.py
    `get_grads`: 200 images, the mean of 50-image chunk means, i.e. the mean over the 200).
-3. Guided sampling (`InfluenceGuide`, called by diffusion.GaussianDiffusion.p_step): at the chain
+3. Guided sampling (`InfluenceGuide`, a guidance.Guide): at the chain
    indices of `igd.interval`, with x0 the step's predicted clean latent and J its objective
 
        J(x0) = k * sum_checkpoints cos(grad_theta CE(f_theta(D(x0)), c), G_c)
@@ -38,6 +38,7 @@ from torch.nn import functional as F
 from .augment import augment_batch
 from .augment import normalize as normalize_images
 from .classifier import to_model_input, to_unit, train_classifiers
+from .guidance import Guide, Job
 from .io import load_torch, save_torch
 from .nets import build_net
 from .settings import HardLabel
@@ -119,19 +120,18 @@ def class_gradients(surrogate: dict, images: torch.Tensor, label: int, device: t
     return torch.stack(rows)
 
 
-class InfluenceGuide:
-    """IGD's guidance for one generation job: the surrogate at its kept checkpoints, the VAE, and
-    for a group of classes their real gradients and the memories of their earlier latents.
+class InfluenceGuide(Guide):
+    """IGD's guidance for one generation job: the surrogate at its kept checkpoints, the VAE, the
+    real gradients of each class (`class_gradients(c)`, K x P from `class_gradients`), and for a
+    group of classes the memories of their earlier latents.
 
     DD_IGD samples a class's images one after another, each one's deviation term seeing the
     class's earlier images. The same order here, batched across classes: a batch holds image i of
-    each class of a group, so image i of class c sees images 0..i-1 of class c whatever the batch.
-    `start_classes(classes, gradients)` before a group's first batch, `begin_batch(labels)` before
-    each batch, `remember(latents)` after it; `acts_at(index)` says whether the chain index is in
-    the guided interval, and calling the guide on a batch's predicted clean latents returns dJ/dx0
-    (see the module doc)."""
+    each class of a group of `batch_size` classes, so image i of class c sees images 0..i-1 of
+    class c whatever the batch. Calling the guide on a batch's predicted clean latents returns
+    dJ/dx0 (see the module doc)."""
 
-    def __init__(self, vae, surrogate: dict, *, influence_scale: float, deviation_scale: float,
+    def __init__(self, vae, surrogate: dict, class_gradients, *, influence_scale: float, deviation_scale: float,
                  interval: list[int], memory_size: int, device: torch.device):
         self.vae, self.device = vae, device
         self.net = build_surrogate(surrogate).to(device)
@@ -139,33 +139,49 @@ class InfluenceGuide:
             p.requires_grad_(False)
         self.checkpoints = [{k: v.to(device) for k, v in state.items()} for state in surrogate["states"]]
         self.normalize = surrogate["normalize"]
+        self.class_gradients = class_gradients
         self.influence_scale, self.deviation_scale = influence_scale, deviation_scale
         self.low, self.high = interval
         self.memory_size = memory_size
         self.real, self.memory, self.labels = {}, {}, []
         self.batch_labels = self.batch_real = None
 
-    def start_classes(self, classes: list[int], gradients: list[torch.Tensor]) -> None:
-        """A new group of classes, with the real gradient of each at every checkpoint (K x P, from
-        class_gradients); their memories start empty. The previous group's are dropped."""
-        self.real = {c: g.to(self.device, torch.float32) for c, g in zip(classes, gradients)}
-        self.memory = {c: [] for c in classes}
+    # -- the guide interface (guidance.Guide) ---------------------------------------------------
+    def batches(self, classes: list[int], ipc: int, batch_size: int) -> list[list[Job]]:
+        groups = [list(classes[start:start + batch_size]) for start in range(0, len(classes), batch_size)]
+        return [[(c, i) for c in group] for group in groups for i in range(ipc)]
 
-    def begin_batch(self, labels: list[int]) -> None:
-        """The class of each image of the next batch (classes of the current group), and per
-        checkpoint each image's class gradient (K x N x P), gathered once for the batch's guided steps."""
-        self.labels = list(labels)
-        self.batch_labels = torch.tensor(self.labels, device=self.device)
-        self.batch_real = torch.stack([self.real[c] for c in self.labels], dim=1)
+    def begin_batch(self, batch: list[Job]) -> None:
+        if batch[0][1] == 0:  # a new group of classes
+            self.start_classes(sorted({c for c, _ in batch}))
+        self.set_labels([c for c, _ in batch])
 
-    def remember(self, latents: torch.Tensor) -> None:
+    def acts_at(self, index: int) -> bool:
+        return self.low <= index <= self.high
+
+    def mean_shift(self, x0: torch.Tensor, std: torch.Tensor, dx0_dxt: torch.Tensor) -> torch.Tensor:
+        """sigma_t^2 dJ/dx_t: ADM's classifier guidance (`condition_mean`)."""
+        return std**2 * dx0_dxt * self(x0)
+
+    def end_batch(self, latents: torch.Tensor) -> None:
         """Keep the batch's final latents for the deviation term: per class, its last `memory_size`
         (DD_IGD sample.py: a FIFO of the class's generated samples)."""
         for c, latent in zip(self.labels, latents.detach().split(1)):
             self.memory[c] = [*self.memory[c], latent][-self.memory_size:] if self.memory_size else []
 
-    def acts_at(self, index: int) -> bool:
-        return self.low <= index <= self.high
+    # -- the classes and labels the guide works on ------------------------------------------------
+    def start_classes(self, classes: list[int]) -> None:
+        """A new group of classes, with the real gradient of each at every checkpoint; their
+        memories start empty. The previous group's are dropped."""
+        self.real = {c: self.class_gradients(c).to(self.device, torch.float32) for c in classes}
+        self.memory = {c: [] for c in classes}
+
+    def set_labels(self, labels: list[int]) -> None:
+        """The class of each image of the next batch (classes of the current group), and per
+        checkpoint each image's class gradient (K x N x P), gathered once for the batch's guided steps."""
+        self.labels = list(labels)
+        self.batch_labels = torch.tensor(self.labels, device=self.device)
+        self.batch_real = torch.stack([self.real[c] for c in self.labels], dim=1)
 
     # -- the influence term ---------------------------------------------------------------------
     def _cosine(self, image: torch.Tensor, label: torch.Tensor, params: dict, real: torch.Tensor) -> torch.Tensor:
@@ -218,13 +234,13 @@ class InfluenceGuide:
         return (direction + away).detach()
 
 
-def influence_scores(guide: InfluenceGuide, images: torch.Tensor, labels: torch.Tensor, class_gradients) -> torch.Tensor:
+def influence_scores(guide: InfluenceGuide, images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Per uint8 image of a set, its TracIn score in IGD's cosine form (InfluenceGuide.influence)
-    against its class's real gradients `class_gradients(c)`, one class at a time."""
+    against its class's real gradients, one class at a time."""
     scores = torch.empty(len(images))
     for c in labels.unique().tolist():
         rows = (labels == c).nonzero().flatten()
-        guide.start_classes([c], [class_gradients(c)])
-        guide.begin_batch([c] * len(rows))
+        guide.start_classes([c])
+        guide.set_labels([c] * len(rows))
         scores[rows] = guide.influence(to_model_input(images[rows], guide.device, guide.normalize)).detach().cpu()
     return scores

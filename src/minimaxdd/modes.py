@@ -1,4 +1,5 @@
-"""The modes of each class for MGD3's mode guidance (Chan-Santiago et al., ICML 2025).
+"""MGD3's mode guidance (Chan-Santiago et al., ICML 2025): the modes of each class, and the guide
+that pulls toward them.
 
 MGD3 clusters the VAE latents of each class's training images with k-means, as many clusters as
 images per class, and guides image i of the class toward centroid i during the first part of
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+
+from .guidance import Guide, Job
 
 
 def class_modes(cache: dict, ipc: int, seed: int = 0) -> torch.Tensor:
@@ -30,3 +33,23 @@ def class_modes(cache: dict, ipc: int, seed: int = 0) -> torch.Tensor:
         kmeans = KMeans(n_clusters=ipc, random_state=seed, n_init="auto").fit(points)
         modes.append(torch.from_numpy(kmeans.cluster_centers_).float().reshape(ipc, *shape))
     return torch.stack(modes)
+
+
+class ModeGuide(Guide):
+    """MGD3's mode guidance: image i of class c is pulled toward `modes[c, i]` at the chain indices
+    above `stop_step` (MGD3: 49..26 of 50), its mean moving by `scale` standard deviations per unit
+    of distance from the predicted clean latent: mean + scale * sigma_t * (mode - x0), as MGD3's
+    sampler (its gaussian_diffusion.py `p_sample`) does."""
+
+    def __init__(self, modes: torch.Tensor, *, scale: float, stop_step: int):
+        self.modes, self.scale, self.stop_step = modes, scale, stop_step
+        self.batch_modes = None
+
+    def begin_batch(self, batch: list[Job]) -> None:
+        self.batch_modes = torch.stack([self.modes[c, i] for c, i in batch])
+
+    def acts_at(self, index: int) -> bool:
+        return index > self.stop_step
+
+    def mean_shift(self, x0: torch.Tensor, std: torch.Tensor, dx0_dxt: torch.Tensor) -> torch.Tensor:
+        return self.scale * std * (self.batch_modes.to(x0.device) - x0)

@@ -22,6 +22,7 @@ from tqdm import tqdm
 from . import checkpoints, data, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
+from .guidance import NO_GUIDE
 from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
 from .resume import Checkpointer
 from .training import LatentSet, finetune_dit, load_latents, pretrain_dit
@@ -153,16 +154,18 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
     autoencoder = load_vae(resolve_vae_folder(vae), device)
     start = time.time()
     model = load_pretrained_dit(dit, device, dit_num_heads)
-    class_modes = load_torch(modes[0])["modes"] if modes else None
     settings = dict(generate)
-    guide = {}
+    guide = NO_GUIDE
+    if modes:
+        from .modes import ModeGuide
+
+        guide = ModeGuide(load_torch(modes[0])["modes"], **settings.pop("mode_guidance"))
     if influence:
         from .igd import InfluenceGuide
 
         surrogate, gradients = influence
-        guide = {"influence": InfluenceGuide(autoencoder, load_torch(surrogate), device=device,
-                                             **settings.pop("influence_guidance")),
-                 "class_gradients": lambda c: load_torch(Path(gradients) / f"class{c}.pt")}
+        guide = InfluenceGuide(autoencoder, load_torch(surrogate), lambda c: load_torch(Path(gradients) / f"class{c}.pt"),
+                               device=device, **settings.pop("influence_guidance"))
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:
@@ -172,7 +175,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
         if delta:  # every delta holds the same Difffit parameters, so each one fully replaces the last
             checkpoints.apply_difffit(model, delta)
         parts.append(generate_set(model, autoencoder, class_ids=real.class_ids, ipc=ipc, device=device,
-                                  classes=phase, modes=class_modes, compile=compile, **guide, **settings))
+                                  classes=phase, guide=guide, compile=compile, **settings))
     pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
     data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
