@@ -18,7 +18,7 @@ from conftest import REPO, TINY_CONFIG, copy_run, snakemake, write_config
 
 from minimaxdd.params import Params
 from minimaxdd.paths import Paths
-from minimaxdd.settings import HardLabel, SoftLabel
+from minimaxdd.settings import HardLabel, Recipe, SoftLabel
 
 DEMO = yaml.safe_load((REPO / "config.yaml").read_text())
 MINIMAL = {"experiment": "mine", "dataset": {"kind": "digits"}}
@@ -45,7 +45,7 @@ def every_settings(config: dict) -> dict:
         "finetune": p.finetune(Wildcards(method="minimax", phase="0")),
         "generate": p.generate(Wildcards(method=generated, ipc=str(ipc))),
         "select_random": p.select_random(Wildcards(ipc=str(ipc))),
-        "feature_net": p.feature_net(),
+        "feature_net": p.feature_net(), "igd_surrogate": p.igd_surrogate(),
         "validate": p.validate(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
         "validate_full": p.validate(Wildcards(arch=arch, seed=str(seed))),
         "validate_no_augment": p.validate_no_augment(Wildcards(method=method, ipc=str(ipc), arch=arch, seed=str(seed))),
@@ -198,7 +198,7 @@ def test_maintenance_commands_run_without_cores(tmp_path):
 # ------------------------------------------------------------------ the stages take exactly their settings
 
 # the stages that take a protocol's fields as **protocol and rebuild its settings object from them
-PROTOCOL_OF = {"validate": HardLabel, "validate_group": HardLabel, "feature_net": HardLabel,
+PROTOCOL_OF = {"validate": HardLabel, "validate_group": HardLabel, "feature_net": Recipe, "igd_surrogate": Recipe,
                "validate_soft_label": SoftLabel}
 
 
@@ -315,15 +315,15 @@ def test_every_protocol_key_of_the_schema_is_a_field_of_its_settings_object(sect
 
 
 def test_the_validation_entry_points_keep_no_default_of_the_schema():
-    from minimaxdd import classifier, features, softlabel, validate
+    from minimaxdd import classifier, features, igd, softlabel, validate
 
     schema = plan.schema()["properties"]
     keys = set(schema["validate"]["properties"]) | set(schema["soft_label"]["properties"])
     for function in (classifier.train_classifiers, classifier.build_group, validate.train_and_evaluate,
-                     validate.HardLabelSteps, validate.evaluation_epochs, softlabel.train_soft_label,
+                     validate.RecipeSteps, validate.HardLabelSteps, validate.evaluation_epochs, softlabel.train_soft_label,
                      softlabel.SoftLabelSteps, softlabel.check_teacher_class_order, softlabel.build_student,
                      features.train_feature_net, stages.validate, stages.validate_group,
-                     stages.validate_soft_label, stages.feature_net):
+                     stages.validate_soft_label, stages.feature_net, stages.igd_surrogate, igd.train_surrogate):
         defaults = {name for name, p in inspect.signature(function).parameters.items()
                     if p.default is not inspect.Parameter.empty}
         assert not defaults & keys, (function.__qualname__, defaults & keys)

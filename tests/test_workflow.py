@@ -149,6 +149,14 @@ def test_changing_one_ipc_epochs_reruns_only_its_validation(tiny_run):
     assert all("/validate/" in o or "/tables/" in o or o.endswith("/validation_curves_ipc2.png") for o in outputs)
 
 
+def test_changing_validate_evaluations_reruns_only_validations_and_tables(tiny_run):
+    """How often a validation scores the test split is no setting of the feature network (nor of
+    IGD's surrogate): it trains with the recipe alone (settings.Recipe)."""
+    outputs = plan_with(tiny_run, validate=dict(TINY_CONFIG["validate"], evaluations=11))
+    assert any("/validate/" in o for o in outputs)
+    assert all("/validate/" in o or "/tables/" in o or "/validation_curves_" in o for o in outputs), outputs
+
+
 def start(config: dict):
     """What the Snakefile does before any job: load and check the config (in-process: the
     mechanism through Snakemake itself is test_a_bad_config_stops_the_workflow_before_any_job)."""

@@ -11,26 +11,26 @@ import torch
 from .classifier import evaluate, to_model_input, train_classifiers
 from .io import load_torch, save_torch
 from .nets import build_net
-from .settings import HardLabel
-from .validate import HardLabelSteps
+from .settings import Recipe
+from .validate import RecipeSteps
 
 FEATURE_ARCH = "resnetap10"
 
 
-def train_feature_net(protocol: HardLabel, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
+def train_feature_net(recipe: Recipe, images: torch.Tensor, labels: torch.Tensor, test_images: torch.Tensor,
                       test_labels: torch.Tensor, path: str, *, num_classes: int, epochs: int, seed: int,
                       device: torch.device) -> tuple[torch.nn.Module, dict]:
-    """Train on the full training split at its own resolution with the hard-label protocol, save
+    """Train on the full training split at its own resolution with the hard-label recipe, save
     weights and build facts; returns the model and facts."""
-    ((model, record),) = train_classifiers(HardLabelSteps(FEATURE_ARCH, protocol), images, labels, seeds=[seed],
+    ((model, record),) = train_classifiers(RecipeSteps(FEATURE_ARCH, recipe), images, labels, seeds=[seed],
                                            num_classes=num_classes, epochs=epochs, device=device, mode="loop",
                                            channels_last=False, test_x=None, test_y=None, progress=True,
                                            checkpointer=None)
-    record |= {"test_accuracy": evaluate(model, test_images, test_labels, device, protocol.normalize,
-                                         protocol.precision),
+    record |= {"test_accuracy": evaluate(model, test_images, test_labels, device, recipe.normalize,
+                                         recipe.precision),
                "num_classes": num_classes, "channels": images.shape[1], "resolution": images.shape[-1]}
     save_torch({"state_dict": model.state_dict(), "record": record}, path)
-    model.normalize = protocol.normalize  # embed_images normalises its inputs as in training
+    model.normalize = recipe.normalize  # embed_images normalises its inputs as in training
     return model, record
 
 

@@ -41,15 +41,20 @@ from .classifier import to_model_input, to_unit, train_classifiers
 from .guidance import Guide, Job
 from .io import load_torch, save_torch
 from .nets import build_net
-from .settings import HardLabel
-from .validate import HardLabelSteps
+from .settings import Recipe
+from .validate import RecipeSteps
 
 GRADIENT_CHUNK = 50  # images per backward pass of a class gradient (DD_IGD get_grads: gap = 50); bounds memory only
 
 
-class SurrogateSteps(HardLabelSteps):
-    """The hard-label protocol's optimiser, schedule and augmentation without CutMix: DD_IGD trains
-    its surrogate with `--mixup vanilla` (train_ckpt.sh)."""
+class SurrogateSteps(RecipeSteps):
+    """The hard-label recipe's optimiser, schedule and augmentation without CutMix: DD_IGD trains
+    its surrogate with `--mixup vanilla` (train_ckpt.sh). Scored on the test split at the kept
+    epochs (the weights the guidance follows) and the last."""
+
+    def __init__(self, arch: str, recipe: Recipe, keep: list[int]):
+        super().__init__(arch, recipe)
+        self.keep = keep
 
     def batch(self, x: torch.Tensor, y: torch.Tensor, idx: torch.Tensor, rng) -> tuple:
         images = augment_batch(to_unit(x[idx], x.device), self.protocol.augment, generator=rng.device)
@@ -57,6 +62,9 @@ class SurrogateSteps(HardLabelSteps):
 
     def loss(self, logits: torch.Tensor, targets) -> torch.Tensor:
         return F.cross_entropy(logits, targets)
+
+    def scored_epochs(self, epochs: int) -> list[int]:
+        return sorted({e for e in self.keep if 0 < e <= epochs} | {epochs})
 
     def record(self) -> dict:
         return {"protocol": "igd_surrogate", **self.protocol.params()}
@@ -85,11 +93,11 @@ def class_gradient(net: nn.Module, images: torch.Tensor, label: int, normalize: 
     return total / len(images)
 
 
-def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x, test_y: torch.Tensor, *,
+def train_surrogate(recipe: Recipe, train_x, train_y: torch.Tensor, test_x, test_y: torch.Tensor, *,
                     arch: str, num_classes: int, epochs: int, keep: list[int], seed: int, device: torch.device,
                     channels_last: bool, checkpointer, trajectory: Path) -> dict:
     """Train the surrogate (one run of `train_classifiers` with SurrogateSteps, at the training
-    images' own side: `protocol.resolution` is not applied) and return its trajectory: the weights
+    images' own side) and return its trajectory: the weights
     after each epoch of `keep` (0: as built), with what rebuilds the net.
 
     Each kept state is saved to `trajectory`/epoch<e>.pt as it is reached, so a job resumed from
@@ -101,12 +109,12 @@ def train_surrogate(protocol: HardLabel, train_x, train_y: torch.Tensor, test_x,
             save_torch({k: v.detach().cpu().clone() for k, v in models[0].state_dict().items()},
                        trajectory / f"epoch{epoch}.pt")
 
-    (_, record), = train_classifiers(SurrogateSteps(arch, protocol), train_x, train_y, seeds=[seed],
+    (_, record), = train_classifiers(SurrogateSteps(arch, recipe, keep), train_x, train_y, seeds=[seed],
                                      num_classes=num_classes, epochs=epochs, device=device, mode="loop",
                                      channels_last=channels_last, test_x=test_x, test_y=test_y, progress=True,
                                      checkpointer=checkpointer, on_epoch=keep_state)
     return {"arch": arch, "channels": train_x.shape[1], "num_classes": num_classes, "resolution": train_x.shape[2],
-            "width_factor": protocol.width_factor, "normalize": protocol.normalize, "epochs": list(keep),
+            "width_factor": recipe.width_factor, "normalize": recipe.normalize, "epochs": list(keep),
             "states": [load_torch(trajectory / f"epoch{e}.pt") for e in keep], "record": record}
 
 

@@ -1,7 +1,8 @@
 """Each rule's settings: its `params`, so Snakemake reruns a job when, and only when, one changes.
 
 A rule's method of the same name returns exactly what its stage takes (the validation protocols as
-settings objects' fields, settings.HardLabel and SoftLabel). Values that change no result travel
+settings objects' fields, settings.HardLabel and SoftLabel; the training recipe alone,
+settings.Recipe, for the classifiers that are not validations). Values that change no result travel
 apart (plan.runtime). No torch, no Snakemake here.
 """
 
@@ -60,13 +61,13 @@ class Params:
         return {"ipc": int(wildcards.ipc), "seed": self.grid.config["mgd3"]["seed"]}
 
     def igd_surrogate(self, wildcards=None) -> dict:
-        """IGD's surrogate: the hard-label protocol's optimiser and augmentation (igd.SurrogateSteps
-        drops CutMix) at igd.width_factor and at the dataset's resolution (the guidance decodes
-        images at that side), with igd's architecture, epochs, kept checkpoints and seed."""
+        """IGD's surrogate: the hard-label recipe's optimiser and augmentation (igd.SurrogateSteps
+        drops CutMix) at igd.width_factor, with igd's architecture, epochs, kept checkpoints and seed
+        (at the dataset's resolution: the guidance decodes images at that side)."""
         igd = self.grid.config["igd"]
-        protocol = dataclasses.replace(self.hard_label, width_factor=igd["width_factor"], resolution=None)
+        recipe = dataclasses.replace(self.hard_label.recipe(), width_factor=igd["width_factor"])
         return {"arch": igd["surrogate_arch"], "epochs": igd["surrogate_epochs"], "checkpoints": igd["checkpoints"],
-                "seed": igd["seed"], **protocol.params()}
+                "seed": igd["seed"], **recipe.params()}
 
     def igd_gradients(self, wildcards=None) -> dict:
         return {"images_per_class": self.grid.config["igd"]["gradient_memory"]}
@@ -81,7 +82,7 @@ class Params:
 
     def feature_net(self, wildcards=None) -> dict:
         analysis = self.grid.config["analysis"]
-        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"], **self.hard_label.params()}
+        return {"epochs": analysis["feature_epochs"], "seed": analysis["seed"], **self.hard_label.recipe().params()}
 
     def analyze(self, wildcards) -> dict:
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.grid.config["analysis"]["k"]}

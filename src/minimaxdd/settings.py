@@ -26,18 +26,31 @@ class _Section:
 
 
 @dataclass(frozen=True)
-class HardLabel(_Section):
-    """IDC's protocol (validate.*, as validate.py applies it): SGD on CutMixed, augmented batches."""
+class Recipe(_Section):
+    """How IDC's protocol trains a classifier (validate.*, as validate.RecipeSteps applies it): SGD
+    on CutMixed, augmented batches. The feature network and IGD's surrogate train with it, on the
+    dataset's images, and take no more: a validation-only key reruns no job of theirs."""
 
     batch_size: int
     lr: float
     weight_decay: float
     width_factor: float
-    resolution: int | None  # None: the dataset's resolution
     augment: str
     normalize: str
-    evaluations: int
     precision: str
+
+
+@dataclass(frozen=True)
+class HardLabel(Recipe):
+    """IDC's protocol (validate.*, as validate.py applies it): the recipe, at a resolution, scored
+    on the test split `evaluations` times in a run."""
+
+    resolution: int | None  # None: the dataset's resolution
+    evaluations: int
+
+    def recipe(self) -> Recipe:
+        """The training recipe alone."""
+        return Recipe(**{f.name: getattr(self, f.name) for f in fields(Recipe)})
 
 
 @dataclass(frozen=True)

@@ -215,20 +215,21 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
 
 
 def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, epochs: int, checkpoints: list[int], seed: int,
-                  device: str, checkpoint_every_epochs: int, channels_last: bool, **protocol) -> None:
-    """IGD's surrogate: `arch` trained on the whole training split (igd.train_surrogate), its weights
-    kept at the epochs `checkpoints`; scored on the test split as it trains (its record says how
-    good a classifier the guidance follows)."""
+                  device: str, checkpoint_every_epochs: int, channels_last: bool, **recipe) -> None:
+    """IGD's surrogate: `arch` trained on the whole training split (igd.train_surrogate) with the
+    hard-label recipe (`recipe`: the fields of settings.Recipe), its weights kept at the epochs
+    `checkpoints`; scored on the test split at those epochs (its record says how good a classifier
+    the guidance follows)."""
     from .igd import train_surrogate
-    from .settings import HardLabel
+    from .settings import Recipe
 
     real, test_split = data.open_set(train), data.open_set(test)
-    protocol = HardLabel(**protocol)
-    job = [protocol.params(), arch, epochs, checkpoints, seed, device]
+    recipe = Recipe(**recipe)
+    job = [recipe.params(), arch, epochs, checkpoints, seed, device]
     checkpointer = Checkpointer.next_to(surrogate, checkpoint_every_epochs, job, [train, test])
-    saved = train_surrogate(protocol, real.images, real.labels, test_split.images, test_split.labels, arch=arch,
+    saved = train_surrogate(recipe, real.images, real.labels, test_split.images, test_split.labels, arch=arch,
                             num_classes=len(real.class_names), epochs=epochs,
-                            keep=checkpoints, seed=seed, device=pick_device(device, tf32=protocol.precision == "tf32"),
+                            keep=checkpoints, seed=seed, device=pick_device(device, tf32=recipe.precision == "tf32"),
                             channels_last=channels_last, checkpointer=checkpointer,
                             trajectory=Path(f"{surrogate}.trajectory"))
     save_torch(saved, surrogate)
@@ -299,16 +300,15 @@ def expand_set(*, train: str, generated: str, pack: str) -> None:
 
 
 def feature_net(*, train: str, test: str, model: str, features: str, epochs: int, seed: int, device: str,
-                **protocol) -> None:
-    """The analyses' ResNetAP-10, trained on the whole training split with the hard-label protocol
-    (`protocol`: the fields of settings.HardLabel; its resolution is not used: the features are
-    those of the dataset's images)."""
-    from .settings import HardLabel
+                **recipe) -> None:
+    """The analyses' ResNetAP-10, trained on the whole training split at its own resolution with
+    the hard-label recipe (`recipe`: the fields of settings.Recipe)."""
+    from .settings import Recipe
 
-    protocol = HardLabel(**protocol)
-    device = pick_device(device, tf32=protocol.precision == "tf32")
+    recipe = Recipe(**recipe)
+    device = pick_device(device, tf32=recipe.precision == "tf32")
     train_pack, test_pack = data.open_set(train), data.open_set(test)
-    net, record = train_feature_net(protocol, train_pack.images, train_pack.labels, test_pack.images,
+    net, record = train_feature_net(recipe, train_pack.images, train_pack.labels, test_pack.images,
                                     test_pack.labels, model, num_classes=len(train_pack.class_names), epochs=epochs,
                                     seed=seed, device=device)
     print(f"feature network: {record}")

@@ -22,7 +22,7 @@ from .augment import normalize as normalize_images
 from .classifier import RunRandom, check_split, to_unit, train_classifiers
 from .nets import build_net
 from .resume import Checkpointer
-from .settings import HardLabel
+from .settings import HardLabel, Recipe
 from .shards import Images
 
 MOMENTUM = 0.9  # IDC argument.py L120-123, not a setting
@@ -56,12 +56,13 @@ def evaluation_epochs(epochs: int, evaluations: int) -> list[int]:
     return sorted({e for e in range(every, epochs + 1, every)} | {epochs})
 
 
-class HardLabelSteps:
-    """IDC's protocol as the steps of classifier.train_classifiers."""
+class RecipeSteps:
+    """IDC's training recipe as the steps of classifier.train_classifiers, scored after the last
+    epoch only (a test split given)."""
 
     vmappable = True
 
-    def __init__(self, arch: str, protocol: HardLabel):
+    def __init__(self, arch: str, protocol: Recipe):
         for name, value, valid in (("augment", protocol.augment, AUGMENTS),
                                    ("normalize", protocol.normalize, NORMALIZATIONS)):
             if value not in valid:
@@ -94,6 +95,19 @@ class HardLabelSteps:
     def loss(self, logits: torch.Tensor, targets) -> torch.Tensor:
         y_a, y_b, lam = targets
         return lam * F.cross_entropy(logits, y_a) + (1 - lam) * F.cross_entropy(logits, y_b)
+
+    def scored_epochs(self, epochs: int) -> list[int]:
+        return [epochs]
+
+    def record(self) -> dict:
+        return {"protocol": "recipe", **self.protocol.params()}
+
+
+class HardLabelSteps(RecipeSteps):
+    """IDC's protocol: the recipe, scored every epochs // evaluations."""
+
+    def __init__(self, arch: str, protocol: HardLabel):
+        super().__init__(arch, protocol)
 
     def scored_epochs(self, epochs: int) -> list[int]:
         return evaluation_epochs(epochs, self.protocol.evaluations)
