@@ -241,7 +241,7 @@ def igd_guide(vae, res: int, tiny: bool, steps: int, device: torch.device):
     """IGD's guide at DD_IGD's ImageWoof shape: ConvNet-6 (ConvNet-3 at the tiny 32 px) at full width
     (a quarter with --tiny) over 10 classes, 4 kept checkpoints (random weights), a class gradient
     and a full deviation memory of random latents; the interval at the same fraction of `steps`."""
-    from minimaxdd.igd import InfluenceGuide, build_surrogate
+    from minimaxdd.guidance.igd import InfluenceGuide, build_surrogate
 
     surrogate = {"arch": "convnet", "channels": 3, "num_classes": NUM_CLASSES_REAL, "resolution": res,
                  "width_factor": 0.25 if tiny else 1.0, "normalize": "imagenet", "states": []}

@@ -65,13 +65,13 @@ def main(argv=None) -> None:
         settings = params.generate(SimpleNamespace(method=method, ipc=args.ipc))
         for k, gamma in args.pairs:
             generate = dict(settings["generate"])
-            generate["influence_guidance"] = {**generate["influence_guidance"], "influence_scale": k,
+            generate["guidance"] = {**generate["guidance"], "influence_scale": k,
                                               "deviation_scale": gamma}
             name = f"{method}_k{k:g}_g{gamma:g}"
             pack, timing = work / f"{name}.pt", work / f"{name}.json"
             stages.generate(dit=located(paths.dit_path()), vae=located(paths.vae_path()),
-                            train=str(exp / "data/train/index.json"), weights=weights, modes=[],
-                            influence=[located(paths.igd_surrogate), located(paths.igd_gradients)],
+                            train=str(exp / "data/train/index.json"), weights=weights,
+                            guide_inputs=[located(paths.igd_surrogate), located(paths.igd_gradients)],
                             pack=str(pack), timing=str(timing), ipc=args.ipc, phases=settings["phases"],
                             generate=generate, dit_num_heads=settings["dit_num_heads"], device="cpu", compile=False)
             for arch in args.archs:

@@ -6,7 +6,7 @@ from torch.nn import functional as F
 
 from minimaxdd.diffusion import GaussianDiffusion, sample_latents
 from minimaxdd.generate import generate_set, image_noise
-from minimaxdd.igd import InfluenceGuide, build_surrogate, class_gradients, influence_scores
+from minimaxdd.guidance.igd import InfluenceGuide, build_surrogate, class_gradients, influence_scores
 from minimaxdd.vae import build_tiny_vae
 
 from conftest import tiny_dit, toy_split
@@ -168,19 +168,20 @@ def test_igd_methods_check_their_interval_and_sampler():
     from minimaxdd import methods, plan
 
     config = plan.load_config({"experiment": "x", "methods": ["igd", "igd_minimax"]})
-    settings = methods.generate_settings("igd_minimax", config)["influence_guidance"]
-    assert settings == {"influence_scale": 10.0, "deviation_scale": 100.0, "interval": [30, 45], "memory_size": 64}
-    assert methods.generate_settings("igd", config)["influence_guidance"]["influence_scale"] == 5.0
+    settings = methods.generate_settings("igd_minimax", config)["guidance"]
+    assert settings == {"method": "igd", "influence_scale": 10.0, "deviation_scale": 100.0, "interval": [30, 45],
+                        "memory_size": 64}
+    assert methods.generate_settings("igd", config)["guidance"]["influence_scale"] == 5.0
     assert methods.finetune_name("igd_minimax@steps=60") == "minimax"
     methods.check("igd_minimax@steps=60", config)
     with pytest.raises(methods.MethodError, match=r"igd.interval \(low 30, high 45\) must be chain indices"):
         methods.check("igd@steps=40", config)
-    with pytest.raises(methods.MethodError, match="influence guidance runs with the ddpm sampler"):
+    with pytest.raises(methods.MethodError, match="igd guidance moves the ancestral sampler's mean"):
         methods.check("igd@sampler=ddim", config)
 
 
 def test_surrogate_keeps_its_trajectory_and_a_killed_job_resumes_it(tmp_path, monkeypatch):
-    from minimaxdd.igd import train_surrogate
+    from minimaxdd.guidance.igd import train_surrogate
     from minimaxdd.resume import Checkpointer
 
     from conftest import hard_label

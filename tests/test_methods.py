@@ -59,13 +59,17 @@ def test_method_checks():
 def test_mgd3_samples_the_pretrained_or_a_fine_tuned_model_and_shares_its_fine_tuning():
     assert methods.is_generated("mgd3", CONFIG) and methods.finetune_name("mgd3") == "dit"
     assert methods.finetune_name("mgd3_minimax@rep_weight=0.004,steps=25") == "minimax@rep_weight=0.004"
-    assert methods.generate_settings("mgd3_rep_mean", CONFIG)["mode_guidance"] == {"scale": 0.1, "stop_step": 25}
-    assert "mode_guidance" not in methods.generate_settings("minimax", CONFIG)
+    assert methods.generate_settings("mgd3_rep_mean", CONFIG)["guidance"] == {"method": "mgd3", "scale": 0.1,
+                                                                               "stop_step": 25}
+    assert "guidance" not in methods.generate_settings("minimax", CONFIG)
     methods.check("mgd3_minimax@eta=0.5", CONFIG)
     with pytest.raises(methods.MethodError, match="unknown method 'mgd3_magic'"):
         methods.check("mgd3_magic", CONFIG)
-    with pytest.raises(methods.MethodError, match="mode guidance runs with the ddpm sampler"):
+    with pytest.raises(methods.MethodError, match="mgd3 guidance moves the ancestral sampler.s mean"):
         methods.check("mgd3@sampler=ddim", CONFIG)
+    methods.check("mgd3@steps=27", CONFIG)  # guided at chain index 26 alone
+    with pytest.raises(methods.MethodError, match=r"mgd3.stop_step 25 guides none of its 26 denoising steps"):
+        methods.check("mgd3@steps=26", CONFIG)  # its set would be plain DiT's under MGD3's name
     assert methods.generate_settings("minimax@sampler=ddim", CONFIG)["sampler"] == "ddim"
     ddim_steps = methods.study_point("minimax@sampler=ddim", "steps", 10, CONFIG)
     assert ddim_steps == "minimax@sampler=ddim,steps=10"

@@ -7,7 +7,7 @@ from sklearn.cluster import KMeans
 
 from minimaxdd.diffusion import GaussianDiffusion, ddim_timesteps, linear_betas, sample_latents
 from minimaxdd.generate import generate_set
-from minimaxdd.modes import ModeGuide, class_modes
+from minimaxdd.guidance.mgd3 import ModeGuide, class_modes
 from minimaxdd.vae import build_tiny_vae
 
 from conftest import tiny_dit

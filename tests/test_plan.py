@@ -315,7 +315,8 @@ def test_every_protocol_key_of_the_schema_is_a_field_of_its_settings_object(sect
 
 
 def test_the_validation_entry_points_keep_no_default_of_the_schema():
-    from minimaxdd import classifier, features, igd, softlabel, validate
+    from minimaxdd import classifier, features, softlabel, validate
+    from minimaxdd.guidance import igd
 
     schema = plan.schema()["properties"]
     keys = set(schema["validate"]["properties"]) | set(schema["soft_label"]["properties"])

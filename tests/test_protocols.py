@@ -35,7 +35,8 @@ def two_protocols(tiny_run, tmp_path_factory):
               "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"], "protocols": ["hard_label", "soft_label",
                                                                                    "no_augment"],
                            "seeds": [0, 1], "group_seeds": True},
-              "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1}}
+              "soft_label": {"archs": ["convnet"], "epochs": 2, "width_factor": 0.125, "evaluations": 1},
+              "mgd3": {"stop_step": 0}}  # guided at chain indices 2 and 1 of the tiny run's 3 steps
     write_config(workdir, config)
     snakemake(workdir)
     return workdir / "results/tiny"
@@ -68,7 +69,7 @@ def test_mgd3_samples_from_its_modes(two_protocols):
     modes = torch.load(two_protocols / "modes/ipc1.pt", weights_only=False)
     assert modes["modes"].shape[:2] == (10, 1) and modes["ipc"] == 1
     timing = json.loads((two_protocols / "sets/mgd3/ipc1/generation.json").read_text())
-    assert timing["mode_guidance"] == {"scale": 0.1, "stop_step": 25}
+    assert timing["guidance"] == {"method": "mgd3", "scale": 0.1, "stop_step": 0}
 
 
 def test_an_external_set_is_checked_at_workflow_start(tmp_path):

@@ -46,8 +46,8 @@ def models(tmp_path_factory):
 def generate(models, out: Path, *, weights, phases, classes=None, images=True):
     root, _ = models
     out.mkdir(parents=True, exist_ok=True)
-    stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights, modes=[],
-                    influence=[], pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
+    stages.generate(dit=str(root / "dit"), vae=str(root / "vae"), train=str(root / "train.pt"), weights=weights,
+                    guide_inputs=[], pack=str(out / "pack.pt"), timing=str(out / "generation.json"), ipc=2, phases=phases,
                     generate=SETTINGS, dit_num_heads=None, device="cpu", compile=False,
                     images=str(out / "images") if images else None, classes=classes)
     return out

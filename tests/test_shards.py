@@ -109,10 +109,10 @@ def test_the_data_stages_disk_estimate_and_a_run_that_would_not_fit(tmp_path, mo
                                    "base_models": {"vae": "sd-vae"}})
     needed = checks.data_disk_bytes(imagenet1k, {"train": 1_281_167, "test": 50_000}, encoded=True)
     assert round(needed["shards"] / 1e9, 1) == 261.7 and round(needed["latents"] / 1e9, 1) == 42.0
-    assert needed["gradients"] == 0  # no influence-guided method
+    assert "igd" not in needed  # no influence-guided method
     with_igd = plan.load_config({**imagenet1k, "methods": ["igd_minimax"],
                                  "dataset": {**imagenet1k["dataset"], "classes": "data/imagenet/imagenet1k-wnids.txt"}})
-    gradients = checks.data_disk_bytes(with_igd, {"train": 1_281_167, "test": 50_000}, encoded=True)["gradients"]
+    gradients = checks.data_disk_bytes(with_igd, {"train": 1_281_167, "test": 50_000}, encoded=True)["igd"]
     assert gradients == 2 * 1000 * 4 * 2_792_040  # bfloat16, 4 checkpoints of ConvNet-6 at 256 px for 1000 classes
 
     config = plan.load_config({"experiment": "x", "dataset": imagefolder(make_tree(tmp_path / "tree"))})

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from . import methods
+from . import guidance, methods
 
 # The schema the Snakefile validates against: package data, installed with the package (pyproject.toml).
 SCHEMA = Path(__file__).resolve().parent / "config.schema.yaml"
@@ -21,17 +21,15 @@ class ConfigError(ValueError):
     """A config value that cannot work; the message names the key."""
 
 
-def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
+def validate_schema(config: dict, schema: dict) -> None:
     """Raise ConfigError for the most relevant schema violation, as `key.path[i]: what is wrong`.
 
     Snakemake's own validation (which also fills in the defaults) would report the same error over
     several lines, the key buried in `instance['validate']['archs'][0]`.
     """
     import jsonschema
-    import yaml
     from jsonschema.exceptions import best_match
 
-    schema = yaml.safe_load(Path(schema_file).read_text())
     check_numbers(config, schema)
     error = best_match(jsonschema.validators.validator_for(schema)(schema).iter_errors(config))
     if error is None:
@@ -57,8 +55,8 @@ def validate_schema(config: dict, schema_file: str | Path = SCHEMA) -> None:
 def data_disk_bytes(config: dict, sizes: dict[str, int], encoded: bool) -> dict[str, int]:
     """Bytes the data stages write: the uint8 shards of both splits, (`encoded`: a generator
     is fine-tuned or trained here) the fp16 latent mean and std of every training image and its
-    flip, and IGD's class gradients (bfloat16, one per class and kept checkpoint) when a method
-    is influence-guided. Latents: an SD-VAE (base_models.vae) is 4 x res/8 x res/8; the tiny VAE
+    flip, and what the stages of each guidance method a method uses write (under its name: IGD's
+    class gradients). Latents: an SD-VAE (base_models.vae) is 4 x res/8 x res/8; the tiny VAE
     halves the side once per block after the first."""
     dataset, models = config["dataset"], config["base_models"]
     res = dataset["resolution"]
@@ -68,20 +66,23 @@ def data_disk_bytes(config: dict, sizes: dict[str, int], encoded: bool) -> dict[
         tiny = models["tiny_vae"]
         channels, side = tiny["latent_channels"], res // 2 ** (len(tiny["block_channels"]) - 1)
     latents = sizes["train"] * 2 * 2 * 2 * channels * side * side if encoded else 0
-    gradients = 0
-    if any(methods.is_influence_guided(m) for m in (*config["methods"], *config["expansion"]["methods"])):
-        import torch
-
+    guided = guided_methods(config)
+    if guided:
         from . import data
-        from .nets import build_net
 
-        igd = config["igd"]
         classes = len(data.resolve_classes(dataset)[0])
-        with torch.device("meta"):  # the parameter count alone: nothing allocated
-            net = build_net(igd["surrogate_arch"], dataset["channels"], classes, res, igd["width_factor"])
-        gradients = 2 * classes * len(igd["checkpoints"]) * sum(p.numel() for p in net.parameters())
     return {"shards": (sizes["train"] + sizes["test"]) * dataset["channels"] * res * res, "latents": latents,
-            "gradients": gradients}
+            **{guide: guidance.method(guide).disk_bytes(config, classes) for guide in guided}}
+
+
+def guided_methods(config: dict) -> dict[str, list[str]]:
+    """The guidance methods a config's method names use, each with those names."""
+    guided = {}
+    for name in (*config["methods"], *config["expansion"]["methods"]):
+        guide = methods.sampler_of(methods.split(name)[0])
+        if guide:
+            guided.setdefault(guide, []).append(name)
+    return guided
 
 
 def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
@@ -93,16 +94,17 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
 
     needed = data_disk_bytes(config, data.split_sizes(config["dataset"]), encoded)
     exp = Path(exp)
-    written = sum(p.stat().st_size for folder in ("data", "latents", "igd") for p in (exp / folder).rglob("*")
-                  if p.is_file())
+    written = sum(p.stat().st_size for folder in ("data", "latents", *guided_methods(config))
+                  for p in (exp / folder).rglob("*") if p.is_file())
     existing = next(p for p in (exp, *exp.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     gb = lambda n: f"{n / 1e9:.1f} GB"
     if sum(needed.values()) - written > free:
+        guides = "".join(f", {guidance.method(g).label}'s artifacts ({gb(needed[g])})" for g in guided_methods(config))
         raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
-                          f"shards ({gb(needed['shards'])} at dataset.resolution {config['dataset']['resolution']}) and latents "
-                          f"({gb(needed['latents'])}) and IGD's class gradients ({gb(needed['gradients'])}), but "
-                          f"{existing} has {gb(free)} free; free space, or run from a working directory on a larger disk")
+                          f"shards ({gb(needed['shards'])} at dataset.resolution {config['dataset']['resolution']}), "
+                          f"latents ({gb(needed['latents'])}){guides}, but {existing} has {gb(free)} free; free "
+                          "space, or run from a working directory on a larger disk")
 
 
 def check_numbers(value, schema: dict, key: str = "") -> None:
@@ -189,18 +191,11 @@ def check(config: dict) -> None:
             raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', "
                               f"so methods {', '.join(real)} cannot pick that many real images "
                               "(lower the IPC, add images, or drop the class from dataset.classes)")
-        guided = [m for m in (*config["methods"], *config["expansion"]["methods"]) if methods.is_mode_guided(m)]
-        if guided:
-            raise ConfigError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', so "
-                              f"methods {', '.join(guided)} cannot find one k-means mode per image (MGD3)")
-    igd = config["igd"]
-    if max(igd["checkpoints"]) > igd["surrogate_epochs"]:
-        raise ConfigError(f"igd.checkpoints: epoch {max(igd['checkpoints'])} is beyond the surrogate's "
-                          f"igd.surrogate_epochs ({igd['surrogate_epochs']})")
-    influenced = [m for m in (*config["methods"], *config["expansion"]["methods"]) if methods.is_influence_guided(m)]
-    if influenced and igd["gradient_memory"] > fewest:
-        raise ConfigError(f"igd.gradient_memory: {igd['gradient_memory']} real images a class exceed the {fewest} "
-                          f"training images of class '{name}' (methods {', '.join(influenced)}); lower it")
+    for guide, names in guided_methods(config).items():
+        try:
+            guidance.method(guide).check_data(config, counts, names)
+        except ValueError as error:
+            raise ConfigError(str(error)) from None
 
     analysis = config["analysis"]
     smallest = min(config["ipcs"]) * len(counts)  # the fewest images an analysed set holds

@@ -30,7 +30,7 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import methods, plan
+from . import guidance, methods, plan
 from .nets import build_bn_net, build_net
 from .paths import Paths
 
@@ -66,15 +66,18 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
     sets = [(m, ipc) for ipc in p.ipcs for m in p.methods_at(ipc) if methods.is_generated(m, config)]
     sets += [(pt, ipc) for s in p.studies.values() for pt in p.study_points(s) for ipc in s.get("ipcs", p.ipcs)]
     sets = list(dict.fromkeys((m, ipc) for m, ipc in sets if methods.is_generated(m, config)))
-    guided = [(m, ipc) for m, ipc in sets if methods.is_influence_guided(m)]
-    for stage, group, rate in (("generate", [s for s in sets if s not in guided], "generate_batched"),
-                               ("generate (IGD)", guided, "generate_igd")):
-        if not group and stage != "generate":
-            continue
+    groups = {("generate", "generate_batched"): []}  # (stage, the benchmark figure its cost scales from)
+    for m, ipc in sets:
+        guide = methods.sampler_of(methods.split(m)[0])
+        method = guide and guidance.method(guide)
+        key = (f"generate ({method.label})", method.benchmark) if method and method.benchmark else \
+            ("generate", "generate_batched")
+        groups.setdefault(key, []).append((m, ipc))
+    for (stage, rate), group in groups.items():
         scaled = sum(ipc * classes * methods.generate_settings(m, config)["steps"] / bench["gen_steps"] for m, ipc in group)
         rows.append((stage, len(group), f"{sum(ipc * classes for _, ipc in group):,} images",
                      _time(scaled, rates.get(rate))))
-    if guided:
+    if any(methods.sampler_of(methods.split(m)[0]) == "igd" for m, _ in sets):  # IGD's own stages
         igd = config["igd"]
         images = igd["surrogate_epochs"] * classes * TRAIN_PER_CLASS * step_gflop(
             igd["surrogate_arch"], classes, config["dataset"]["resolution"]) / bench["validate_gflop"]

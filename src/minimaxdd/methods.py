@@ -5,20 +5,19 @@ with one fine-tuning setting changed, `minimax@steps=100` the same fine-tuned mo
 denoising steps. Because every artifact path is keyed by the method name, a study point shares
 every upstream artifact it can: a generation-only setting reuses the base method's fine-tuning.
 
-`mgd3` samples the pretrained DiT with MGD3's mode guidance; `mgd3_<fine-tuned method>` (say
-`mgd3_minimax`) samples that method's fine-tuned model with it, sharing its fine-tuning. `igd` and
-`igd_<fine-tuned method>` do the same with IGD's influence guidance.
+A guidance method (guidance/: MGD3, IGD, or a plug-in) `g` gives two kinds of names: `g` samples
+the pretrained DiT with its guidance, `g_<fine-tuned method>` (say `mgd3_minimax`) that method's
+fine-tuned model, sharing its fine-tuning.
 """
 
 from __future__ import annotations
 
 import difflib
 
+from . import guidance
+
 REAL_METHODS = ("random", "kcenter", "herding")
 FINETUNED_BUILTINS = {"difffit": ("off", "off"), "minimax": ("minimax", "minimax")}
-MODE_GUIDED = "mgd3"
-INFLUENCE_GUIDED = "igd"
-SAMPLERS = (MODE_GUIDED, INFLUENCE_GUIDED)  # training-free samplers of the pretrained or a fine-tuned model
 FINETUNE_KEYS = ("rep_weight", "div_weight", "memory_size", "epochs")
 GENERATE_KEYS = ("steps", "guidance_scale", "sampler", "eta")
 STUDY_PARAMETERS = FINETUNE_KEYS + GENERATE_KEYS
@@ -42,8 +41,8 @@ def join(base: str, overrides: dict) -> str:
 
 
 def sampler_of(base: str) -> str | None:
-    """The training-free sampler a method name uses (`mgd3`, `igd`), or None."""
-    return next((s for s in SAMPLERS if base == s or base.startswith(f"{s}_")), None)
+    """The guidance method a method name samples with (`mgd3`, `igd`, a plug-in's), or None."""
+    return next((g for g in guidance.names() if base == g or base.startswith(f"{g}_")), None)
 
 
 def model_of(base: str) -> str:
@@ -52,14 +51,6 @@ def model_of(base: str) -> str:
     if sampler is None:
         return base
     return "dit" if base == sampler else base.removeprefix(f"{sampler}_")
-
-
-def is_mode_guided(name: str) -> bool:
-    return sampler_of(split(name)[0]) == MODE_GUIDED
-
-
-def is_influence_guided(name: str) -> bool:
-    return sampler_of(split(name)[0]) == INFLUENCE_GUIDED
 
 
 def study_point(method: str, parameter: str, value, config: dict) -> str:
@@ -127,23 +118,18 @@ def finetune_settings(name: str, config: dict) -> dict:
 
 
 def generate_settings(name: str, config: dict) -> dict:
-    """config["generate"] with the name's overrides; MGD3's or IGD's guidance settings for a method
-    of theirs (IGD's scales: its values for the pretrained DiT or for a fine-tuned model)."""
+    """config["generate"] with the name's overrides, and for a guided method its guidance method's
+    name and settings (`guidance`)."""
     _, overrides = split(name)
     settings = dict(config["generate"])
     settings.pop("classes_per_job", None)  # how the classes are split over jobs changes no image
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
     if settings["sampler"] != "ddim":  # eta is DDIM's alone: no rerun of the DDPM sets for it
         settings.pop("eta")
-    if is_mode_guided(name):
-        settings["mode_guidance"] = {k: config["mgd3"][k] for k in ("scale", "stop_step")}
-    if is_influence_guided(name):
-        igd = config["igd"]
-        model = "dit" if model_of(split(name)[0]) == "dit" else "finetuned"
-        settings["influence_guidance"] = {"influence_scale": igd["influence_scale"][model],
-                                          "deviation_scale": igd["deviation_scale"][model],
-                                          "interval": [igd["interval"]["low"], igd["interval"]["high"]],
-                                          "memory_size": igd["memory_size"]}
+    guide = sampler_of(split(name)[0])
+    if guide:
+        finetuned = model_of(split(name)[0]) != "dit"
+        settings["guidance"] = {"method": guide, **guidance.method(guide).settings(config[guide], finetuned)}
     return settings
 
 
@@ -155,11 +141,12 @@ def check(name: str, config: dict) -> None:
             raise MethodError(f"method {name!r}: real-data methods and sets from elsewhere take no settings")
         return
     if not is_generated(base, config):
-        known = ["dit", *FINETUNED_BUILTINS, *SAMPLERS, *config["variants"], *REAL_METHODS, "full"]
+        known = ["dit", *FINETUNED_BUILTINS, *guidance.names(), *config["variants"], *REAL_METHODS, "full"]
         close = difflib.get_close_matches(base, known, n=1)
         hint = f"did you mean {close[0]!r}? " if close else ""
-        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or mgd3_<fine-tuned method>, "
-                          "igd_<fine-tuned method> (add others under `variants`, sets from elsewhere under `external`)")
+        guided = ", ".join(f"{g}_<fine-tuned method>" for g in guidance.names())
+        raise MethodError(f"unknown method {base!r}; {hint}known: {', '.join(known)}, or {guided} (add others "
+                          "under `variants`, sets from elsewhere under `external`, guidance methods under `plugins`)")
     for key in overrides:
         allowed = GENERATE_KEYS if model_of(base) == "dit" else STUDY_PARAMETERS
         if key not in allowed:
@@ -167,17 +154,16 @@ def check(name: str, config: dict) -> None:
     settings = generate_settings(name, config)
     if model_of(base) != "dit":
         finetune_settings(name, config)  # its typed overrides
-    if is_mode_guided(name) and settings["sampler"] != "ddpm":
-        raise MethodError(f"method {name!r}: mode guidance runs with the ddpm sampler (MGD3's code has no DDIM "
-                          "form of it); set generate.sampler: ddpm")
-    if is_influence_guided(name):
+    if "guidance" in settings:
+        guide = settings["guidance"]["method"]
         if settings["sampler"] != "ddpm":
-            raise MethodError(f"method {name!r}: influence guidance runs with the ddpm sampler (IGD samples with "
-                              "DiT's ancestral sampler); set generate.sampler: ddpm")
-        low, high = settings["influence_guidance"]["interval"]
-        if not low <= high < settings["steps"]:
-            raise MethodError(f"method {name!r}: igd.interval (low {low}, high {high}) must be chain indices low <= high "
-                              f"below its {settings['steps']} denoising steps")
+            raise MethodError(f"method {name!r}: {guide} guidance moves the ancestral sampler's mean (MGD3's and "
+                              "IGD's code have no DDIM form of it); set generate.sampler: ddpm")
+        try:
+            guidance.method(guide).check({k: v for k, v in settings["guidance"].items() if k != "method"},
+                                         settings["steps"])
+        except ValueError as error:
+            raise MethodError(f"method {name!r}: {error}") from None
     if settings["sampler"] == "ddim":
         from .diffusion import ddim_timesteps  # torch: only the start-of-workflow checks get here
 

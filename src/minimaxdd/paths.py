@@ -7,7 +7,7 @@ No torch, no Snakemake here.
 
 from __future__ import annotations
 
-from . import methods
+from . import guidance, methods
 from .plan import Grid, chunk_classes
 
 
@@ -93,14 +93,10 @@ class Paths:
         return [f"{self.grid.exp}/finetune/{name}/phase{phase}/weights.safetensors"
                 for phase in range(len(self.grid.phases))]
 
-    def generation_modes(self, wildcards) -> list[str]:
-        """The class modes a mode-guided method's set needs (MGD3); none for the others."""
-        return [self.modes_file(wildcards.ipc)] if methods.is_mode_guided(wildcards.method) else []
-
-    def generation_influence(self, wildcards) -> list[str]:
-        """IGD's surrogate trajectory and class-gradient folder for an influence-guided method; none
-        for the others."""
-        return [self.igd_surrogate, self.igd_gradients] if methods.is_influence_guided(wildcards.method) else []
+    def guide_inputs(self, wildcards) -> list[str]:
+        """The artifacts a guided method's set reads (its guidance method's `inputs`); none for the others."""
+        guide = methods.sampler_of(methods.split(wildcards.method)[0])
+        return guidance.method(guide).inputs(self, int(wildcards.ipc)) if guide else []
 
     @property
     def igd_surrogate(self) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import yaml
 
-from . import checks, methods
+from . import checks, guidance, methods
 from .checks import SCHEMA, ConfigError
 
 RESULTS = "results"
@@ -32,6 +32,14 @@ def schema() -> dict:
     return yaml.safe_load(SCHEMA.read_text())
 
 
+def run_schema() -> dict:
+    """The schema with the config section of each guidance plug-in loaded (guidance.load_plugins)."""
+    full = copy.deepcopy(schema())
+    for method in guidance.plugins():
+        full["properties"][method.name] = method.schema
+    return full
+
+
 def load_config(user: dict) -> dict:
     """The config of a run: `user` checked against the schema and completed with its defaults.
 
@@ -41,10 +49,12 @@ def load_config(user: dict) -> dict:
     """
     config = copy.deepcopy(dict(user))
     _check_renamed(config)
+    _load_plugins(config.get("plugins", []))
     for key, parent, name in _ipc_keyed(config):
         parent[name] = _stringified(key, parent[name])
-    checks.validate_schema(config)
-    _fill_defaults(config, schema())
+    full = run_schema()
+    checks.validate_schema(config, full)
+    _fill_defaults(config, full)
     for _, parent, name in _ipc_keyed(config):
         parent[name] = {int(k): v for k, v in parent[name].items()}
     _check_studies(config)
@@ -53,6 +63,16 @@ def load_config(user: dict) -> dict:
 
 
 RENAMED = {("validate", "pack_seeds"): "validate.group_seeds"}  # old key -> its new name
+
+
+def _load_plugins(files) -> None:
+    """The guidance plug-ins first: their sections are part of the schema the config is checked against."""
+    if not isinstance(files, list) or not all(isinstance(f, str) for f in files):
+        raise ConfigError("plugins: a list of Python files, each defining a guidance method")
+    try:
+        guidance.load_plugins(files)
+    except ValueError as error:
+        raise ConfigError(str(error)) from None
 
 
 def _check_renamed(config: dict) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-from . import checkpoints, data, parallel, sets
+from . import checkpoints, data, guidance, parallel, sets
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .guidance import NO_GUIDE
@@ -40,6 +40,7 @@ def run(stage, job) -> None:
             raise ValueError(f"rule {job.rule}: {name!r} names both an input and an output")
         files[name] = value if isinstance(value, str) else list(value)
     settings = job.params.settings if "settings" in job.params.keys() else {}
+    guidance.load_plugins(job.config["plugins"])  # a plug-in's method names are methods of every job
     with job_context(job.log[0], job.threads):
         stage(**files, **settings, **runtime(job.config, stage.__name__, job.threads))
 
@@ -131,18 +132,18 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latent_file
 
 def modes(*, latents: list[str], modes: str, ipc: int, seed: int) -> None:
     """The k-means modes of every class, one latent file (a chunk of classes) in memory at a time."""
-    from .modes import class_modes
+    from .guidance.mgd3 import class_modes
 
     save_torch({"modes": torch.cat([class_modes(load_torch(file), ipc, seed) for file in latents]), "ipc": ipc}, modes)
 
 
-def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[str], influence: list[str], pack: str,
+def generate(*, dit: str, vae: str, train: str, weights: list[str], guide_inputs: list[str], pack: str,
              timing: str, ipc: int, phases: list, generate: dict, dit_num_heads: int | None, device: str,
              compile: bool, images: str | None = None, classes: list[int] | None = None) -> None:
     """`weights`: the fine-tuned Difffit delta of each class phase (`phases`: the class indices of
-    each, None = all classes), or no weights for the plain base DiT. `modes`: the class modes of a
-    mode-guided method (MGD3), else none. `influence`: IGD's surrogate trajectory and class-gradient
-    folder for an influence-guided method, else none. `classes`: only these class indices (one chunk
+    each, None = all classes), or no weights for the plain base DiT. `guide_inputs`: the artifacts a
+    guided method's guide reads (`generate["guidance"]` names the method and holds its settings),
+    else none. `classes`: only these class indices (one chunk
     of a set scattered over jobs, joined by `gather_generated`; each phase then generates its
     classes in the chunk, and no PNG folder is written: the gather writes it)."""
     from .generate import generate_set
@@ -156,16 +157,10 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], modes: list[
     model = load_pretrained_dit(dit, device, dit_num_heads)
     settings = dict(generate)
     guide = NO_GUIDE
-    if modes:
-        from .modes import ModeGuide
-
-        guide = ModeGuide(load_torch(modes[0])["modes"], **settings.pop("mode_guidance"))
-    if influence:
-        from .igd import InfluenceGuide
-
-        surrogate, gradients = influence
-        guide = InfluenceGuide(autoencoder, load_torch(surrogate), lambda c: load_torch(Path(gradients) / f"class{c}.pt"),
-                               device=device, **settings.pop("influence_guidance"))
+    if "guidance" in settings:
+        guide_settings = dict(settings.pop("guidance"))
+        method = guidance.method(guide_settings.pop("method"))
+        guide = method.build_guide(guide_settings, guide_inputs, autoencoder, device)
     parts = []
     for delta, phase in zip(weights, phases) if weights else [(None, None)]:
         if classes is not None:
@@ -220,7 +215,7 @@ def igd_surrogate(*, train: str, test: str, surrogate: str, arch: str, epochs: i
     hard-label recipe (`recipe`: the fields of settings.Recipe), its weights kept at the epochs
     `checkpoints`; scored on the test split at those epochs (its record says how good a classifier
     the guidance follows)."""
-    from .igd import train_surrogate
+    from .guidance.igd import train_surrogate
     from .settings import Recipe
 
     real, test_split = data.open_set(train), data.open_set(test)
@@ -241,7 +236,7 @@ def igd_gradients(*, train: str, surrogate: str, gradients: str, images_per_clas
     """Per class, its real gradient at each of the surrogate's kept checkpoints (igd.class_gradients
     over its first `images_per_class` training images), one file a class: `class<c>.pt`. One class
     in memory at a time; a killed job keeps its finished classes (in `<gradients>.partial`)."""
-    from .igd import class_gradients
+    from .guidance.igd import class_gradients
 
     real, saved = data.open_set(train), load_torch(surrogate)
     device = pick_device(device, tf32=False)

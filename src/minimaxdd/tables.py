@@ -13,21 +13,24 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
+from . import guidance  # noqa: E402
 from .io import atomic_path, save_text  # noqa: E402
+from .methods import sampler_of  # noqa: E402
 from .nets import arch_label  # noqa: E402
 
 METHOD_LABELS = {
     "random": "Random", "kcenter": "K-Center", "herding": "Herding", "dit": "DiT",
-    "difffit": "Difffit", "minimax": "Minimax", "full": "Full", "mgd3": "MGD3",
-    "igd": "IGD",
+    "difffit": "Difffit", "minimax": "Minimax", "full": "Full",
 }
 
 
 def label(method: str) -> str:
-    """The paper's name of a method; variants and study points keep their own names."""
-    for sampler in ("mgd3", "igd"):  # MGD3 or IGD on a fine-tuned model
-        if method.startswith(f"{sampler}_"):
-            return f"{METHOD_LABELS[sampler]} ({label(method.removeprefix(f'{sampler}_'))})"
+    """The paper's name of a method (a guidance method's own label, with its fine-tuned model's in
+    parentheses); variants and study points keep their own names."""
+    guide = sampler_of(method)
+    if guide:
+        own = guidance.method(guide).label
+        return own if method == guide else f"{own} ({label(method.removeprefix(f'{guide}_'))})"
     return METHOD_LABELS.get(method, method)
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import data, plan
+from . import data, guidance, plan
 from .checks import ConfigError
 
 # Every key `shrink` may change; "studies[].x" is that key of every study.
@@ -76,13 +76,8 @@ def shrink(config: dict, classes: int = 2, steps: int = 4, epochs: int = 2) -> d
         if section[key] is not None:
             section[key] = 1  # one class each: the phases and scattered jobs still exist
     generate = toy["generate"]
-    toy["mgd3"]["stop_step"] = max(-1, round(config["mgd3"]["stop_step"] * steps / generate["steps"]))
-    igd = toy["igd"]  # the guided interval and the kept epochs at the same fractions of the shorter chain and run
-    igd["interval"] = {end: min(steps - 1, round(i * steps / generate["steps"])) for end, i in igd["interval"].items()}
-    igd["surrogate_epochs"] = epochs
-    igd["checkpoints"] = sorted({round(e * epochs / config["igd"]["surrogate_epochs"]) for e in igd["checkpoints"]})
-    igd["gradient_memory"] = min(igd["gradient_memory"], 4)
-    igd["width_factor"] = min(igd["width_factor"], 0.25)
+    for name in guidance.names():
+        guidance.method(name).shrink(toy[name], config, steps, epochs)
     generate["steps"] = steps
 
     validate = toy["validate"]

@@ -34,8 +34,7 @@ rule generate:
         vae=PATHS.vae_path(),
         train=rules.prepare.output.train,
         weights=PATHS.generation_weights,
-        modes=PATHS.generation_modes,
-        influence=PATHS.generation_influence,
+        guide_inputs=PATHS.guide_inputs,
     output:
         pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
         images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
@@ -59,8 +58,7 @@ rule generate_chunk:
         vae=PATHS.vae_path(),
         train=rules.prepare.output.train,
         weights=PATHS.generation_weights,
-        modes=PATHS.generation_modes,
-        influence=PATHS.generation_influence,
+        guide_inputs=PATHS.guide_inputs,
     output:
         pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
         timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .guidance import Guide, Job
+from . import Guide, GuidanceMethod, Job
 
 
 def class_modes(cache: dict, ipc: int, seed: int = 0) -> torch.Tensor:
@@ -53,3 +53,39 @@ class ModeGuide(Guide):
 
     def mean_shift(self, x0: torch.Tensor, std: torch.Tensor, dx0_dxt: torch.Tensor) -> torch.Tensor:
         return self.scale * std * (self.batch_modes.to(x0.device) - x0)
+
+
+class MGD3(GuidanceMethod):
+    """Methods `mgd3` and `mgd3_<fine-tuned method>`: the modes of each class are a rule of their
+    own (rule modes, one file per IPC: k-means with as many clusters as images a class)."""
+
+    name, label = "mgd3", "MGD3"
+
+    def settings(self, section: dict, finetuned: bool) -> dict:
+        return {k: section[k] for k in ("scale", "stop_step")}  # the seed is the modes' (rule modes)
+
+    def inputs(self, paths, ipc: int) -> list[str]:
+        return [paths.modes_file(ipc)]
+
+    def check(self, settings: dict, steps: int) -> None:
+        if settings["stop_step"] >= steps - 1:  # the chain's indices are steps - 1 .. 0
+            raise ValueError(f"mgd3.stop_step {settings['stop_step']} guides none of its {steps} denoising steps "
+                             f"(guidance acts at the chain indices above it, the highest {steps - 1}); lower it")
+
+    def check_data(self, config: dict, counts: dict[str, int], names: list[str]) -> None:
+        name, fewest = min(counts.items(), key=lambda item: item[1])
+        ipc = max(config["ipcs"])
+        if ipc > fewest:
+            raise ValueError(f"ipcs: IPC {ipc} exceeds the {fewest} training images of class '{name}', so "
+                             f"methods {', '.join(names)} cannot find one k-means mode per image (MGD3)")
+
+    def shrink(self, section: dict, preset: dict, steps: int, epochs: int) -> None:
+        section["stop_step"] = max(-1, round(preset["mgd3"]["stop_step"] * steps / preset["generate"]["steps"]))
+
+    def build_guide(self, settings: dict, inputs: list[str], vae, device) -> Guide:
+        from ..io import load_torch
+
+        return ModeGuide(load_torch(inputs[0])["modes"], **settings)
+
+
+METHOD = MGD3()

@@ -35,14 +35,14 @@ from torch import nn
 from torch.func import functional_call, grad, vmap
 from torch.nn import functional as F
 
-from .augment import augment_batch
-from .augment import normalize as normalize_images
-from .classifier import to_model_input, to_unit, train_classifiers
-from .guidance import Guide, Job
-from .io import load_torch, save_torch
-from .nets import build_net
-from .settings import Recipe
-from .validate import RecipeSteps
+from ..augment import augment_batch
+from ..augment import normalize as normalize_images
+from ..classifier import to_model_input, to_unit, train_classifiers
+from ..io import load_torch, save_torch
+from ..nets import build_net
+from ..settings import Recipe
+from ..validate import RecipeSteps
+from . import Guide, GuidanceMethod, Job
 
 GRADIENT_CHUNK = 50  # images per backward pass of a class gradient (DD_IGD get_grads: gap = 50); bounds memory only
 
@@ -252,3 +252,61 @@ def influence_scores(guide: InfluenceGuide, images: torch.Tensor, labels: torch.
         guide.set_labels([c] * len(rows))
         scores[rows] = guide.influence(to_model_input(images[rows], guide.device, guide.normalize)).detach().cpu()
     return scores
+
+
+class IGD(GuidanceMethod):
+    """Methods `igd` and `igd_<fine-tuned method>`: the surrogate and its class gradients are rules
+    of their own (workflow/rules/igd.smk), once per experiment, shared by every IGD set."""
+
+    name, label, benchmark = "igd", "IGD", "generate_igd"
+
+    def settings(self, section: dict, finetuned: bool) -> dict:
+        model = "finetuned" if finetuned else "dit"
+        return {"influence_scale": section["influence_scale"][model],
+                "deviation_scale": section["deviation_scale"][model],
+                "interval": [section["interval"]["low"], section["interval"]["high"]],
+                "memory_size": section["memory_size"]}
+
+    def inputs(self, paths, ipc: int) -> list[str]:
+        return [paths.igd_surrogate, paths.igd_gradients]
+
+    def check(self, settings: dict, steps: int) -> None:
+        low, high = settings["interval"]
+        if not low <= high < steps:
+            raise ValueError(f"igd.interval (low {low}, high {high}) must be chain indices low <= high below its "
+                             f"{steps} denoising steps")
+
+    def check_data(self, config: dict, counts: dict[str, int], names: list[str]) -> None:
+        igd = config["igd"]
+        if max(igd["checkpoints"]) > igd["surrogate_epochs"]:
+            raise ValueError(f"igd.checkpoints: epoch {max(igd['checkpoints'])} is beyond the surrogate's "
+                             f"igd.surrogate_epochs ({igd['surrogate_epochs']})")
+        name, fewest = min(counts.items(), key=lambda item: item[1])
+        if igd["gradient_memory"] > fewest:
+            raise ValueError(f"igd.gradient_memory: {igd['gradient_memory']} real images a class exceed the {fewest} "
+                             f"training images of class '{name}' (methods {', '.join(names)}); lower it")
+
+    def disk_bytes(self, config: dict, classes: int) -> int:
+        """The class gradients: bfloat16, one per class and kept checkpoint."""
+        igd, dataset = config["igd"], config["dataset"]
+        with torch.device("meta"):  # the parameter count alone: nothing allocated
+            net = build_net(igd["surrogate_arch"], dataset["channels"], classes, dataset["resolution"],
+                            igd["width_factor"])
+        return 2 * classes * len(igd["checkpoints"]) * sum(p.numel() for p in net.parameters())
+
+    def shrink(self, section: dict, preset: dict, steps: int, epochs: int) -> None:
+        """The guided interval and the kept epochs at the same fractions of the shorter chain and run."""
+        chain, run = preset["generate"]["steps"], preset["igd"]["surrogate_epochs"]
+        section["interval"] = {end: min(steps - 1, round(i * steps / chain)) for end, i in section["interval"].items()}
+        section["surrogate_epochs"] = epochs
+        section["checkpoints"] = sorted({round(e * epochs / run) for e in section["checkpoints"]})
+        section["gradient_memory"] = min(section["gradient_memory"], 4)
+        section["width_factor"] = min(section["width_factor"], 0.25)
+
+    def build_guide(self, settings: dict, inputs: list[str], vae, device) -> Guide:
+        surrogate, gradients = inputs
+        return InfluenceGuide(vae, load_torch(surrogate), lambda c: load_torch(Path(gradients) / f"class{c}.pt"),
+                              device=device, **settings)
+
+
+METHOD = IGD()
