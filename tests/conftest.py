@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -87,6 +88,12 @@ def pytest_collection_modifyitems(items):
     users = {item.path for item in items if "tiny_run" in getattr(item, "fixturenames", ())}
     first = Path(__file__).with_name("test_workflow.py")
     items.sort(key=lambda item: 0 if item.path == first else 2 if item.path in users else 1)  # stable
+
+
+def planned_outputs(workdir: Path) -> list[str]:
+    """Output paths of the jobs a dry run would execute."""
+    out = snakemake(workdir, "--dry-run").stdout
+    return re.findall(r"^\s+output: (.+)$", out, flags=re.MULTILINE)
 
 
 def copy_run(run: Path, to: Path) -> Path:

@@ -1,7 +1,6 @@
 """End-to-end runs of the Snakemake workflow on a tiny config, its rerun plans and its config errors."""
 
 import json
-import re
 from pathlib import Path
 
 import pandas as pd
@@ -9,13 +8,7 @@ import pytest
 
 from minimaxdd import plan
 
-from conftest import TINY_CONFIG, snakemake, write_config
-
-
-def planned_outputs(workdir: Path) -> list[str]:
-    """Output paths of the jobs a dry run would execute."""
-    out = snakemake(workdir, "--dry-run").stdout
-    return re.findall(r"^\s+output: (.+)$", out, flags=re.MULTILINE)
+from conftest import TINY_CONFIG, planned_outputs, snakemake, write_config
 
 
 def test_tiny_workflow_produces_table1(tiny_run):
