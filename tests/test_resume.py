@@ -20,7 +20,7 @@ from minimaxdd.io import save_torch
 from minimaxdd.resume import Checkpointer, fingerprint
 from minimaxdd.training import LatentSet, Trainer, finetune_dit, pretrain_dit
 
-from conftest import SNAKEMAKE, TINY_CONFIG, TINY_DIT, snakemake, tiny_dit, write_config
+from conftest import SNAKEMAKE, TINY_CONFIG, TINY_DIT, copy_run, snakemake, tiny_dit, write_config
 
 CPU = torch.device("cpu")
 
@@ -192,11 +192,12 @@ EXP = "results/tiny"
 
 
 @pytest.fixture(scope="module")
-def straight_and_killed(tmp_path_factory):
-    """The same config run twice from scratch, the second one SIGKILLed (the whole workflow) in the
-    middle of fine-tuning and then rerun."""
+def straight_and_killed(tiny_run, tmp_path_factory):
+    """The same config run twice from the tiny run's data and base models (its fine-tuning, sets and
+    validations differ), the second one SIGKILLed (the whole workflow) in the middle of fine-tuning
+    and then rerun."""
 
-    straight, killed = tmp_path_factory.mktemp("straight"), tmp_path_factory.mktemp("killed")
+    straight, killed = (copy_run(tiny_run, tmp_path_factory.mktemp(name)) for name in ("straight", "killed"))
     targets = [f"{EXP}/validate/minimax/ipc2/convnet/seed0.json"]
     for workdir in (straight, killed):
         write_config(workdir, killed_config())
