@@ -89,24 +89,20 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
     soft = paths.soft_label_records() if "soft_label" in p.protocols else []
     for stage, records, settings, rate in (("validate", hard, config["validate"], "validate"),
                                            ("validate_soft_label", soft, config["soft_label"], "validate_soft")):
-        records = [Path(r).parts for r in dict.fromkeys(records)]
-        if not records:
+        runs = [paths.run_of(r) for r in dict.fromkeys(records)]
+        if not runs:
             continue
         images = 0.0
-        for parts in records:
-            if parts[-3] == "full":  # validate/full/<arch>/seed<S>.json: the whole training split
-                method, ipc, arch = "full", 0, parts[-2]
-            else:  # validate/<method>/ipc<N>/<arch>/seed<S>.json
-                method, ipc, arch = parts[-4], int(parts[-3].removeprefix("ipc")), parts[-2]
+        for method, ipc, arch in runs:
             n = ipc * classes + (classes * TRAIN_PER_CLASS if method == "full" or method.startswith("full+") else 0)
             epochs = p.validation_epochs(method, ipc) if stage == "validate" else settings["epochs"]
             resolution = settings["resolution"] or config["dataset"]["resolution"]
             flops = step_gflop(arch, classes, resolution) / bench[f"{rate}_gflop"]
             evaluations = settings["evaluations"] or 20  # RDED: every 10 epochs of the last 20 % of 300 (6 + 1)
             images += flops * (epochs * n + evaluations * classes * TEST_PER_CLASS / 3)
-        rows.append((stage, len(records), f"{images:,.0f} ResNet-18-step images", _time(images, rates.get(rate))))
+        rows.append((stage, len(runs), f"{images:,.0f} ResNet-18-step images", _time(images, rates.get(rate))))
         if stage == "validate":  # the same runs, the seeds of each net packed in one job
-            packs = len({parts[:-1] for parts in records})  # one job per (method, IPC, net)
+            packs = len({Path(r).parent for r in records})  # one job per (protocol, method, IPC, net)
             rows.append(("validate, seeds grouped", packs, "the same", _time(images, rates.get("validate_group"))))
 
     if config["analysis"]["enabled"]:

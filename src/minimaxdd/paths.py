@@ -1,11 +1,14 @@
 """Where every artifact of a job grid lives, and the input lists the rules take from it.
 
-One place for the layout of results/<experiment>: the rules name their inputs and outputs through
-these functions (and common.smk's patterns), the tables find their records through them.
-No torch, no Snakemake here.
+The one place for the layout of results/<experiment>. Each kind of artifact has one function that
+builds its path from its fields; a rule passes wildcards ("{method}", "{ipc}") as the fields for
+its output pattern, the input functions and the tables pass values, and `run_of` reads a record's
+fields back with the same pattern. No torch, no Snakemake here.
 """
 
 from __future__ import annotations
+
+import re
 
 from . import guidance, methods
 from .plan import Grid, chunk_classes
@@ -17,21 +20,80 @@ class Paths:
     def __init__(self, grid: Grid):
         self.grid = grid
 
+    # -- each kind of artifact, from its fields -------------------------------------------------
+    def data_index(self, split: str) -> str:
+        return f"{self.grid.exp}/data/{split}/index.json"
+
+    def base_model(self, name: str) -> str:
+        """A tiny base model trained here (`vae`, `dit`)."""
+        return f"{self.grid.exp}/base/{name}"
+
+    def latent_file(self, chunk) -> str:
+        return f"{self.grid.exp}/latents/train/{chunk}.pt"
+
+    def finetune_file(self, method: str, phase, name: str) -> str:
+        return f"{self.grid.exp}/finetune/{method}/phase{phase}/{name}"
+
+    def set_file(self, method: str, ipc, name: str) -> str:
+        """A file of a surrogate set: `pack.pt`, `images` (its PNG folder), `generation.json`."""
+        return f"{self.grid.exp}/sets/{method}/ipc{ipc}/{name}"
+
+    def set_chunk(self, method: str, ipc, chunk, suffix: str) -> str:
+        """A file of one class chunk of a generated set: `.pt` its pack, `.json` its run record."""
+        return self.set_file(method, ipc, f"chunks/{chunk}{suffix}")
+
+    def run_record(self, protocol: str, method: str, ipc, arch: str, seed) -> str:
+        """A validation run's record; `protocol` its folder: validate (hard label), validate_soft,
+        validate_noaug."""
+        return f"{self.grid.exp}/{protocol}/{method}/ipc{ipc}/{arch}/seed{seed}.json"
+
+    def full_record(self, arch: str, seed) -> str:
+        """A run on the whole training split (method `full`)."""
+        return f"{self.grid.exp}/validate/full/{arch}/seed{seed}.json"
+
+    def analysis_record(self, method: str, ipc) -> str:
+        return f"{self.grid.exp}/analysis/{method}/ipc{ipc}.json"
+
+    def feature_file(self, name: str) -> str:
+        """The feature network (`resnetap10.pt`) and its embedding of the training split (`train_features.pt`)."""
+        return f"{self.grid.exp}/features/{name}"
+
+    def table(self, name: str) -> str:
+        return f"{self.grid.exp}/tables/{name}"
+
+    def figure(self, name: str) -> str:
+        return f"{self.grid.exp}/figures/{name}"
+
+    def log(self, name: str) -> str:
+        return f"{self.grid.exp}/logs/{name}.log"
+
+    def run_of(self, record: str) -> tuple[str, int, str]:
+        """(method, IPC, net) of a validation record of any protocol (IPC 0: the full split), read
+        with the patterns that name them."""
+        full = _fields(self.full_record("{arch}", "{seed}"), record)
+        if full:
+            return "full", 0, full["arch"]
+        run = _fields(self.run_record("{protocol}", "{method}", "{ipc}", "{arch}", "{seed}"), record)
+        if not run:
+            raise ValueError(f"{record} is no validation record of {self.grid.exp}")
+        return run["method"], int(run["ipc"]), run["arch"]
+
+    # -- the files a grid has, and what the rules read -------------------------------------------
     def vae_path(self) -> str:
-        return self.grid.config["base_models"]["vae"] or f"{self.grid.exp}/base/vae"
+        return self.grid.config["base_models"]["vae"] or self.base_model("vae")
 
     def dit_path(self) -> str:
-        return self.grid.config["base_models"]["dit"] or f"{self.grid.exp}/base/dit"
+        return self.grid.config["base_models"]["dit"] or self.base_model("dit")
 
     def set_pack(self, method: str, ipc) -> str:
-        return f"{self.grid.exp}/sets/{method}/ipc{ipc}/pack.pt"
+        return self.set_file(method, ipc, "pack.pt")
 
     def record(self, method: str, ipc, arch: str, seed) -> str:
-        return f"{self.grid.exp}/validate/{method}/ipc{ipc}/{arch}/seed{seed}.json"
+        return self.run_record("validate", method, ipc, arch, seed)
 
     def full_records(self) -> list[str]:
         grid = self.grid
-        return [f"{grid.exp}/validate/full/{arch}/seed{seed}.json" for arch in grid.archs for seed in grid.seeds]
+        return [self.full_record(arch, seed) for arch in grid.archs for seed in grid.seeds]
 
     def validation_records(self) -> list[str]:
         records = [self.record(m, ipc, a, s) for ipc in self.grid.ipcs for m in self.grid.methods_at(ipc)
@@ -39,22 +101,22 @@ class Paths:
         return records + (self.full_records() if "full" in self.grid.methods else [])
 
     def soft_label_records(self) -> list[str]:
-        return [f"{self.grid.exp}/validate_soft/{m}/ipc{ipc}/{a}/seed{s}.json" for ipc in self.grid.ipcs
+        return [self.run_record("validate_soft", m, ipc, a, s) for ipc in self.grid.ipcs
                 for m in self.grid.methods_at(ipc) for a in self.grid.soft_archs for s in self.grid.seeds]
 
     def no_augment_records(self) -> list[str]:
         """The records of the hard-label protocol without augmentation (validate.protocols
         no_augment), for DD-Ranking's ARS."""
-        return [f"{self.grid.exp}/validate_noaug/{m}/ipc{ipc}/{a}/seed{s}.json" for ipc in self.grid.ipcs
+        return [self.run_record("validate_noaug", m, ipc, a, s) for ipc in self.grid.ipcs
                 for m in self.grid.methods_at(ipc) for a in self.grid.archs for s in self.grid.seeds]
 
     def analysis_records(self) -> list[str]:
         grid = self.grid
-        return [f"{grid.exp}/analysis/{m}/ipc{ipc}.json" for ipc in grid.ipcs for m in grid.methods_at(ipc)]
+        return [self.analysis_record(m, ipc) for ipc in grid.ipcs for m in grid.methods_at(ipc)]
 
     def teacher(self) -> str:
         """The soft-label teacher: a weights file, or the feature network trained here."""
-        return self.grid.config["soft_label"]["teacher"] or f"{self.grid.exp}/features/resnetap10.pt"
+        return self.grid.config["soft_label"]["teacher"] or self.feature_file("resnetap10.pt")
 
     def study_records(self, study: dict) -> list[str]:
         return [self.record(point, ipc, arch, seed) for point in self.grid.study_points(study)
@@ -63,7 +125,7 @@ class Paths:
 
     def study_timings(self, study: dict) -> list[str]:
         """Generation time per image of every study point (Table 8 reports it for denoising steps)."""
-        return [f"{self.grid.exp}/sets/{point}/ipc{ipc}/generation.json" for point in self.grid.study_points(study)
+        return [self.set_file(point, ipc, "generation.json") for point in self.grid.study_points(study)
                 for ipc in study.get("ipcs", self.grid.ipcs)]
 
     def table5_records(self) -> list[str]:
@@ -78,7 +140,7 @@ class Paths:
     def latents(self, classes: list[int] | None = None) -> list[str]:
         """The encode jobs' latent files holding a class of `classes` (every file when None)."""
         wanted = None if classes is None else set(classes)
-        return [f"{self.grid.exp}/latents/train/{chunk}.pt" for chunk in self.grid.latent_chunks
+        return [self.latent_file(chunk) for chunk in self.grid.latent_chunks
                 if wanted is None or chunk_classes(chunk) is None or wanted & set(chunk_classes(chunk))]
 
     def phase_latents(self, wildcards) -> list[str]:
@@ -90,8 +152,7 @@ class Paths:
         if methods.model_of(methods.split(method)[0]) == "dit":
             return []
         name = methods.finetune_name(method)
-        return [f"{self.grid.exp}/finetune/{name}/phase{phase}/weights.safetensors"
-                for phase in range(len(self.grid.phases))]
+        return [self.finetune_file(name, phase, "weights.safetensors") for phase in range(len(self.grid.phases))]
 
     def guide_inputs(self, wildcards) -> list[str]:
         """The artifacts a guided method's set reads (its guidance method's `inputs`); none for the others."""
@@ -106,9 +167,6 @@ class Paths:
     def igd_gradients(self) -> str:
         return f"{self.grid.exp}/igd/class_gradients"
 
-    def modes_file(self, ipc) -> str:
-        return f"{self.grid.exp}/modes/ipc{ipc}.pt"
-
     def generation_weights(self, wildcards) -> list[str]:
         """The deltas one generation job needs: a class chunk needs only its phases'."""
         weights = self.finetuned_weights(wildcards.method)
@@ -118,28 +176,28 @@ class Paths:
 
     def final_outputs(self) -> list[str]:
         """Everything `snakemake` builds by default: the tables, the analyses and the figures."""
-        tables, figures = f"{self.grid.exp}/tables", f"{self.grid.exp}/figures"
+        table, figure = self.table, self.figure
         hard = "hard_label" in self.grid.protocols
-        outputs = [f"{tables}/{name}" for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")] if hard else []
+        outputs = [table(name) for name in ("table1.csv", "table1.md", "accuracy_vs_ipc.png")] if hard else []
         if "soft_label" in self.grid.protocols and self.grid.subset_methods:
-            outputs += [f"{tables}/table4.csv", f"{tables}/table4.md"]
+            outputs += [table("table4.csv"), table("table4.md")]
         if self.grid.subset_methods:
             analyses = self.grid.config["analysis"]["enabled"]
-            outputs += [f"{tables}/table2.csv", f"{tables}/table10.csv"] if analyses else []
+            outputs += [table("table2.csv"), table("table10.csv")] if analyses else []
             kinds = [kind for kind, on in (("tsne", analyses), ("samples", True), ("validation_curves", hard)) if on]
-            outputs += [f"{figures}/{kind}_ipc{ipc}.png" for kind in kinds for ipc in self.grid.ipcs
+            outputs += [figure(f"{kind}_ipc{ipc}.png") for kind in kinds for ipc in self.grid.ipcs
                         if self.grid.methods_at(ipc)]
         if self.grid.finetuned:
-            outputs.append(f"{figures}/finetune_losses.png")
+            outputs.append(figure("finetune_losses.png"))
         if not hard:  # the scores, the ablations, the expansion and the studies are hard-label tables
             return outputs
         if "random" in self.grid.methods and len(self.grid.subset_methods) > 1:
-            outputs += [f"{tables}/scores.csv", f"{tables}/leaderboard.csv"]
+            outputs += [table("scores.csv"), table("leaderboard.csv")]
         if any(m in self.grid.config["variants"] for m in self.grid.methods):
-            outputs.append(f"{tables}/table5.csv")
+            outputs.append(table("table5.csv"))
         if self.grid.expanded:
-            outputs.append(f"{tables}/table9.csv")
-        return outputs + [f"{tables}/study_{name}.csv" for name in self.grid.studies]
+            outputs.append(table("table9.csv"))
+        return outputs + [table(f"study_{name}.csv") for name in self.grid.studies]
 
     def validation_curves_records(self, wildcards) -> list[str]:
         return [self.record(m, wildcards.ipc, a, s) for m in self.grid.methods_at(wildcards.ipc) for a in self.grid.archs
@@ -151,3 +209,11 @@ class Paths:
 
     def external_folder(self, wildcards) -> str:
         return self.grid.external[wildcards.method][int(wildcards.ipc)]
+
+
+def _fields(pattern: str, path: str) -> dict[str, str] | None:
+    """The {field} values of `path` under `pattern` (a path built with "{field}" placeholders), or None."""
+    pieces = re.split(r"\{(\w+)\}", pattern)  # literal, field, literal, field, ..., literal
+    regex = "".join(re.escape(piece) if i % 2 == 0 else f"(?P<{piece}>[^/]+)" for i, piece in enumerate(pieces))
+    match = re.fullmatch(regex, path)
+    return match.groupdict() if match else None

@@ -8,14 +8,14 @@ rule feature_net:
         train=rules.prepare.output.train,
         test=rules.prepare.output.test,
     output:
-        model=f"{EXP}/features/resnetap10.pt",
-        features=f"{EXP}/features/train_features.pt",
+        model=PATHS.feature_file("resnetap10.pt"),
+        features=PATHS.feature_file("train_features.pt"),
     params:
         settings=PARAMS.feature_net,
     threads: 1  # leaves the other core to the base models, which are on the critical path
     priority: 5
     log:
-        f"{EXP}/logs/feature_net.log",
+        PATHS.log("feature_net"),
     script:
         "../scripts/feature_net.py"
 
@@ -27,11 +27,11 @@ rule analyze:
         model=rules.feature_net.output.model,
         features=rules.feature_net.output.features,
     output:
-        metrics=f"{EXP}/analysis/{{method}}/ipc{{ipc}}.json",
+        metrics=PATHS.analysis_record("{method}", "{ipc}"),
     params:
         settings=PARAMS.analyze,
     log:
-        f"{EXP}/logs/analyze/{{method}}_ipc{{ipc}}.log",
+        PATHS.log("analyze/{method}_ipc{ipc}"),
     script:
         "../scripts/analyze.py"
 
@@ -43,12 +43,12 @@ rule tsne:
         model=rules.feature_net.output.model,
         features=rules.feature_net.output.features,
     output:
-        figure=report(f"{EXP}/figures/tsne_ipc{{ipc}}.png", caption="../report/tsne.rst", category="Distribution",
+        figure=report(PATHS.figure("tsne_ipc{ipc}.png"), caption="../report/tsne.rst", category="Distribution",
                       labels={"figure": "t-SNE", "IPC": "{ipc}"}),
     params:
         settings=PARAMS.tsne,
     log:
-        f"{EXP}/logs/tsne_ipc{{ipc}}.log",
+        PATHS.log("tsne_ipc{ipc}"),
     script:
         "../scripts/tsne.py"
 
@@ -57,30 +57,30 @@ rule analysis_tables:
     input:
         records=PATHS.analysis_records(),
     output:
-        table2=report(f"{EXP}/tables/table2.csv", caption="../report/table2.rst", category="Tables",
+        table2=report(PATHS.table("table2.csv"), caption="../report/table2.rst", category="Tables",
                       labels={"table": "Table 2: MMD"}),
-        table2_md=f"{EXP}/tables/table2.md",
-        table10=report(f"{EXP}/tables/table10.csv", caption="../report/table10.rst", category="Tables",
+        table2_md=PATHS.table("table2.md"),
+        table10=report(PATHS.table("table10.csv"), caption="../report/table10.rst", category="Tables",
                        labels={"table": "Table 10: generation quality"}),
-        table10_md=f"{EXP}/tables/table10.md",
+        table10_md=PATHS.table("table10.md"),
     params:
         settings=PARAMS.analysis_tables,
     log:
-        f"{EXP}/logs/analysis_tables.log",
+        PATHS.log("analysis_tables"),
     script:
         "../scripts/analysis_tables.py"
 
 
 rule loss_curves:
     input:
-        losses=[f"{EXP}/finetune/{m}/phase0/losses.csv" for m in GRID.finetuned],
+        losses=[PATHS.finetune_file(m, 0, "losses.csv") for m in GRID.finetuned],
     output:
-        figure=report(f"{EXP}/figures/finetune_losses.png", caption="../report/losses.rst", category="Fine-tuning",
+        figure=report(PATHS.figure("finetune_losses.png"), caption="../report/losses.rst", category="Fine-tuning",
                       labels={"figure": "loss curves"}),
     params:
         settings=PARAMS.loss_curves,
     log:
-        f"{EXP}/logs/loss_curves.log",
+        PATHS.log("loss_curves"),
     script:
         "../scripts/loss_curves.py"
 
@@ -92,11 +92,11 @@ rule sample_grid:
         imagenet_wnids=f"{workflow.basedir}/data/imagenet/imagenet1k-wnids.txt",
         imagenet_names=f"{workflow.basedir}/data/imagenet/imagenet1k-names.txt",
     output:
-        figure=report(f"{EXP}/figures/samples_ipc{{ipc}}.png", caption="../report/samples.rst", category="Samples",
+        figure=report(PATHS.figure("samples_ipc{ipc}.png"), caption="../report/samples.rst", category="Samples",
                       labels={"figure": "samples", "IPC": "{ipc}"}),
     params:
         settings=PARAMS.sample_grid,
     log:
-        f"{EXP}/logs/sample_grid_ipc{{ipc}}.log",
+        PATHS.log("sample_grid_ipc{ipc}"),
     script:
         "../scripts/sample_grid.py"

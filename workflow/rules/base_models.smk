@@ -6,13 +6,13 @@ rule base_vae:
     input:
         train=rules.prepare.output.train,
     output:
-        vae=directory(f"{EXP}/base/vae"),
+        vae=directory(PATHS.base_model("vae")),
     params:
         settings=PARAMS.base_vae,
     threads: ALL_CORES
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
-        f"{EXP}/logs/base_vae.log",
+        PATHS.log("base_vae"),
     script:
         "../scripts/base_vae.py"
 
@@ -22,12 +22,12 @@ rule base_dit:
     input:
         latents=PATHS.latents(),
     output:
-        dit=directory(f"{EXP}/base/dit"),
+        dit=directory(PATHS.base_model("dit")),
     params:
         settings=PARAMS.base_dit,
     threads: 1  # the tiny DiT is overhead-bound: a second thread is better spent on another job
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
-        f"{EXP}/logs/base_dit.log",
+        PATHS.log("base_dit"),
     script:
         "../scripts/base_dit.py"

@@ -1,10 +1,9 @@
-# Paths and input functions shared by the rules. GRID (minimaxdd.plan.Grid) decides the jobs, PATHS
-# (minimaxdd.paths) where their files live, PARAMS (minimaxdd.params) each rule's settings: each job
+# Input functions shared by the rules. GRID (minimaxdd.plan.Grid) decides the jobs, PATHS
+# (minimaxdd.paths) where their files live (every rule's patterns come from it), PARAMS (minimaxdd.params) each rule's settings: each job
 # gets only its own slice as params, so that changing one setting reruns only the jobs that take it.
 import os
 import re
 
-EXP = GRID.exp
 # Every core of the machine, which Snakemake caps at --cores (workflow.cores would fail --unlock,
 # --summary, --dag ... run without --cores); profiles set the threads on a cluster.
 ALL_CORES = os.cpu_count() or 1
@@ -24,8 +23,3 @@ wildcard_constraints:
 def set_packs(w):
     """The sets of one IPC that the figures compare."""
     return [PATHS.set_pack(m, w.ipc) for m in GRID.methods_at(w.ipc)]
-
-
-def chunk_file(method, ipc, chunk, suffix):
-    """A file of one class chunk of a generated set: `.pt` its pack, `.json` its run record."""
-    return f"{EXP}/sets/{method}/ipc{ipc}/chunks/{chunk}{suffix}"

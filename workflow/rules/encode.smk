@@ -5,7 +5,7 @@ rule encode:
         train=rules.prepare.output.train,
         vae=PATHS.vae_path(),
     output:
-        latents=f"{EXP}/latents/train/{{chunk}}.pt",
+        latents=PATHS.latent_file("{chunk}"),
     wildcard_constraints:
         chunk=one_of(GRID.latent_chunks),
     params:
@@ -13,6 +13,6 @@ rule encode:
     threads: ALL_CORES
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
-        f"{EXP}/logs/encode_{{chunk}}.log",
+        PATHS.log("encode_{chunk}"),
     script:
         "../scripts/encode.py"

@@ -4,8 +4,8 @@ rule finetune:
         latents=PATHS.phase_latents,
         dit=PATHS.dit_path(),
     output:
-        weights=f"{EXP}/finetune/{{method}}/phase{{phase}}/weights.safetensors",
-        losses=f"{EXP}/finetune/{{method}}/phase{{phase}}/losses.csv",
+        weights=PATHS.finetune_file("{method}", "{phase}", "weights.safetensors"),
+        losses=PATHS.finetune_file("{method}", "{phase}", "losses.csv"),
     wildcard_constraints:
         method=one_of(GRID.finetune_jobs),
         phase=r"\d+",
@@ -14,6 +14,6 @@ rule finetune:
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 10  # the critical path: base models -> fine-tune -> generate
     log:
-        f"{EXP}/logs/finetune_{{method}}_phase{{phase}}.log",
+        PATHS.log("finetune_{method}_phase{phase}"),
     script:
         "../scripts/finetune.py"

@@ -8,11 +8,11 @@ rule modes:
     input:
         latents=PATHS.latents(),
     output:
-        modes=f"{EXP}/modes/ipc{{ipc}}.pt",
+        modes=PATHS.modes_file("{ipc}"),
     params:
         settings=PARAMS.modes,
     log:
-        f"{EXP}/logs/modes_ipc{{ipc}}.log",
+        PATHS.log("modes_ipc{ipc}"),
     script:
         "../scripts/modes.py"
 
@@ -36,9 +36,9 @@ rule generate:
         weights=PATHS.generation_weights,
         guide_inputs=PATHS.guide_inputs,
     output:
-        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
-        timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
+        pack=PATHS.set_file("{method}", "{ipc}", "pack.pt"),
+        images=directory(PATHS.set_file("{method}", "{ipc}", "images")),
+        timing=PATHS.set_file("{method}", "{ipc}", "generation.json"),
     wildcard_constraints:
         method=one_of(GRID.generated),
     params:
@@ -46,7 +46,7 @@ rule generate:
     threads: 1  # small models: two jobs side by side beat one job on two threads
     priority: 5  # the critical path: base models -> fine-tune -> generate
     log:
-        f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}.log",
+        PATHS.log("generate_{method}_ipc{ipc}"),
     script:
         "../scripts/generate.py"
 
@@ -60,8 +60,8 @@ rule generate_chunk:
         weights=PATHS.generation_weights,
         guide_inputs=PATHS.guide_inputs,
     output:
-        pack=chunk_file("{method}", "{ipc}", "{chunk}", ".pt"),
-        timing=chunk_file("{method}", "{ipc}", "{chunk}", ".json"),
+        pack=PATHS.set_chunk("{method}", "{ipc}", "{chunk}", ".pt"),
+        timing=PATHS.set_chunk("{method}", "{ipc}", "{chunk}", ".json"),
     wildcard_constraints:
         method=one_of(GRID.generated),
         chunk=one_of(GRID.chunks),
@@ -70,7 +70,7 @@ rule generate_chunk:
     threads: 1
     priority: 5
     log:
-        f"{EXP}/logs/generate_{{method}}_ipc{{ipc}}_{{chunk}}.log",
+        PATHS.log("generate_{method}_ipc{ipc}_{chunk}"),
     script:
         "../scripts/generate.py"
 
@@ -82,17 +82,17 @@ localrules:
 rule gather_generated:
     """The chunks of a generated set joined into its pack, images and run record."""
     input:
-        packs=lambda w: [chunk_file(w.method, w.ipc, chunk, ".pt") for chunk in GRID.chunks],
-        timings=lambda w: [chunk_file(w.method, w.ipc, chunk, ".json") for chunk in GRID.chunks],
+        packs=lambda w: [PATHS.set_chunk(w.method, w.ipc, chunk, ".pt") for chunk in GRID.chunks],
+        timings=lambda w: [PATHS.set_chunk(w.method, w.ipc, chunk, ".json") for chunk in GRID.chunks],
     output:
-        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
-        timing=f"{EXP}/sets/{{method}}/ipc{{ipc}}/generation.json",
+        pack=PATHS.set_file("{method}", "{ipc}", "pack.pt"),
+        images=directory(PATHS.set_file("{method}", "{ipc}", "images")),
+        timing=PATHS.set_file("{method}", "{ipc}", "generation.json"),
     wildcard_constraints:
         method=one_of(GRID.generated),
     threads: 1
     priority: 5
     log:
-        f"{EXP}/logs/gather_generated_{{method}}_ipc{{ipc}}.log",
+        PATHS.log("gather_generated_{method}_ipc{ipc}"),
     script:
         "../scripts/gather_generated.py"

@@ -12,7 +12,7 @@ rule igd_surrogate:
     params:
         settings=PARAMS.igd_surrogate,
     log:
-        f"{EXP}/logs/igd_surrogate.log",
+        PATHS.log("igd_surrogate"),
     script:
         "../scripts/igd_surrogate.py"
 
@@ -27,6 +27,6 @@ rule igd_gradients:
     params:
         settings=PARAMS.igd_gradients,
     log:
-        f"{EXP}/logs/igd_gradients.log",
+        PATHS.log("igd_gradients"),
     script:
         "../scripts/igd_gradients.py"

@@ -3,12 +3,12 @@ rule select_random:
     input:
         train=rules.prepare.output.train,
     output:
-        pack=f"{EXP}/sets/random/ipc{{ipc}}/pack.pt",
-        images=directory(f"{EXP}/sets/random/ipc{{ipc}}/images"),
+        pack=PATHS.set_file("random", "{ipc}", "pack.pt"),
+        images=directory(PATHS.set_file("random", "{ipc}", "images")),
     params:
         settings=PARAMS.select_random,
     log:
-        f"{EXP}/logs/select_random_ipc{{ipc}}.log",
+        PATHS.log("select_random_ipc{ipc}"),
     script:
         "../scripts/select_random.py"
 
@@ -19,14 +19,14 @@ rule select_coreset:
         train=rules.prepare.output.train,
         features=rules.feature_net.output.features,
     output:
-        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+        pack=PATHS.set_file("{method}", "{ipc}", "pack.pt"),
+        images=directory(PATHS.set_file("{method}", "{ipc}", "images")),
     wildcard_constraints:
         method="herding|kcenter",
     params:
         settings=PARAMS.select_coreset,
     log:
-        f"{EXP}/logs/select_{{method}}_ipc{{ipc}}.log",
+        PATHS.log("select_{method}_ipc{ipc}"),
     script:
         "../scripts/select_coreset.py"
 
@@ -37,13 +37,13 @@ rule import_external:
         train=rules.prepare.output.train,
         folder=PATHS.external_folder,  # a changed folder (files added or removed) reruns the import
     output:
-        pack=f"{EXP}/sets/{{method}}/ipc{{ipc}}/pack.pt",
-        images=directory(f"{EXP}/sets/{{method}}/ipc{{ipc}}/images"),
+        pack=PATHS.set_file("{method}", "{ipc}", "pack.pt"),
+        images=directory(PATHS.set_file("{method}", "{ipc}", "images")),
     wildcard_constraints:
         method=one_of(GRID.external),
     params:
         settings=PARAMS.import_external,
     log:
-        f"{EXP}/logs/import_external_{{method}}_ipc{{ipc}}.log",
+        PATHS.log("import_external_{method}_ipc{ipc}"),
     script:
         "../scripts/import_external.py"

@@ -3,15 +3,15 @@ rule table1:
     input:
         records=PATHS.validation_records(),
     output:
-        csv=report(f"{EXP}/tables/table1.csv", caption="../report/table1.rst", category="Tables",
+        csv=report(PATHS.table("table1.csv"), caption="../report/table1.rst", category="Tables",
                    labels={"table": "Table 1: accuracy"}),
-        md=f"{EXP}/tables/table1.md",
-        plot=report(f"{EXP}/tables/accuracy_vs_ipc.png", caption="../report/accuracy_vs_ipc.rst",
+        md=PATHS.table("table1.md"),
+        plot=report(PATHS.table("accuracy_vs_ipc.png"), caption="../report/accuracy_vs_ipc.rst",
                     category="Accuracy", labels={"figure": "accuracy vs IPC"}),
     params:
         settings=PARAMS.table1,
     log:
-        f"{EXP}/logs/table1.log",
+        PATHS.log("table1"),
     script:
         "../scripts/table1.py"
 
@@ -22,17 +22,17 @@ rule study:
         records=lambda w: PATHS.study_records(GRID.studies[w.study]),
         timings=lambda w: PATHS.study_timings(GRID.studies[w.study]),
     output:
-        csv=report(f"{EXP}/tables/study_{{study}}.csv", caption="../report/study.rst", category="Studies",
+        csv=report(PATHS.table("study_{study}.csv"), caption="../report/study.rst", category="Studies",
                    labels={"study": "{study}", "kind": "table"}),
-        md=f"{EXP}/tables/study_{{study}}.md",
-        plot=report(f"{EXP}/tables/study_{{study}}.png", caption="../report/study.rst", category="Studies",
+        md=PATHS.table("study_{study}.md"),
+        plot=report(PATHS.table("study_{study}.png"), caption="../report/study.rst", category="Studies",
                     labels={"study": "{study}", "kind": "plot"}),
     wildcard_constraints:
         study=one_of(GRID.studies),
     params:
         settings=PARAMS.study,
     log:
-        f"{EXP}/logs/study_{{study}}.log",
+        PATHS.log("study_{study}"),
     script:
         "../scripts/study.py"
 
@@ -42,13 +42,13 @@ rule table5:
     input:
         records=PATHS.table5_records(),
     output:
-        csv=report(f"{EXP}/tables/table5.csv", caption="../report/table5.rst", category="Tables",
+        csv=report(PATHS.table("table5.csv"), caption="../report/table5.rst", category="Tables",
                    labels={"table": "Table 5: criteria ablation"}),
-        md=f"{EXP}/tables/table5.md",
+        md=PATHS.table("table5.md"),
     params:
         settings=PARAMS.table5,
     log:
-        f"{EXP}/logs/table5.log",
+        PATHS.log("table5"),
     script:
         "../scripts/table5.py"
 
@@ -58,13 +58,13 @@ rule table9:
     input:
         records=PATHS.table9_records(),
     output:
-        csv=report(f"{EXP}/tables/table9.csv", caption="../report/table9.rst", category="Tables",
+        csv=report(PATHS.table("table9.csv"), caption="../report/table9.rst", category="Tables",
                    labels={"table": "Table 9: dataset expansion"}),
-        md=f"{EXP}/tables/table9.md",
+        md=PATHS.table("table9.md"),
     params:
         settings=PARAMS.table9,
     log:
-        f"{EXP}/logs/table9.log",
+        PATHS.log("table9"),
     script:
         "../scripts/table9.py"
 
@@ -74,12 +74,12 @@ rule validation_curves:
     input:
         records=PATHS.validation_curves_records,
     output:
-        figure=report(f"{EXP}/figures/validation_curves_ipc{{ipc}}.png", caption="../report/validation_curves.rst",
+        figure=report(PATHS.figure("validation_curves_ipc{ipc}.png"), caption="../report/validation_curves.rst",
                       category="Accuracy", labels={"figure": "validation curves", "IPC": "{ipc}"}),
     params:
         settings=PARAMS.validation_curves,
     log:
-        f"{EXP}/logs/validation_curves_ipc{{ipc}}.log",
+        PATHS.log("validation_curves_ipc{ipc}"),
     script:
         "../scripts/validation_curves.py"
 
@@ -92,16 +92,16 @@ rule scores:
         soft_records=PATHS.soft_label_records() if "soft_label" in GRID.protocols else [],
         no_augment_records=PATHS.no_augment_records() if "no_augment" in GRID.protocols else [],
     output:
-        csv=report(f"{EXP}/tables/scores.csv", caption="../report/scores.rst", category="Tables",
+        csv=report(PATHS.table("scores.csv"), caption="../report/scores.rst", category="Tables",
                    labels={"table": "gain over random"}),
-        md=f"{EXP}/tables/scores.md",
-        leaderboard_csv=report(f"{EXP}/tables/leaderboard.csv", caption="../report/scores.rst", category="Tables",
+        md=PATHS.table("scores.md"),
+        leaderboard_csv=report(PATHS.table("leaderboard.csv"), caption="../report/scores.rst", category="Tables",
                                labels={"table": "leaderboard"}),
-        leaderboard_md=f"{EXP}/tables/leaderboard.md",
+        leaderboard_md=PATHS.table("leaderboard.md"),
     params:
         settings=PARAMS.scores,
     log:
-        f"{EXP}/logs/scores.log",
+        PATHS.log("scores"),
     script:
         "../scripts/scores.py"
 
@@ -111,12 +111,12 @@ rule table4:
     input:
         records=PATHS.soft_label_records(),
     output:
-        csv=report(f"{EXP}/tables/table4.csv", caption="../report/table4.rst", category="Tables",
+        csv=report(PATHS.table("table4.csv"), caption="../report/table4.rst", category="Tables",
                    labels={"table": "Table 4: soft-label protocol"}),
-        md=f"{EXP}/tables/table4.md",
+        md=PATHS.table("table4.md"),
     params:
         settings=PARAMS.table4,
     log:
-        f"{EXP}/logs/table4.log",
+        PATHS.log("table4"),
     script:
         "../scripts/table4.py"

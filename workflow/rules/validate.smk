@@ -15,13 +15,13 @@ rule validate:
         train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
-        record=f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json",
+        record=PATHS.record("{method}", "{ipc}", "{arch}", "{seed}"),
     wildcard_constraints:
         method=one_of(GRID.validated),
     params:
         settings=PARAMS.validate,
     log:
-        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_seed{{seed}}.log",
+        PATHS.log("validate/{method}_ipc{ipc}_{arch}_seed{seed}"),
     script:
         "../scripts/validate.py"
 
@@ -32,13 +32,13 @@ rule validate_group:
         train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
-        records=[f"{EXP}/validate/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds],
+        records=[PATHS.record("{method}", "{ipc}", "{arch}", seed) for seed in GRID.seeds],
     wildcard_constraints:
         method=one_of(GRID.validated),
     params:
         settings=PARAMS.validate,
     log:
-        f"{EXP}/logs/validate/{{method}}_ipc{{ipc}}_{{arch}}_group.log",
+        PATHS.log("validate/{method}_ipc{ipc}_{arch}_group"),
     script:
         "../scripts/validate_group.py"
 
@@ -49,11 +49,11 @@ rule validate_full:
         train=rules.prepare.output.train,
         test=rules.prepare.output.test,
     output:
-        record=f"{EXP}/validate/full/{{arch}}/seed{{seed}}.json",
+        record=PATHS.full_record("{arch}", "{seed}"),
     params:
         settings=PARAMS.validate,
     log:
-        f"{EXP}/logs/validate/full_{{arch}}_seed{{seed}}.log",
+        PATHS.log("validate/full_{arch}_seed{seed}"),
     script:
         "../scripts/validate.py"
 
@@ -64,11 +64,11 @@ rule expand_set:
         train=rules.prepare.output.train,
         generated=lambda w: PATHS.set_pack(w.method, w.ipc),
     output:
-        pack=f"{EXP}/sets/full+{{method}}/ipc{{ipc}}/pack.pt",
+        pack=PATHS.set_file("full+{method}", "{ipc}", "pack.pt"),
     wildcard_constraints:
         method=one_of(GRID.config["expansion"]["methods"]),
     log:
-        f"{EXP}/logs/expand_{{method}}_ipc{{ipc}}.log",
+        PATHS.log("expand_{method}_ipc{ipc}"),
     script:
         "../scripts/expand_set.py"
 
@@ -82,16 +82,15 @@ rule validate_soft_label:
         test=rules.prepare.output.test,
         teacher=PATHS.teacher(),
     output:
-        records=[f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds]
-        if GRID.config["validate"]["group_seeds"] else [f"{EXP}/validate_soft/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
+        records=[PATHS.run_record("validate_soft", "{method}", "{ipc}", "{arch}", seed) for seed in GRID.seeds]
+        if GRID.config["validate"]["group_seeds"] else [PATHS.run_record("validate_soft", "{method}", "{ipc}", "{arch}", "{seed}")],
     wildcard_constraints:
         method=one_of(GRID.subset_methods),
         arch=one_of(GRID.soft_archs),
     params:
         settings=PARAMS.validate_soft_label,
     log:
-        f"{EXP}/logs/validate_soft/{{method}}_ipc{{ipc}}_{{arch}}"
-        + ("_group.log" if GRID.config["validate"]["group_seeds"] else "_seed{seed}.log"),
+        PATHS.log("validate_soft/{method}_ipc{ipc}_{arch}_" + ("group" if GRID.config["validate"]["group_seeds"] else "seed{seed}")),
     script:
         "../scripts/validate_soft_label.py"
 
@@ -104,14 +103,13 @@ rule validate_no_augment:
         train=lambda w: PATHS.set_pack(w.method, w.ipc),
         test=rules.prepare.output.test,
     output:
-        records=[f"{EXP}/validate_noaug/{{method}}/ipc{{ipc}}/{{arch}}/seed{seed}.json" for seed in GRID.seeds]
-        if GRID.config["validate"]["group_seeds"] else [f"{EXP}/validate_noaug/{{method}}/ipc{{ipc}}/{{arch}}/seed{{seed}}.json"],
+        records=[PATHS.run_record("validate_noaug", "{method}", "{ipc}", "{arch}", seed) for seed in GRID.seeds]
+        if GRID.config["validate"]["group_seeds"] else [PATHS.run_record("validate_noaug", "{method}", "{ipc}", "{arch}", "{seed}")],
     wildcard_constraints:
         method=one_of(GRID.subset_methods),
     params:
         settings=PARAMS.validate_no_augment,
     log:
-        f"{EXP}/logs/validate_noaug/{{method}}_ipc{{ipc}}_{{arch}}"
-        + ("_group.log" if GRID.config["validate"]["group_seeds"] else "_seed{seed}.log"),
+        PATHS.log("validate_noaug/{method}_ipc{ipc}_{arch}_" + ("group" if GRID.config["validate"]["group_seeds"] else "seed{seed}")),
     script:
         "../scripts/validate_group.py"
