@@ -328,3 +328,19 @@ def test_the_validation_entry_points_keep_no_default_of_the_schema():
         defaults = {name for name, p in inspect.signature(function).parameters.items()
                     if p.default is not inspect.Parameter.empty}
         assert not defaults & keys, (function.__qualname__, defaults & keys)
+
+
+# ------------------------------------------------------------------ paths: one source
+
+def test_the_rules_spell_no_path_and_records_read_back_with_their_patterns():
+    rules = Path(__file__).parent.parent / "workflow" / "rules"
+    for rule_file in rules.glob("*.smk"):
+        text = rule_file.read_text()
+        for literal in ("/sets/", "/validate", "/logs/", "/tables/", "/figures/", "/finetune/", "/latents/", "ipc{"):
+            assert not any(literal in line and "PATHS." not in line for line in text.splitlines()), (rule_file, literal)
+    paths = Paths(plan.Grid(load(methods=["random", "minimax", "full"])))
+    assert paths.run_of(paths.record("minimax@steps=3", 10, "convnet", 2)) == ("minimax@steps=3", 10, "convnet")
+    assert paths.run_of(paths.run_record("validate_soft", "random", 1, "resnet18", 0)) == ("random", 1, "resnet18")
+    assert paths.run_of(paths.full_record("convnet", 0)) == ("full", 0, "convnet")
+    with pytest.raises(ValueError, match="no validation record"):
+        paths.run_of(paths.set_pack("random", 1))

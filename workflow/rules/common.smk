@@ -1,6 +1,7 @@
 # Input functions shared by the rules. GRID (minimaxdd.plan.Grid) decides the jobs, PATHS
-# (minimaxdd.paths) where their files live (every rule's patterns come from it), PARAMS (minimaxdd.params) each rule's settings: each job
-# gets only its own slice as params, so that changing one setting reruns only the jobs that take it.
+# (minimaxdd.paths) where their files live (every rule's patterns come from it), PARAMS
+# (minimaxdd.params) each rule's settings: each job gets only its own slice as params, so that
+# changing one setting reruns only the jobs that take it.
 import os
 import re
 
