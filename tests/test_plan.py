@@ -336,7 +336,8 @@ def test_the_rules_spell_no_path_and_records_read_back_with_their_patterns():
     rules = Path(__file__).parent.parent / "workflow" / "rules"
     for rule_file in rules.glob("*.smk"):
         text = rule_file.read_text()
-        for literal in ("/sets/", "/validate", "/logs/", "/tables/", "/figures/", "/finetune/", "/latents/", "ipc{"):
+        for literal in ("/sets/", "/validate/", "/validate_soft/", "/validate_noaug/", "/logs/", "/tables/",
+                        "/figures/", "/finetune/", "/latents/", "ipc{"):
             assert not any(literal in line and "PATHS." not in line for line in text.splitlines()), (rule_file, literal)
     paths = Paths(plan.Grid(load(methods=["random", "minimax", "full"])))
     assert paths.run_of(paths.record("minimax@steps=3", 10, "convnet", 2)) == ("minimax@steps=3", 10, "convnet")

@@ -34,6 +34,10 @@ class Paths:
     def finetune_file(self, method: str, phase, name: str) -> str:
         return f"{self.grid.exp}/finetune/{method}/phase{phase}/{name}"
 
+    def modes_file(self, ipc) -> str:
+        """MGD3's class modes for sets of `ipc` images a class."""
+        return f"{self.grid.exp}/modes/ipc{ipc}.pt"
+
     def set_file(self, method: str, ipc, name: str) -> str:
         """A file of a surrogate set: `pack.pt`, `images` (its PNG folder), `generation.json`."""
         return f"{self.grid.exp}/sets/{method}/ipc{ipc}/{name}"
