@@ -231,7 +231,7 @@ def stage_jobs(work: Path, dataset: dict, vae: Path, dit: Path, device: str, con
          {"train": train, "pack": str(work / "random" / "pack.pt"), "images": str(work / "random" / "images"),
           "ipc": 1, "order": "sorted", "seed": None}),
         ("generate", "generate", 1, 1, False,
-         {"dit": str(dit), "vae": str(vae), "train": train, "weights": [], "modes": [], "influence": [],
+         {"dit": str(dit), "vae": str(vae), "train": train, "weights": [], "guide_inputs": [],
           "pack": str(work / "dit" / "pack.pt"), "images": str(work / "dit" / "images"),
           "timing": str(work / "dit" / "generation.json"), "ipc": 1, "phases": [None], "generate": generate,
           "dit_num_heads": None, "device": device, "compile": False}),
@@ -243,7 +243,7 @@ def stage_jobs(work: Path, dataset: dict, vae: Path, dit: Path, device: str, con
           "channels_last": False, **hard.params(), "evaluations": 1}),
         ("feature_net", "feature_net", 1, 1, True,
          {"train": train, "test": test, "model": str(work / "feature_net.pt"), "features": str(work / "features.pt"),
-          "epochs": 1, "seed": 0, "device": device, **hard.params()}),
+          "epochs": 1, "seed": 0, "device": device, **hard.recipe().params()}),
     ]
     return jobs
 
