@@ -209,3 +209,10 @@ def test_surrogate_keeps_its_trajectory_and_a_killed_job_resumes_it(tmp_path, mo
     resumed = train_surrogate(protocol, x, y, x, y, checkpointer=checkpointer, trajectory=tmp_path / "b", **run)
     for a, b in zip(whole["states"], resumed["states"]):
         assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_a_diverged_guidance_is_an_error_not_a_set():
+    """IGD with k = 1e30 (finite, so the schema allows it) drives the latents to inf or nan, which
+    decode to flat black images: generation stops instead of writing them as a set."""
+    with pytest.raises(FloatingPointError, match=r"the sampler diverged .* lower the guidance's scales"):
+        generate_set(tiny_dit(), guide().vae, class_ids=[0, 1, 2], ipc=2, guide=guide(influence=1e30), **SAMPLING)

@@ -182,6 +182,15 @@ def test_analysis_k_above_the_smallest_set_stops_at_start(tmp_path):
     checks.check(config)
 
 
+def test_a_one_class_dataset_stops_at_start(tmp_path):
+    """One class: every accuracy would be 100 and every score nan, written as results."""
+    root = make_tree(tmp_path / "tree", classes=("cat",))
+    with pytest.raises(ConfigError, match=r"^dataset\.root: the dataset has one class \('cat'\); a classifier needs"):
+        checks.check(config_for(root))
+    with pytest.raises(ConfigError, match=r"^dataset\.classes: the dataset has one class \('dog'\)"):
+        checks.check(config_for(make_tree(tmp_path / "two"), classes=["dog"]))
+
+
 def test_an_empty_or_file_root_is_named_as_such(tmp_path):
     with pytest.raises(data.DatasetError, match=r"^dataset\.root must be set for kind 'imagefolder'"):
         data.resolve_classes({**config_for(tmp_path)["dataset"], "root": ""})

@@ -152,6 +152,9 @@ def check(config: dict) -> None:
         counts = data.class_image_counts(dataset)
     except data.DatasetError as error:
         raise ConfigError(str(error)) from None
+    if len(counts) < 2:  # every accuracy would be 100 and every score nan
+        key = "dataset.classes" if dataset.get("classes") else "dataset.root"
+        raise ConfigError(f"{key}: the dataset has one class ({next(iter(counts))!r}); a classifier needs at least two")
 
     protocols = config["validate"]["protocols"]
     if "no_augment" in protocols and "hard_label" not in protocols:

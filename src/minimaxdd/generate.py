@@ -59,6 +59,11 @@ def generate_set(model: DiT, vae, *, class_ids: list[int], ipc: int, steps: int,
         labels = torch.tensor([class_ids[c] for c, _ in batch], device=device)
         latents = sample_latents(model, diffusion, labels, noise, guidance_scale, guidance_channels=guidance_channels,
                                  precision=precision, sampler=sampler, eta=eta, guide=guide, compile=compile)
+        diverged = [job for job, finite in zip(batch, torch.isfinite(latents).flatten(1).all(1).tolist()) if not finite]
+        if diverged:  # such an image decodes to one flat value: a set of them is no result
+            raise FloatingPointError(f"generate: the sampler diverged (non-finite latents) for {len(diverged)} images, "
+                                     f"first class {diverged[0][0]} image {diverged[0][1]}; lower the guidance's scales "
+                                     "(the method's guidance section: mgd3, igd, a plug-in's) or generate.guidance_scale")
         guide.end_batch(latents)
         decoded = decode_latents(vae, latents)
         if images is None:
