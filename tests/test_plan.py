@@ -345,3 +345,15 @@ def test_the_rules_spell_no_path_and_records_read_back_with_their_patterns():
     assert paths.run_of(paths.full_record("convnet", 0)) == ("full", 0, "convnet")
     with pytest.raises(ValueError, match="no validation record"):
         paths.run_of(paths.set_pack("random", 1))
+
+
+def test_settings_that_would_be_silently_dropped_or_never_end_stop_at_load():
+    study = {"name": "s", "parameter": "steps", "values": [2, 3]}
+    with pytest.raises(ConfigError, match=r"^studies\[1\]\.name: 's' names an earlier study too"):
+        load(studies=[study, {**study, "values": [4]}])
+    with pytest.raises(ConfigError, match=r"^expansion\.ipcs: empty, but expansion\.methods is not"):
+        load(expansion={"methods": ["minimax"]})
+    with pytest.raises(ConfigError, match=r"^expansion\.methods: empty, but expansion\.ipcs is not"):
+        load(expansion={"ipcs": [10]})
+    with pytest.raises(ConfigError, match=r"^base_models\.tiny_dit\.steps: .* is greater than the maximum"):
+        load(base_models={"tiny_dit": {"steps": 10**12}})

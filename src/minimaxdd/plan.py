@@ -58,6 +58,7 @@ def load_config(user: dict) -> dict:
     for _, parent, name in _ipc_keyed(config):
         parent[name] = {int(k): v for k, v in parent[name].items()}
     _check_studies(config)
+    _check_expansion(config["expansion"])
     _check_experiment(config["experiment"])
     return _sorted(config)
 
@@ -123,7 +124,11 @@ def _check_studies(config: dict) -> None:
     import jsonschema
 
     properties = schema()["properties"]
+    seen = set()
     for i, study in enumerate(config["studies"]):
+        if study["name"] in seen:  # its table's file name: the later study would replace the first
+            raise ConfigError(f"studies[{i}].name: {study['name']!r} names an earlier study too; name each study once")
+        seen.add(study["name"])
         parameter = study["parameter"]
         section = "finetune" if parameter in methods.FINETUNE_KEYS else "generate"
         rule = properties[section]["properties"][parameter]
@@ -135,6 +140,13 @@ def _check_studies(config: dict) -> None:
                                   "see docs/configuration.md)") from None
         if rule.get("type") == "integer":
             study["values"] = [int(v) for v in study["values"]]
+
+
+def _check_expansion(expansion: dict) -> None:
+    if bool(expansion["methods"]) != bool(expansion["ipcs"]):  # Table 9 would hold the Original column alone
+        given, empty = ("methods", "ipcs") if expansion["methods"] else ("ipcs", "methods")
+        raise ConfigError(f"expansion.{empty}: empty, but expansion.{given} is not; Table 9 expands the full split "
+                          "with each method's set at each IPC, so give both (or neither)")
 
 
 def _check_experiment(name: str) -> None:
