@@ -110,7 +110,7 @@ def test_ipc_zero_negative_and_unknown_names():
     assert "variants" in message
     check_fails(r"^studies\[0\]\.method: unknown method 'magic'",
                 studies=[{"name": "s", "parameter": "steps", "values": [2], "method": "magic"}])
-    check_fails(r"^expansion\.methods: 'random' is not a generated method", expansion={"methods": ["random"]})
+    check_fails(r"^expansion\.methods: 'random' is not a generated method", expansion={"methods": ["random"], "ipcs": [1]})
 
 
 # ---------------------------------------------------------------------------------------------- image contents
