@@ -69,6 +69,8 @@ def test_missing_root_and_folders(tmp_path):
                 dataset=dataset(root, train_dir="training"))
     check_fails(r"^class 'bird' of dataset\.classes has no folder .*data/val/bird$",  # the test split is checked too
                 dataset=dataset(root, classes=["cat", "bird"]))
+    (root / "train" / "cow").mkdir()  # a class of the training folder, with no test folder and no dataset.classes
+    check_fails(r"^class 'cow' \(a folder of dataset\.train_dir\) has no folder .*data/val/cow$", dataset=dataset(root))
     check_fails(r"^dataset\.classes: '\.\./data' is not a folder name",
                 dataset=dataset(root, classes=["cat", "../data"]))
 

@@ -356,7 +356,8 @@ def _imagefolder_files(ds: dict, names: list[str], split: str, ignored: list[Pat
     for name in names:
         folder = split_dir / name
         if not folder.is_dir():
-            raise DatasetError(f"class {name!r} of dataset.classes has no folder {folder}")
+            source = "of dataset.classes" if ds.get("classes") else "(a folder of dataset.train_dir)"
+            raise DatasetError(f"class {name!r} {source} has no folder {folder}")
         images, others = _list_class_folder(folder)
         if not images:
             ignored_entries = "1 other entry" if len(others) == 1 else f"{len(others)} other entries"
