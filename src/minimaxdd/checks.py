@@ -79,7 +79,7 @@ def guided_methods(config: dict) -> dict[str, list[str]]:
     """The guidance methods a config's method names use, each with those names."""
     guided = {}
     for name in (*config["methods"], *config["expansion"]["methods"]):
-        guide = methods.sampler_of(methods.split(name)[0])
+        guide = methods.guidance_of(name)
         if guide:
             guided.setdefault(guide, []).append(name)
     return guided
@@ -94,13 +94,14 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
 
     needed = data_disk_bytes(config, data.split_sizes(config["dataset"]), encoded)
     exp = Path(exp)
-    written = sum(p.stat().st_size for folder in ("data", "latents", *guided_methods(config))
+    guided = guided_methods(config)
+    written = sum(p.stat().st_size for folder in ("data", "latents", *guided)
                   for p in (exp / folder).rglob("*") if p.is_file())
     existing = next(p for p in (exp, *exp.parents) if p.exists())
     free = shutil.disk_usage(existing).free
     gb = lambda n: f"{n / 1e9:.1f} GB"
     if sum(needed.values()) - written > free:
-        guides = "".join(f", {guidance.method(g).label}'s artifacts ({gb(needed[g])})" for g in guided_methods(config))
+        guides = "".join(f", {guidance.method(g).label}'s artifacts ({gb(needed[g])})" for g in guided)
         raise ConfigError(f"experiment: {exp} needs about {gb(sum(needed.values()) - written)} more for the data "
                           f"shards ({gb(needed['shards'])} at dataset.resolution {config['dataset']['resolution']}), "
                           f"latents ({gb(needed['latents'])}){guides}, but {existing} has {gb(free)} free; free "

@@ -68,7 +68,7 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
     sets = list(dict.fromkeys((m, ipc) for m, ipc in sets if methods.is_generated(m, config)))
     groups = {("generate", "generate_batched"): []}  # (stage, the benchmark figure its cost scales from)
     for m, ipc in sets:
-        guide = methods.sampler_of(methods.split(m)[0])
+        guide = methods.guidance_of(m)
         method = guide and guidance.method(guide)
         key = (f"generate ({method.label})", method.benchmark) if method and method.benchmark else \
             ("generate", "generate_batched")
@@ -77,7 +77,7 @@ def stage_work(p: plan.Grid, rates: dict, bench: dict) -> list[tuple[str, int, s
         scaled = sum(ipc * classes * methods.generate_settings(m, config)["steps"] / bench["gen_steps"] for m, ipc in group)
         rows.append((stage, len(group), f"{sum(ipc * classes for _, ipc in group):,} images",
                      _time(scaled, rates.get(rate))))
-    if any(methods.sampler_of(methods.split(m)[0]) == "igd" for m, _ in sets):  # IGD's own stages
+    if any(methods.guidance_of(m) == "igd" for m, _ in sets):  # IGD's own stages
         igd = config["igd"]
         images = igd["surrogate_epochs"] * classes * TRAIN_PER_CLASS * step_gflop(
             igd["surrogate_arch"], classes, config["dataset"]["resolution"]) / bench["validate_gflop"]

@@ -45,6 +45,11 @@ def sampler_of(base: str) -> str | None:
     return next((g for g in guidance.names() if base == g or base.startswith(f"{g}_")), None)
 
 
+def guidance_of(name: str) -> str | None:
+    """The guidance method a method name (with its overrides) samples with, or None."""
+    return sampler_of(split(name)[0])
+
+
 def model_of(base: str) -> str:
     """The method whose model a method samples: `mgd3` -> `dit`, `igd_minimax` -> `minimax`."""
     sampler = sampler_of(base)
@@ -126,7 +131,7 @@ def generate_settings(name: str, config: dict) -> dict:
     settings |= {k: _typed(v, settings[k]) for k, v in overrides.items() if k in GENERATE_KEYS}
     if settings["sampler"] != "ddim":  # eta is DDIM's alone: no rerun of the DDPM sets for it
         settings.pop("eta")
-    guide = sampler_of(split(name)[0])
+    guide = guidance_of(name)
     if guide:
         finetuned = model_of(split(name)[0]) != "dit"
         settings["guidance"] = {"method": guide, **guidance.method(guide).settings(config[guide], finetuned)}

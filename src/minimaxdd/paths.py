@@ -160,7 +160,7 @@ class Paths:
 
     def guide_inputs(self, wildcards) -> list[str]:
         """The artifacts a guided method's set reads (its guidance method's `inputs`); none for the others."""
-        guide = methods.sampler_of(methods.split(wildcards.method)[0])
+        guide = methods.guidance_of(wildcards.method)
         return guidance.method(guide).inputs(self, int(wildcards.ipc)) if guide else []
 
     @property
