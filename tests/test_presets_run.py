@@ -13,6 +13,7 @@ import yaml
 from PIL import Image
 
 from minimaxdd import data, plan, toy
+from minimaxdd.checks import ConfigError
 
 from conftest import REPO, snakemake, write_config
 
@@ -21,6 +22,10 @@ pytestmark = pytest.mark.presets
 # preset -> the DiT format it is given (each format once at least)
 PRESETS = {"imagewoof": "original", "imagenette": "training", "imageidc": "diffusers",
            "imagenet100": "original", "imagenet1k": "training"}
+# The two presets with studies run at one toy IPC (`python -m minimaxdd.toy --ipcs 1`): they have
+# most of the jobs (imagewoof 251 at two IPCs, 19 of CI's 22 minutes here); the other three, and
+# `make test`'s tiny run, take two IPCs.
+ONE_IPC = {"imagewoof", "imageidc"}
 WNIDS = REPO / "data/imagenet/imagenet1k-wnids.txt"
 
 
@@ -63,7 +68,7 @@ def user_settings(brought, preset: str) -> list[str]:
 
 
 def test_the_toy_config_changes_only_sizes():
-    """Every key outside toy.TOY_KEYS keeps the preset's value, for every preset."""
+    """Every key outside toy.TOY_KEYS keeps the preset's value, for every preset, at one or two IPCs."""
     def flat(value, key=""):
         if isinstance(value, dict):
             return {k: v for name, item in value.items() for k, v in flat(item, f"{key}.{name}" if key else name).items()}
@@ -76,18 +81,23 @@ def test_the_toy_config_changes_only_sizes():
         for key in ("classes", "class_ids"):
             preset_config["dataset"][key] = str(REPO / preset_config["dataset"][key])
         full = plan.load_config(preset_config)
-        shrunk = toy.shrink(full)
-        before, after = flat(full), flat(shrunk)
-        moved = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
-        unlisted = {k for k in moved if not any(k == t or k.startswith(f"{t}.") for t in toy.TOY_KEYS)}
-        assert not unlisted, (preset, unlisted)  # validate.epochs.10 is validate.epochs
-        assert after["dataset.resolution"] == 256 and after["dataset.class_ids"].endswith("imagenet1k-wnids.txt")
-        assert shrunk["dataset"]["classes"] == first_classes(preset)
+        for ipcs in (1, 2):
+            shrunk = toy.shrink(full, ipcs=ipcs)
+            before, after = flat(full), flat(shrunk)
+            moved = {k for k in before.keys() | after.keys() if before.get(k) != after.get(k)}
+            unlisted = {k for k in moved if not any(k == t or k.startswith(f"{t}.") for t in toy.TOY_KEYS)}
+            assert not unlisted, (preset, unlisted)  # validate.epochs.10 is validate.epochs
+            assert after["dataset.resolution"] == 256 and after["dataset.class_ids"].endswith("imagenet1k-wnids.txt")
+            assert shrunk["dataset"]["classes"] == first_classes(preset)
+            assert shrunk["ipcs"] == [1, 2][:ipcs]
+            assert all(set(study.get("ipcs") or [1]) <= {1, 2}.intersection(shrunk["ipcs"]) for study in shrunk["studies"])
+    with pytest.raises(ConfigError, match="--ipcs"):
+        toy.shrink(full, ipcs=3)
 
 
 @pytest.mark.parametrize("preset", PRESETS)
 def test_preset_runs_end_to_end_at_toy_size(preset, brought, tmp_path):
-    config = toy.toy_config(preset_file(preset), user_settings(brought, preset))
+    config = toy.toy_config(preset_file(preset), user_settings(brought, preset), ipcs=1 if preset in ONE_IPC else 2)
     write_config(tmp_path, config)
     snakemake(tmp_path, timeout=1500)
     exp = tmp_path / "results" / config["experiment"]

@@ -140,7 +140,7 @@ def main(argv=None) -> None:
         start = time.perf_counter()
         grid, counts, sizes = check_full_config(config)
         seconds = {"check": time.perf_counter() - start}
-        toy_config = toy.shrink(config, args.classes)
+        toy_config = toy.shrink(config, args.classes, args.ipcs)
     except (ConfigError, data.DatasetError, pretrained.CheckpointError) as error:
         sys.exit(f"preflight: {error}")
     exp = Path(plan.RESULTS) / toy_config["experiment"]

@@ -1,7 +1,7 @@
 """A preset at toy size: the paper's path, only smaller.
 
 `shrink` takes a preset (or any config) and changes only its sizes: the number of classes (the
-first ones of its class list), the IPCs (the first two become 1 and 2), seeds, epochs, steps,
+first ones of its class list), the IPCs (the first two become 1 and 2, or the first 1 alone), seeds, epochs, steps,
 widths, the values of each study, and the sizes that must follow them (phases and scattered jobs of
 one class each, MGD3's stop step scaled with the steps, analysis.k below the smallest set). Every
 other key, the protocol (256 px data, /8 latents, the 1000-class label space through
@@ -47,8 +47,12 @@ TOY_KEYS = (
 TOY_IPCS = (1, 2)
 
 
-def shrink(config: dict, classes: int = 2, steps: int = 4, epochs: int = 2) -> dict:
-    """The config (schema-completed by plan.load_config) at toy size; see the module docstring."""
+def shrink(config: dict, classes: int = 2, ipcs: int = 2, steps: int = 4, epochs: int = 2) -> dict:
+    """The config (schema-completed by plan.load_config) at toy size, with its first `ipcs` IPCs
+    (1 or 2; one halves the run); see the module docstring."""
+    if ipcs not in (1, 2):
+        raise ConfigError(f"--ipcs: the toy run takes 1 or 2 IPCs, not {ipcs}")
+    toy_ipc_values = TOY_IPCS[:ipcs]
     toy = copy.deepcopy(config)
     toy["experiment"] = f"{config['experiment']}-toy"
     if config["dataset"]["kind"] == "imagefolder":
@@ -57,9 +61,9 @@ def shrink(config: dict, classes: int = 2, steps: int = 4, epochs: int = 2) -> d
             raise ConfigError(f"dataset.classes: the toy run takes {classes} classes, the config has {len(names)}")
         toy["dataset"]["classes"] = names[:classes]
 
-    ipc_of = dict(zip(config["ipcs"], TOY_IPCS))  # preset IPC -> toy IPC
+    ipc_of = dict(zip(config["ipcs"], toy_ipc_values))  # preset IPC -> toy IPC
     toy["ipcs"] = list(ipc_of.values())
-    toy_ipcs = lambda ipcs: sorted({ipc_of.get(i, TOY_IPCS[-1]) for i in ipcs})  # noqa: E731
+    toy_ipcs = lambda ipcs: sorted({ipc_of.get(i, toy_ipc_values[-1]) for i in ipcs})  # noqa: E731
     toy["expansion"]["ipcs"] = toy_ipcs(config["expansion"]["ipcs"]) if config["expansion"]["ipcs"] else []
     toy["external"] = {name: {ipc_of[i]: folder for i, folder in sets.items() if i in ipc_of}
                        for name, sets in config["external"].items()}
@@ -237,17 +241,20 @@ def user_config(preset: Path, sets: list[str]) -> dict:
     return plan.load_config(apply_sets(yaml.safe_load(preset.read_text()) or {}, sets))
 
 
-def toy_config(preset: Path, sets: list[str], classes: int = 2) -> dict:
+def toy_config(preset: Path, sets: list[str], classes: int = 2, ipcs: int = 2) -> dict:
     """The preset with the user's overrides, at toy size."""
-    return shrink(user_config(preset, sets), classes)
+    return shrink(user_config(preset, sets), classes, ipcs)
 
 
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
-    """The preset, the user's overrides and the toy run's class count (this command and the preflight)."""
+    """The preset, the user's overrides and the toy run's class and IPC counts (this command and the
+    preflight)."""
     parser.add_argument("preset", type=Path, help="a preset or config file, e.g. configs/imagewoof.yaml")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="a config value, e.g. dataset.root=/data/imagenet (repeatable)")
     parser.add_argument("--classes", type=int, default=2, help="classes of the toy run: the first ones of the list")
+    parser.add_argument("--ipcs", type=int, default=2, choices=(1, 2),
+                        help="IPCs of the toy run: the preset's first two as 1 and 2, or its first as 1 (half the jobs)")
 
 
 def main(argv=None) -> None:
@@ -256,7 +263,7 @@ def main(argv=None) -> None:
     parser.add_argument("-o", "--out", type=Path, required=True, help="the toy config file to write")
     args = parser.parse_args(argv)
     try:
-        toy = toy_config(args.preset, args.set, args.classes)
+        toy = toy_config(args.preset, args.set, args.classes, args.ipcs)
     except (ConfigError, data.DatasetError) as error:
         sys.exit(f"error: {error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
