@@ -48,7 +48,7 @@ TINY_CONFIG = {
     "ipcs": [1, 2],
     "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
                  "width_factor": 0.125},
-    "analysis": {"feature_epochs": 1, "samples_per_class": 2},
+    "analysis": {"feature_epochs": 1, "samples_per_class": 2, "tsne_real_points": 200},
     "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],
     "expansion": {"methods": ["minimax"], "ipcs": [1]},
 }

@@ -88,8 +88,7 @@ def plot_sample_grid(packs: dict, path, per_class: int, class_labels: list[str])
     _save(fig, path)
 
 
-def tsne_embedding(real, sets: dict, seed: int = 0, max_real: int = 2000,
-                   perplexity: float = 30.0) -> dict[str, np.ndarray]:
+def tsne_embedding(real, sets: dict, seed: int, max_real: int, perplexity: float = 30.0) -> dict[str, np.ndarray]:
     """Embed a real subsample and every set in ONE t-SNE fit, so all share the same 2-D space.
 
     Returns {"real": (n_real, 2), name: (n_name, 2), ...}; the real rows are a fixed-seed subsample of

@@ -88,8 +88,9 @@ class Params:
         return {"method": wildcards.method, "ipc": int(wildcards.ipc), "k": self.grid.config["analysis"]["k"]}
 
     def tsne(self, wildcards) -> dict:
+        analysis = self.grid.config["analysis"]
         return {"methods": self.grid.methods_at(wildcards.ipc), "ipc": int(wildcards.ipc),
-                "seed": self.grid.config["analysis"]["seed"]}
+                "seed": analysis["seed"], "real_points": analysis["tsne_real_points"]}
 
     def sample_grid(self, wildcards) -> dict:
         return {"methods": self.grid.methods_at(wildcards.ipc),

@@ -324,7 +324,7 @@ def analyze(*, pack: str, model: str, features: str, metrics: str, method: str, 
 
 
 def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: list[str], ipc: int, seed: int,
-         device: str) -> None:
+         real_points: int, device: str) -> None:
     from . import figures
 
     device = pick_device(device, tf32=False)
@@ -332,7 +332,7 @@ def tsne(*, packs: list[str], model: str, features: str, figure: str, methods: l
     points = {method: embed_images(net, data.RealPack.load(p).images, device).numpy()
               for method, p in zip(methods, packs)}
     real = load_torch(features)["features"].numpy()
-    figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed), figure, f"IPC {ipc}")
+    figures.plot_tsne(figures.tsne_embedding(real, points, seed=seed, max_real=real_points), figure, f"IPC {ipc}")
 
 
 def validate(*, train: str, test: str, record: str, method: str, ipc: int | None, arch: str, seed: int, epochs: int,

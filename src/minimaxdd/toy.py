@@ -41,7 +41,7 @@ TOY_KEYS = (
     "igd.interval", "igd.surrogate_epochs", "igd.checkpoints", "igd.gradient_memory", "igd.width_factor",
     "validate.seeds", "validate.epochs", "validate.default_epochs", "validate.full_epochs", "validate.width_factor",
     "soft_label.epochs", "soft_label.width_factor", "soft_label.check_images",
-    "analysis.feature_epochs", "analysis.k", "analysis.samples_per_class",
+    "analysis.feature_epochs", "analysis.k", "analysis.samples_per_class", "analysis.tsne_real_points",
     "studies[].values", "studies[].ipcs",
 )
 TOY_IPCS = (1, 2)
@@ -97,6 +97,7 @@ def shrink(config: dict, classes: int = 2, ipcs: int = 2, steps: int = 4, epochs
     analysis = toy["analysis"]
     analysis["feature_epochs"] = 1
     analysis["samples_per_class"] = min(analysis["samples_per_class"], 2)
+    analysis["tsne_real_points"] = min(analysis["tsne_real_points"], 200)
     analysis["k"] = max(1, min(analysis["k"], TOY_IPCS[0] * classes - 1))
     return toy
 
