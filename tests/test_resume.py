@@ -132,6 +132,24 @@ def run_finetune_stage(folder, name, gpus, forms=("minimax", "minimax")):
         return load_file(out / "weights.safetensors"), list(csv.DictReader(f))
 
 
+def test_a_fine_tuned_model_with_a_non_finite_weight_stops_its_job_naming_the_file(tmp_path, monkeypatch):
+    from minimaxdd import stages
+    from minimaxdd.degenerate import DegenerateResult
+
+    def overflowing(*args, **kwargs):
+        model_params, ema_params, rows = real_finetune_dit(*args, **kwargs)
+        next(iter(ema_params.values()))[0] = float("inf")
+        return model_params, ema_params, rows
+
+    real_finetune_dit = stages.finetune_dit
+    monkeypatch.setattr(stages, "finetune_dit", overflowing)
+    write_finetune_inputs(tmp_path)
+    with pytest.raises(DegenerateResult, match=r"one/weights\.safetensors \(fine-tuned as minimax with .*\): "
+                                               r"non-finite weights in ema\."):
+        run_finetune_stage(tmp_path, "one", gpus=1)
+    assert not (tmp_path / "one" / "weights.safetensors").exists()
+
+
 def test_data_parallel_fine_tuning_on_two_gloo_processes(tmp_path):
     write_finetune_inputs(tmp_path)
     weights, rows = run_finetune_stage(tmp_path, "ddp", gpus=2)

@@ -218,3 +218,22 @@ def test_a_fine_tuning_phase_reads_only_the_latents_of_its_classes(tmp_path):
     jobs = re.findall(r"^rule finetune:\n    input: (.+)\n    output: .+/finetune/minimax/phase(\d)/", out, flags=re.MULTILINE)
     latents = {phase: sorted(re.findall(r"latents/train/([\d-]+)\.pt", inputs)) for inputs, phase in jobs}
     assert latents == {"0": ["0-3", "4-7"], "1": ["4-7", "8-9"]}
+
+
+def test_a_set_with_an_image_of_one_value_stops_its_job_naming_the_set_and_its_settings(models, tmp_path, monkeypatch):
+    """What IGD at influence_scale 1e30 did (all-black images, exit 0): now the job fails, writing nothing."""
+    from minimaxdd import generate as generation
+    from minimaxdd.degenerate import DegenerateResult
+
+    def blackened(*args, **kwargs):
+        images, labels = real_generate_set(*args, **kwargs)
+        images[3] = 0
+        return images, labels
+
+    real_generate_set = generation.generate_set
+    monkeypatch.setattr(generation, "generate_set", blackened)
+    out = tmp_path / "set"
+    with pytest.raises(DegenerateResult, match=r"set/pack\.pt \(generated with \{'steps': 3, 'guidance_scale': 2\.0.*"
+                                               r"1 of 10 generated images are of one value \(first: image 1 of class class1"):
+        generate(models, out, weights=[], phases=[None])
+    assert not (out / "pack.pt").exists() and not (out / "images").exists()

@@ -1,5 +1,7 @@
 """Validation networks, batch augmentation and the train-then-test loop of the IDC protocol."""
 
+import math
+
 import pytest
 import torch
 
@@ -274,3 +276,22 @@ def test_validation_leaves_pytorchs_tf32_defaults(tmp_path, monkeypatch):
         assert torch.backends.cuda.matmul.allow_tf32 and torch.backends.cudnn.allow_tf32
     finally:
         torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = before
+
+
+def test_a_validation_whose_accuracy_is_undefined_stops_its_job_naming_the_record(tmp_path, monkeypatch):
+    """A run that scored nothing, or NaN (the data checks refuse the known causes: an empty test split,
+    a single class): no record, so no cell."""
+    from minimaxdd import data, stages, validate
+    from minimaxdd.degenerate import DegenerateResult
+
+    x, y = toy_split(2, seed=0)
+    for split in ("train", "test"):
+        data.RealPack(x, y, ["a", "b", "c"], [0, 1, 2]).save(tmp_path / f"{split}.pt")
+    monkeypatch.setattr(validate, "train_and_evaluate",
+                        lambda *args, **kwargs: [{"accuracy_last": math.nan, "accuracy_best": math.nan, "curve": []}])
+    with pytest.raises(DegenerateResult, match=r"random\.json: undefined accuracy_last \(nan\), accuracy_best \(nan\)"):
+        stages.validate(train=str(tmp_path / "train.pt"), test=str(tmp_path / "test.pt"),
+                        record=str(tmp_path / "random.json"), method="random", ipc=2, arch="convnet", seed=0,
+                        epochs=1, device="cpu", checkpoint_every_epochs=1, channels_last=False,
+                        **hard_label(width_factor=0.125).params())
+    assert not (tmp_path / "random.json").exists()

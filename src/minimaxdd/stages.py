@@ -20,6 +20,7 @@ import torch
 from tqdm import tqdm
 
 from . import checkpoints, data, guidance, parallel, sets
+from .degenerate import refuse_flat_images, refuse_non_finite, refuse_undefined
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .guidance import NO_GUIDE
@@ -120,6 +121,8 @@ def _finetune_rank(rank: int, world_size: int, device: torch.device, latent_file
                                                   compile=compile, **settings)
     if rank != 0:
         return
+    refuse_non_finite({f"model.{k}": v for k, v in model_params.items()} | {f"ema.{k}": v for k, v in ema_params.items()},
+                      made_by=f"{weights_out} (fine-tuned as {method} with {settings})")
     checkpoints.save_difffit(model_params, ema_params, weights_out,
                              {"method": method, "steps": len(rows), "processes": world_size,
                               "wall_s": round(time.time() - start, 1), "compile": compile})
@@ -173,6 +176,7 @@ def generate(*, dit: str, vae: str, train: str, weights: list[str], guide_inputs
                                   classes=phase, guide=guide, compile=compile, **settings))
     pixels, labels = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
     wall_s = time.time() - start
+    refuse_flat_images(pixels, labels, real.class_names, made_by=f"{pack} (generated with {generate})")
     data.RealPack(pixels, labels, real.class_names, real.class_ids).save(pack)
     if images is not None:
         sets.write_image_folder(pixels, labels, real.class_names, images)
@@ -364,6 +368,7 @@ def validate_group(*, train: str, test: str, records: list[str], method: str, ip
                                  channels_last=channels_last, progress=True,
                                  checkpointer=checkpointer)
     for record, result in zip(records, results, strict=True):
+        refuse_undefined({k: result.get(k, float("nan")) for k in ("accuracy_last", "accuracy_best")}, made_by=record)
         save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()
 
@@ -396,6 +401,7 @@ def validate_soft_label(*, train: str, test: str, teacher: str, records: list[st
                             num_classes=len(test_pack.class_names), class_ids=class_ids, seeds=seeds, epochs=epochs,
                             device=torch_device, progress=True, checkpointer=checkpointer)
     for record, (_, result) in zip(records, runs, strict=True):
+        refuse_undefined({k: result.get(k, float("nan")) for k in ("accuracy_last", "accuracy_best")}, made_by=record)
         save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
     checkpointer.remove()
 
