@@ -231,3 +231,37 @@ def test_a_fine_tuning_batch_larger_than_a_phase_stops_at_start(tmp_path):
         checks.check(config)
     config["finetune"]["classes_per_phase"] = None  # one model on both classes: 6 images
     checks.check(config)
+
+
+def test_minimax_memories_larger_than_the_machine_stop_at_start_naming_the_key(tmp_path):
+    """memory_size so large that fine-tuning failed with a raw allocation error naming no key."""
+    root = make_tree(tmp_path / "tree", train=3)
+    config = config_for(root)
+    config.update(methods=["minimax"], finetune={**config["finetune"], "batch_size": 2, "memory_size": 10 ** 12},
+                  analysis={**config["analysis"], "enabled": False})
+    with pytest.raises(ConfigError, match=r"^finetune\.memory_size: memories of 1000000000000 latents a class take "
+                                          r".* GB for the 2 classes of a fine-tuning phase, more than this machine's"):
+        checks.check(config)
+    config["finetune"]["memory_size"] = 64
+    config["studies"] = [{"name": "m", "method": "minimax", "parameter": "memory_size", "values": [16, 10 ** 12],
+                          "ipcs": None, "archs": None}]
+    with pytest.raises(ConfigError, match=r"^studies\[0\]\.values: memories of 1000000000000 latents"):
+        checks.check(config)
+    config["studies"][0]["values"] = [16, 64]
+    checks.check(config)
+
+
+def test_a_class_folder_name_that_is_not_utf8_stops_at_start(tmp_path):
+    """Accepted before, then the sample grid failed in matplotlib after 59 files."""
+    root = make_tree(tmp_path / "tree")
+    os.rename(root / "train" / "dog", os.fsencode(root / "train") + b"/d\xffg")
+    with pytest.raises(ConfigError, match=r"^dataset\.train_dir: class folder 'd\\udcffg' under .* is not a printable "
+                                          r"UTF-8 name; rename it"):
+        checks.check(config_for(root))
+
+
+def test_a_link_loop_as_the_training_folder_is_named_as_one(tmp_path):
+    root = make_tree(tmp_path / "tree")
+    (root / "loop").symlink_to(root / "loop")
+    with pytest.raises(data.DatasetError, match=r"^dataset\.train_dir: folder .*loop is a broken or looping link"):
+        data.resolve_classes(config_for(root, train_dir="loop")["dataset"])

@@ -190,3 +190,18 @@ def test_imagenet1k_follows_rded_soft_label_protocol():
     soft = yaml.safe_load((REPO / "configs/imagenet1k.yaml").read_text())["soft_label"]
     assert (soft["epochs"], soft["lr"], soft["weight_decay"], soft["temperature"]) == (300, 0.001, 0.01, 20)
     assert (soft["resolution"], soft["archs"], soft["batch_size"]) == (224, ["resnet18_bn"], None)
+
+
+def test_the_toy_command_checks_the_data_and_weights_it_names(tmp_path):
+    """`python -m minimaxdd.toy` wrote a config and exited 0 for a dataset root or weights file that
+    does not exist; the error came only when Snakemake started."""
+    from minimaxdd import toy
+
+    preset = Path(__file__).resolve().parents[1] / "configs" / "imagenette.yaml"
+    toy.write_imagenet_like(tmp_path / "data", ["n01440764", "n02102040"], per_class=2, val_per_class=1)
+    out = tmp_path / "toy.yaml"
+    for setting, message in ((f"dataset.root={tmp_path / 'nowhere'}", r"^error: dataset\.root: .*nowhere"),
+                             (f"base_models.vae={tmp_path / 'vae'}", r"^error: base_models\.vae: .*vae")):
+        with pytest.raises(SystemExit) as stop:
+            toy.main([str(preset), "--set", f"dataset.root={tmp_path / 'data'}", "--set", setting, "-o", str(out)])
+        assert re.match(message, str(stop.value)) and not out.exists(), stop.value

@@ -9,6 +9,7 @@ fault, the file; docs/troubleshooting.md lists them.
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 from . import guidance, methods
@@ -208,7 +209,7 @@ def check(config: dict) -> None:
                           f"a set, and the IPC {min(config['ipcs'])} sets of {len(counts)} classes hold {smallest}; "
                           "lower analysis.k, or set analysis.enabled: false")
 
-    check_models(config)
+    latent_numbers = check_models(config)
     check_external(config)
     if "soft_label" in config["validate"]["protocols"] and config["soft_label"]["teacher"]:
         check_teacher(config)
@@ -223,6 +224,23 @@ def check(config: dict) -> None:
                      if len(phase_images) > 1 else "")
             raise ConfigError(f"finetune.batch_size {config['finetune']['batch_size']} exceeds the "
                               f"{phase_images[smallest]} training images {where}".rstrip())
+        check_minimax_memory(config, min(per_phase, len(counts)), latent_numbers)
+
+
+def check_minimax_memory(config: dict, classes: int, latent_numbers: int) -> None:
+    """The minimax criteria's two class memories (training.Trainer: real and predicted latents,
+    `memory_size` of each class of a phase, float32, minimax.ClassMemory) must fit in this machine's
+    memory: else fine-tuning fails with an allocation error that names no key."""
+    sizes = {"finetune.memory_size": config["finetune"]["memory_size"]}
+    sizes |= {f"studies[{i}].values": max(study["values"]) for i, study in enumerate(config["studies"])
+              if study["parameter"] == "memory_size"}
+    key, size = max(sizes.items(), key=lambda item: item[1])
+    need = 2 * (classes + 1) * size * latent_numbers * 4
+    have = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if need > have:
+        raise ConfigError(f"{key}: memories of {size} latents a class take {need / 1e9:.3g} GB for the {classes} "
+                          f"classes of a fine-tuning phase, more than this machine's {have / 1e9:.3g} GB; lower it "
+                          "(the paper keeps 64), or fine-tune fewer classes a phase (finetune.classes_per_phase)")
 
 
 def check_study_point(point: str, parameter: str, config: dict) -> None:
@@ -293,9 +311,10 @@ def check_teacher(config: dict) -> None:
     save_json({"key": key, "accuracy": accuracy}, done)
 
 
-def check_models(config: dict) -> None:
+def check_models(config: dict) -> int:
     """The base models: pretrained files are read (by header or memory-mapped, not loaded) and their
-    keys and shapes checked, and the VAE, the DiT and the dataset must fit one another."""
+    keys and shapes checked, and the VAE, the DiT and the dataset must fit one another. Returns the
+    numbers in one image's latent."""
     from . import data, pretrained
 
     dataset, models = config["dataset"], config["base_models"]
@@ -334,7 +353,7 @@ def check_models(config: dict) -> None:
                               f"latent size {latent_size}")
         if tiny["hidden_size"] % tiny["num_heads"]:
             raise ConfigError("base_models.tiny_dit.hidden_size must be divisible by num_heads")
-        return
+        return vae.latent_channels * latent_size ** 2
     path = models["dit"]
     try:
         dit = pretrained.inspect_dit(path, models["dit_num_heads"])
@@ -355,3 +374,4 @@ def check_models(config: dict) -> None:
     if ids[top] >= dit.num_classes:
         raise ConfigError(f"dataset.class_ids: class {names[top]!r} has id {ids[top]}, out of range for the "
                           f"{dit.num_classes} classes of base_models.dit {path}")
+    return dit.in_channels * dit.input_size ** 2

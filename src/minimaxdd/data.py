@@ -283,6 +283,10 @@ def _class_names(ds: dict) -> list[str]:
         names = sorted(p.name for p in train.iterdir() if p.is_dir() and not p.name.startswith("."))
         if not names:
             raise DatasetError(f"dataset.train_dir: no class folders in {train}")
+        for name in names:
+            if not name.isprintable() or not _utf8(name):  # the tables, figures and records write the name
+                raise DatasetError(f"dataset.train_dir: class folder {ascii(name)} under {train} is not a printable "
+                                   "UTF-8 name; rename it, or list the classes to use in dataset.classes")
         return names
     if kind in ("digits", "idx"):
         if given is None:
@@ -291,6 +295,15 @@ def _class_names(ds: dict) -> list[str]:
             raise DatasetError(f"dataset.classes must name the 10 digit classes, got {len(given)} names")
         return given  # idx: checked against the label range when labels are read
     raise DatasetError(f"dataset.kind: unknown kind {kind!r} (expected digits, imagefolder or idx)")
+
+
+def _utf8(name: str) -> bool:
+    """Whether a file name read from disk is valid UTF-8 (Python keeps other bytes as surrogates)."""
+    try:
+        name.encode("utf-8")
+        return True
+    except UnicodeEncodeError:
+        return False
 
 
 def _read_name_list(path: Path) -> list[str]:
@@ -336,6 +349,8 @@ def _root(ds: dict) -> Path:
 def _split_dir(ds: dict, split: str) -> Path:
     key = "train_dir" if split == "train" else "test_dir"
     path = _root(ds) / ds[key]
+    if path.is_symlink() and not path.exists():
+        raise DatasetError(f"dataset.{key}: folder {path} is a broken or looping link; point it at the images")
     if not path.is_dir():
         raise DatasetError(f"dataset.{key}: folder {path} does not exist")
     if split == "test" and path.resolve() == (_root(ds) / ds["train_dir"]).resolve():  # a link or "./train" too

@@ -30,7 +30,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from . import data, guidance, plan
+from . import checks, data, guidance, plan
 from .checks import ConfigError
 
 # Every key `shrink` may change; "studies[].x" is that key of every study.
@@ -265,6 +265,7 @@ def main(argv=None) -> None:
     args = parser.parse_args(argv)
     try:
         toy = toy_config(args.preset, args.set, args.classes, args.ipcs)
+        checks.check(toy)  # the data and weights it names, as the workflow's start would check them
     except (ConfigError, data.DatasetError) as error:
         sys.exit(f"error: {error}")
     args.out.parent.mkdir(parents=True, exist_ok=True)
