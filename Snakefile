@@ -22,6 +22,8 @@ config.update(loaded)
 GRID = planning.check(config) if workflow.is_main_process else planning.Grid(config)
 PATHS = Paths(GRID)  # where each artifact lives
 PARAMS = Params(GRID, PATHS)  # each rule's settings
+# Damaged artifacts stop the run here, named; with repair: true, what wrote them is rebuilt too.
+REBUILT = planning.repair(GRID, PATHS) if workflow.is_main_process else []
 
 
 include: "workflow/rules/common.smk"
@@ -59,4 +61,5 @@ onstart:
 rule all:
     input:
         PATHS.final_outputs(),
+        REBUILT,
     default_target: True

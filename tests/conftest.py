@@ -46,7 +46,7 @@ TINY_CONFIG = {
     "generate": {"steps": 3, "batch_size": 16},
     "methods": ["random", "kcenter", "herding", "dit", "difffit", "rep_minimax", "minimax", "full"],
     "ipcs": [1, 2],
-    "validate": {"archs": ["convnet", "resnetap10"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
+    "validate": {"archs": ["convnet"], "seeds": [0], "epochs": {1: 2, 2: 1}, "full_epochs": 1,
                  "width_factor": 0.125},
     "analysis": {"feature_epochs": 1, "samples_per_class": 2, "tsne_real_points": 200},
     "studies": [{"name": "steps", "parameter": "steps", "values": [2, 3], "ipcs": [1], "archs": ["convnet"]}],

@@ -42,7 +42,8 @@ def test_truncated_artifact_names_the_file(tmp_path):
             with pytest.raises(io.ArtifactError) as error:
                 load(cut_file)
             assert str(error.value) == (f"{cut_file} is truncated or corrupt (no complete torch archive); "
-                                        "delete it, and the next workflow run rebuilds it")
+                                        "to rebuild it and rerun the jobs that read it, add --config repair=True "
+                                        "to the snakemake command")
     with pytest.raises(FileNotFoundError, match=re.escape(str(tmp_path / "absent.pt"))):
         io.load_torch(tmp_path / "absent.pt")
     assert torch.equal(io.load_torch(whole)["images"], pack().images)

@@ -37,7 +37,11 @@ TEMP_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}\.(tmp|old)")
 
 
 class ArtifactError(ValueError):
-    """An artifact that is there but cannot be read; the message names it."""
+    """An artifact that is there but cannot be read; the message names it, and says how to rebuild it."""
+
+
+# The one repair of every damaged artifact (plan.repair): the message of each says so.
+REPAIR = "to rebuild it and rerun the jobs that read it, add --config repair=True to the snakemake command"
 
 
 def _named(error: OSError, path: Path) -> OSError:
@@ -128,7 +132,7 @@ def load_torch(path: str | os.PathLike) -> Any:
             if _whole_zip(f):
                 raise  # the file is sound (it is torch.save's zip archive): the fault lies elsewhere
             raise ArtifactError(f"{path} is truncated or corrupt (no complete torch archive); "
-                                "delete it, and the next workflow run rebuilds it") from error
+                                f"{REPAIR}") from error
 
 
 def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:

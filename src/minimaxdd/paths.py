@@ -9,6 +9,7 @@ fields back with the same pattern. No torch, no Snakemake here.
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from . import guidance, methods
 from .plan import Grid, chunk_classes
@@ -170,6 +171,17 @@ class Paths:
     @property
     def igd_gradients(self) -> str:
         return f"{self.grid.exp}/igd/class_gradients"
+
+    def rebuilt_output(self, path: Path) -> str:
+        """The output of the job that wrote `path`, which rebuilds it: a folder output holding it (a
+        base model, a set's PNGs, IGD's class gradients), for a data shard its split's index
+        (prepare's output; it decodes again only the classes whose shard is gone), else the path."""
+        for folder in (self.base_model("{name}"), self.set_file("{method}", "{ipc}", "images"), self.igd_gradients):
+            for parent in Path(path).parents:
+                if _fields(folder, str(parent)) is not None:
+                    return str(parent)
+        shard = _fields(f"{self.grid.exp}/data/{{split}}/{{name}}.npy", str(path))
+        return self.data_index(shard["split"]) if shard else str(path)
 
     def generation_weights(self, wildcards) -> list[str]:
         """The deltas one generation job needs: a class chunk needs only its phases'."""

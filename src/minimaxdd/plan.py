@@ -346,20 +346,37 @@ def owner_file(grid: Grid) -> Path:
     return Path(grid.exp) / "experiment.yaml"
 
 
+def repair(grid: Grid, paths) -> list[str]:
+    """At every start, dry runs included, before any job (so that Snakemake deletes no good output
+    of a job that would read a damaged one): the experiment's damaged artifacts (io.damaged_artifacts).
+    Without `repair: true` they stop the run, named, with the one way to rebuild them; with it, each
+    damaged file and the output of the job that wrote it (Paths.rebuilt_output) are removed, and
+    those outputs returned: the run's extra targets, rebuilt with every job that reads them."""
+    import shutil
+
+    from .io import REPAIR, ArtifactError, damaged_artifacts
+
+    damaged = damaged_artifacts(grid.exp)
+    if not damaged:
+        return []
+    if not grid.config["repair"]:
+        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt; {REPAIR}")
+    outputs = sorted({paths.rebuilt_output(path) for path in damaged})
+    for path in damaged:
+        path.unlink()
+    for output in map(Path, outputs):
+        if output.is_dir():
+            shutil.rmtree(output)
+        else:
+            output.unlink(missing_ok=True)
+        print(f"repair: removed {output}; this run rebuilds it and reruns the jobs that read it")
+    return outputs
+
+
 def start_run(grid: Grid) -> None:
-    """Before the first job: sweep the temporaries of killed jobs, stop on a damaged artifact (before
-    Snakemake deletes the good outputs of the jobs that would read it), and record whose results
-    these are."""
-    from .io import ArtifactError, damaged_artifacts, save_text, sweep_temporaries
+    """Before the first job: sweep the temporaries of killed jobs, and record whose results these are."""
+    from .io import save_text, sweep_temporaries
 
     for path in sweep_temporaries(grid.exp):
         print(f"removed {path}, left by a killed job")
-    damaged = damaged_artifacts(grid.exp)
-    shards = [path for path in damaged if path.suffix == ".npy"]
-    if shards:  # prepare's index is its output: without it, prepare decodes the damaged classes again
-        raise ArtifactError(f"{', '.join(map(str, shards))}: truncated or corrupt data shard; delete "
-                            f"{shards[0].parent / 'index.json'}, and the next workflow run decodes it again")
-    if damaged:
-        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt (no complete torch archive, "
-                            "safetensors file or JSON record); delete, and the next workflow run rebuilds it")
     save_text(yaml.safe_dump(grid.owner()), owner_file(grid))
