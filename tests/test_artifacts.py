@@ -49,6 +49,58 @@ def test_truncated_artifact_names_the_file(tmp_path):
     assert torch.equal(io.load_torch(whole)["images"], pack().images)
 
 
+def write_each_kind(root):
+    """One artifact of each kind a job reads, written as the workflow writes it; -> (file, its reader)."""
+    import numpy as np
+
+    from minimaxdd import checkpoints, shards
+    from minimaxdd.vae import build_tiny_vae, load_vae, save_vae
+    from conftest import tiny_dit
+
+    pack().save(root / "sets/pack.pt")
+    io.save_json({"accuracy_best": 42.0}, root / "validate/seed0.json")
+    split = root / "data/train"
+    images = np.arange(2 * 3 * 8 * 8, dtype=np.uint8).reshape(2, 3, 8, 8)
+    for k in range(2):
+        shards.write_shard(split, k, images, [], "fingerprint")
+    shards.write_index(split / "index.json", ["cat", "dog"], [0, 1], [2, 2], {})
+    dit = tiny_dit()
+    checkpoints.save_dit(dit, root / "base/dit")
+    trained = {n: p.detach() for n, p in dit.named_parameters() if n.endswith("bias")}
+    checkpoints.save_difffit(trained, {n: v.clone() for n, v in trained.items()}, root / "finetune/weights.safetensors",
+                             {"method": "m"})
+    save_vae(build_tiny_vae(channels=1, resolution=8, block_channels=[8, 8], latent_channels=2), root / "base/vae")
+    return {
+        "sets/pack.pt": lambda: RealPack.load(root / "sets/pack.pt"),
+        "validate/seed0.json": lambda: io.load_json(root / "validate/seed0.json"),
+        "data/train/index.json": lambda: shards.open_split(split / "index.json"),
+        "data/train/1.npy": lambda: shards.open_split(split / "index.json").images[[3]],
+        "base/dit/model.safetensors": lambda: checkpoints.load_dit(root / "base/dit"),
+        "finetune/weights.safetensors": lambda: checkpoints.apply_difffit(dit, root / "finetune/weights.safetensors"),
+        "base/vae/diffusion_pytorch_model.safetensors": lambda: load_vae(root / "base/vae", "cpu"),
+    }
+
+
+def test_a_changed_byte_in_each_kind_of_artifact_is_caught_when_read_and_by_a_scrub(tmp_path):
+    """The same size, so the start's look does not see it; the reader (and a repair's scrub) does."""
+    readers = write_each_kind(tmp_path)
+    for name, read in readers.items():
+        read()  # sound
+    assert io.damaged_artifacts(tmp_path, content=True) == []
+    for name, read in readers.items():
+        file = tmp_path / name
+        good = file.read_bytes()
+        changed = bytearray(good)
+        changed[good.index(b"2") if name.endswith(".json") else len(good) // 2 + 1] ^= 0x01  # JSON: a digit, 2 -> 3
+        file.write_bytes(bytes(changed))
+        with pytest.raises(io.ArtifactError, match=rf"^{re.escape(str(file))}: its content does not match its "
+                                                   r"checksum .*add --config repair=True to the snakemake command"):
+            read()
+        assert io.damaged_artifacts(tmp_path) == []  # sizes and headers: as they were
+        assert io.damaged_artifacts(tmp_path, content=True) == [file]
+        file.write_bytes(good)
+
+
 def test_sound_file_failing_to_load_is_not_called_corrupt(tmp_path, monkeypatch):
     io.save_torch({"x": torch.zeros(3)}, tmp_path / "x.pt")
 
@@ -102,7 +154,8 @@ def test_disk_full_inside_torch_save(tmp_path, monkeypatch):
         io.save_torch({"version": 2, "latents": torch.zeros(10_000)}, out)
     assert error.value.errno == errno.ENOSPC
     assert str(error.value) == f"[Errno {errno.ENOSPC}] No space left on device while writing {out}"
-    assert os.listdir(out.parent) == ["train.pt"] and out.read_bytes() == before
+    assert sorted(os.listdir(out.parent)) == [".train.pt.sha256", "train.pt"] and out.read_bytes() == before
+    io.verify(out)  # the checksum is still the old file's
 
 
 # -- temporaries of killed jobs --------------------------------------------------------------------

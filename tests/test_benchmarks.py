@@ -26,6 +26,7 @@ pytestmark = pytest.mark.benchmarks
 # script: (its smoke arguments, the records it writes under OUT)
 SMOKE = {
     "benchmark.py": ("--smoke --out OUT", "benchmark-*.json benchmark-*.md"),
+    "checksums.py": ("--smoke --out OUT", "checksums-cpu-smoke.json checksums-cpu-smoke.md"),
     "data_stage.py": ("--smoke --out OUT", "data-stage-*-smoke.json data-stage-*-smoke.md"),
     "default_study.py": ("--smoke --out OUT", "results.jsonl"),
     "estimate.py": ("--smoke --benchmark REPO/docs/benchmarks/benchmark-cpu.json --out OUT/estimate.md", "estimate.md"),

@@ -345,3 +345,19 @@ def test_settings_that_would_be_silently_dropped_or_never_end_stop_at_load():
         load(expansion={"ipcs": [10]})
     with pytest.raises(ConfigError, match=r"^base_models\.tiny_dit\.steps: .* is greater than the maximum"):
         load(base_models={"tiny_dit": {"steps": 10**12}})
+
+
+def test_a_damaged_file_is_rebuilt_by_the_output_of_the_job_that_wrote_it():
+    paths = rule_params(load()).paths
+    exp = paths.grid.exp
+    for damaged, output in (("base/dit/model.safetensors", "base/dit"), ("base/vae/config.json", "base/vae"),
+                            ("sets/minimax/ipc10/images/cat/0.png", "sets/minimax/ipc10/images"),
+                            ("data/train/3.npy", "data/train/index.json"), ("data/train/3.json", "data/train/index.json"),
+                            ("data/test/index.json", "data/test/index.json"),
+                            ("igd/class_gradients/class0.pt", "igd/class_gradients"),
+                            ("latents/train/all.pt", "latents/train/all.pt"),
+                            ("validate/random/ipc10/convnet/seed0.json", "validate/random/ipc10/convnet/seed0.json")):
+        assert paths.rebuilt_output(f"{exp}/{damaged}") == f"{exp}/{output}", damaged
+    for scratch in ("finetune/minimax/phase0/weights.safetensors.resume.pt", "igd/class_gradients.partial/class0.pt",
+                    "igd/surrogate.pt.trajectory/epoch3.pt"):
+        assert paths.rebuilt_output(f"{exp}/{scratch}") is None  # removed: its job starts over

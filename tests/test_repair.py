@@ -5,6 +5,8 @@ the undamaged run (issue 33)."""
 
 import re
 
+import pytest
+
 from conftest import TINY_CONFIG, copy_run, snakemake, write_config
 
 # One real, one fine-tuned and the full-data method at one IPC and net: every artifact kind, few jobs.
@@ -22,10 +24,16 @@ def files(folder):
     return {p.relative_to(folder): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
-def test_every_kind_of_damaged_artifact_is_named_and_the_repair_its_message_gives_rebuilds_it(tiny_run, tmp_path):
-    undamaged = copy_run(tiny_run, tmp_path / "undamaged")
-    write_config(undamaged, CONFIG)
-    snakemake(undamaged)  # the tables of this grid (every other output is the tiny run's)
+@pytest.fixture(scope="module")
+def undamaged(tiny_run, tmp_path_factory):
+    """The tiny run on CONFIG: only its tables are new (every other output is the tiny run's)."""
+    run = copy_run(tiny_run, tmp_path_factory.mktemp("undamaged"))
+    write_config(run, CONFIG)
+    snakemake(run)
+    return run
+
+
+def test_every_kind_of_damaged_artifact_is_named_and_the_repair_its_message_gives_rebuilds_it(undamaged, tmp_path):
     run = copy_run(undamaged, tmp_path / "run")
     exp = run / "results/tiny"
     for name in DAMAGED:
@@ -49,3 +57,26 @@ def test_every_kind_of_damaged_artifact_is_named_and_the_repair_its_message_give
     tables = undamaged / "results/tiny/tables"
     assert files(exp / "tables") == files(tables) and files(tables)
     assert "Nothing to be done" in snakemake(run, "--dry-run").stdout  # complete, without the flag
+
+
+def test_a_changed_byte_stops_the_job_that_reads_it_and_the_same_repair_rebuilds_it(undamaged, tmp_path):
+    """Same size, so no start sees it: the reader checks the content against its checksum, and a
+    repair run checks every content (a scrub)."""
+    run = copy_run(undamaged, tmp_path)
+    exp = run / "results/tiny"
+    tables = files(exp / "tables")
+    record = exp / "validate/random/ipc1/convnet/seed0.json"
+    changed = bytearray(record.read_bytes())
+    changed[changed.index(b".") - 1] ^= 0x01  # a digit of the first number: still JSON, another value
+    record.write_bytes(bytes(changed))
+    (exp / "tables/table1.csv").unlink()  # the job that reads the record
+
+    result = snakemake(run, check=False)
+    said = result.stdout + result.stderr
+    assert result.returncode != 0
+    advice = re.search(rf"{re.escape(str(record.relative_to(run)))}: its content does not match its checksum "
+                       r"\(\.seed0\.json\.sha256\); to rebuild it and rerun the jobs that read it, add (.+?) to the "
+                       r"snakemake command", said)
+    assert advice, said[-3000:]
+    snakemake(run, *advice.group(1).split())
+    assert files(exp / "tables") == tables

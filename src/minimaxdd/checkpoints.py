@@ -9,7 +9,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from .dit import DiT, DiTConfig
-from .io import atomic_dir, atomic_path
+from .io import atomic_dir, atomic_path, verify
 
 
 class CheckpointError(ValueError):
@@ -25,8 +25,10 @@ def save_dit(model: DiT, folder: str | Path) -> None:
 
 def load_dit(folder: str | Path, device: torch.device | str = "cpu") -> DiT:
     folder = Path(folder)
+    verify(folder / "config.json")
     model = DiT(read_dit_config(folder))
     weights_file = folder / "model.safetensors"
+    verify(weights_file)
     try:
         state = load_file(weights_file)
     except Exception as err:  # a truncated or foreign file
@@ -113,6 +115,7 @@ def save_difffit(model_params: dict, ema_params: dict, path: str | Path, metadat
 def apply_difffit(model: DiT, path: str | Path, use_ema: bool = True) -> DiT:
     """Overwrite the base model's Difffit parameters with the fine-tuned (EMA) ones."""
     prefix = "ema." if use_ema else "model."
+    verify(path)
     delta = {k[len(prefix):]: v for k, v in load_file(path).items() if k.startswith(prefix)}
     params = dict(model.named_parameters())
     unknown = [k for k in delta if k not in params]

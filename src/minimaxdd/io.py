@@ -1,13 +1,18 @@
-"""Atomic file writing and small helpers shared by every stage.
+"""Atomic file writing, content checksums and small helpers shared by every stage.
 
 Every artifact is written to a temporary name in the target folder and renamed into place, so a
-killed job never leaves a file that a later run would take as complete.
+killed job never leaves a file that a later run would take as complete. Each artifact of a kind
+a job reads (ARTIFACT_SUFFIXES) gets its checksum beside it, `.<name>.sha256` (SHA-256 and size),
+written before the artifact is renamed into place; its readers verify the content against it
+(`verify`), every start compares the sizes (`damaged_artifacts`), and a repair run compares every
+content (a scrub).
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import hashlib
 import json
 import os
 import re
@@ -36,6 +41,10 @@ TEMP_FILE = re.compile(r"\..+\.[a-z0-9_]{8}\.tmp")
 TEMP_FOLDER = re.compile(r"\..+\.[a-z0-9_]{8}\.(tmp|old)")
 
 
+# The kinds of artifact jobs read back: each is written with its checksum, and checked at start.
+ARTIFACT_SUFFIXES = (".pt", ".npy", ".safetensors", ".json")
+
+
 class ArtifactError(ValueError):
     """An artifact that is there but cannot be read; the message names it, and says how to rebuild it."""
 
@@ -62,6 +71,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o666 & ~UMASK)
+        if path.suffix in ARTIFACT_SUFFIXES:
+            write_checksum(tmp, path)
         os.replace(tmp, path)
     except OSError as error:
         raise _named(error, path)
@@ -78,6 +89,8 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         os.chmod(tmp, 0o777 & ~UMASK)
+        for file in [f for f in tmp.rglob("*") if f.suffix in ARTIFACT_SUFFIXES and not f.name.startswith(".")]:
+            write_checksum(file, file)  # beside each file: the folder moves as a whole
         if path.exists():  # keep the old version aside until the new one is in place, then drop it
             old = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".old", dir=path.parent))
             os.replace(path, old / path.name)
@@ -89,6 +102,52 @@ def atomic_dir(path: str | os.PathLike) -> Iterator[Path]:
         raise _named(error, path)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
+
+
+def checksum_file(path: str | os.PathLike) -> Path:
+    return Path(path).with_name(f".{Path(path).name}.sha256")
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file, read in 16 MB blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 24):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_checksum(content: Path, path: Path) -> None:
+    """`path`'s checksum file, for the bytes now in `content` (its temporary, or itself)."""
+    line = f"{file_digest(content)} {content.stat().st_size}\n"
+    fd, tmp = tempfile.mkstemp(prefix=f"{checksum_file(path).name}.", suffix=".tmp", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        f.write(line)
+    os.chmod(tmp, 0o666 & ~UMASK)
+    os.replace(tmp, checksum_file(path))
+
+
+def _recorded(path: Path) -> tuple[str, int] | None:
+    """The checksum and size recorded for `path`; None for a file written without (before checksums
+    were kept, or not by the workflow: a user's weights)."""
+    try:
+        digest, size = checksum_file(path).read_text().split()
+        return digest, int(size)
+    except (OSError, ValueError):
+        return None
+
+
+def verify(path: str | os.PathLike) -> None:
+    """Stop if `path`'s content differs from its recorded checksum (a flipped byte, not only a cut)."""
+    recorded = _recorded(Path(path))
+    if recorded and file_digest(Path(path)) != recorded[0]:
+        raise ArtifactError(f"{path}: its content does not match its checksum ({checksum_file(path).name}); {REPAIR}")
+
+
+def load_json(path: str | os.PathLike) -> Any:
+    """A JSON artifact, verified against its checksum."""
+    verify(path)
+    return json.loads(Path(path).read_text())
 
 
 def sweep_temporaries(folder: str | os.PathLike) -> list[Path]:
@@ -126,6 +185,7 @@ def _os_error(error: BaseException | None) -> OSError | None:
 
 def load_torch(path: str | os.PathLike) -> Any:
     with open(path, "rb") as f:  # a missing file fails here, named
+        verify(path)
         try:
             return torch.load(f, map_location="cpu", weights_only=False)
         except Exception as error:  # torch reports a cut file as EOFError, RuntimeError or OSError (EINVAL)
@@ -135,16 +195,26 @@ def load_torch(path: str | os.PathLike) -> Any:
                                 f"{REPAIR}") from error
 
 
-def damaged_artifacts(folder: str | os.PathLike) -> list[Path]:
+def damaged_artifacts(folder: str | os.PathLike, content: bool = False) -> list[Path]:
     """The artifacts under `folder` that a reader would fail on: torch archives that are no complete
     zip (a truncated copy, say), data shards and safetensors files shorter or longer than their
-    header says, JSON records that do not parse. A cheap look (an archive's central directory, a
-    header), not a read of the data; one walk of the folder."""
+    header says, JSON records that do not parse, files of another size than their checksum records.
+    A cheap look (an archive's central directory, a header), not a read of the data; one walk of
+    the folder, past the temporaries of killed jobs. `content`: also every file's checksum (a scrub,
+    which reads everything)."""
     whole = {".pt": _zip_ends, ".npy": whole_npy, ".safetensors": whole_safetensors, ".json": whole_json}
+
+    def sound(path: Path) -> bool:
+        recorded = _recorded(path)
+        if recorded and (path.stat().st_size != recorded[1] or content and file_digest(path) != recorded[0]):
+            return False
+        return whole[path.suffix](path)
+
     damaged = []
-    for parent, _, files in os.walk(folder):
+    for parent, folders, files in os.walk(folder):
+        folders[:] = [name for name in folders if not TEMP_FOLDER.fullmatch(name)]
         damaged += [Path(parent, name) for name in files
-                    if Path(name).suffix in whole and not whole[Path(name).suffix](Path(parent, name))]
+                    if Path(name).suffix in whole and not name.startswith(".") and not sound(Path(parent, name))]
     return sorted(damaged)
 
 

@@ -172,16 +172,21 @@ class Paths:
     def igd_gradients(self) -> str:
         return f"{self.grid.exp}/igd/class_gradients"
 
-    def rebuilt_output(self, path: Path) -> str:
+    def rebuilt_output(self, path: Path) -> str | None:
         """The output of the job that wrote `path`, which rebuilds it: a folder output holding it (a
-        base model, a set's PNGs, IGD's class gradients), for a data shard its split's index
-        (prepare's output; it decodes again only the classes whose shard is gone), else the path."""
+        base model, a set's PNGs, IGD's class gradients), for a file of a data split its index
+        (prepare's output; it decodes again only the classes whose shard is gone), else the path.
+        None for a job's scratch (a resume checkpoint, IGD's `.partial` and `.trajectory` folders):
+        without it, the job starts over."""
+        path = Path(path)
+        if path.name.endswith(".resume.pt") or any(p.suffix in (".partial", ".trajectory") for p in path.parents):
+            return None
         for folder in (self.base_model("{name}"), self.set_file("{method}", "{ipc}", "images"), self.igd_gradients):
-            for parent in Path(path).parents:
+            for parent in path.parents:
                 if _fields(folder, str(parent)) is not None:
                     return str(parent)
-        shard = _fields(f"{self.grid.exp}/data/{{split}}/{{name}}.npy", str(path))
-        return self.data_index(shard["split"]) if shard else str(path)
+        split = _fields(f"{self.grid.exp}/data/{{split}}/{{name}}", str(path))
+        return self.data_index(split["split"]) if split else str(path)
 
     def generation_weights(self, wildcards) -> list[str]:
         """The deltas one generation job needs: a class chunk needs only its phases'."""

@@ -26,7 +26,7 @@ from typing import Callable, Iterator
 import numpy as np
 import torch
 
-from .io import atomic_path, save_json, whole_npy
+from .io import atomic_path, load_json, save_json, verify, whole_npy
 
 INDEX = "index.json"
 
@@ -41,14 +41,22 @@ class Images:
     dtype, ndim, device = torch.uint8, 4, torch.device("cpu")
 
     def __init__(self, shards: list[np.ndarray], transform: Callable | None = None, size: int | None = None,
-                 order: np.ndarray | None = None):
-        self.shards, self.transform, self.order = shards, transform, order
+                 order: np.ndarray | None = None, verified: list[bool] | None = None):
+        self._shards, self.transform, self.order = shards, transform, order
+        self._verified = [False] * len(shards) if verified is None else verified  # shared with mapped views
         self.offsets = np.cumsum([0] + [len(s) for s in shards])
         channels, height, width = shards[0].shape[1:]
         self.shape = torch.Size((int(self.offsets[-1]), channels, size or height, size or width))
 
     def __len__(self) -> int:
         return self.shape[0]
+
+    def shard(self, s: int) -> np.ndarray:
+        """Shard s, its content verified against its checksum when first read (io.verify)."""
+        if not self._verified[s]:
+            verify(self._shards[s].filename)
+            self._verified[s] = True
+        return self._shards[s]
 
     def __getitem__(self, index) -> torch.Tensor:
         if isinstance(index, slice):
@@ -59,10 +67,10 @@ class Images:
         if self.order is not None:
             index = self.order[index]
         shard = np.searchsorted(self.offsets, index, side="right") - 1
-        out = np.empty((len(index), *self.shards[0].shape[1:]), dtype=np.uint8)
+        out = np.empty((len(index), *self._shards[0].shape[1:]), dtype=np.uint8)
         for s in np.unique(shard):
             rows = shard == s
-            out[rows] = self.shards[s][index[rows] - self.offsets[s]]
+            out[rows] = self.shard(s)[index[rows] - self.offsets[s]]
         batch = torch.from_numpy(out)
         return self.transform(batch) if self.transform else batch
 
@@ -72,7 +80,7 @@ class Images:
 
     def mapped(self, transform: Callable, size: int) -> Images:
         """The same images, each gathered batch passed through `transform` (to `size` x `size`)."""
-        return Images(self.shards, transform, size, self.order)
+        return Images(self._shards, transform, size, self.order, self._verified)
 
 
 @dataclass
@@ -94,16 +102,16 @@ class Split:
         if classes is None:
             return self.images, self.labels
         labels = torch.cat([torch.full((self.counts[k],), k, dtype=torch.int64) for k in classes])
-        return Images([self.images.shards[k] for k in classes]), labels
+        return Images([self.images.shard(k) for k in classes], verified=[True] * len(classes)), labels
 
     def by_class(self, k: int) -> torch.Tensor:
         """Class k's images, read into memory (one class: bounded by a shard)."""
-        return torch.from_numpy(np.array(self.images.shards[k]))
+        return torch.from_numpy(np.array(self.images.shard(k)))
 
 
 def open_split(index: str | Path) -> Split:
     """Map the shards of the split whose index file is `index` (nothing is read until indexed)."""
-    meta = json.loads(Path(index).read_text())
+    meta = load_json(index)
     folder = Path(index).parent
     shards = [np.load(folder / name, mmap_mode="r") for name in meta["shards"]]
     order = None if meta.get("order") is None else np.asarray(meta["order"], dtype=np.int64)
@@ -125,8 +133,8 @@ def finished_shard(folder: Path, k: int, expected: str) -> bool:
     if not (meta.is_file() and whole_npy(folder / shard_name(k))):
         return False
     try:
-        return json.loads(meta.read_text())["fingerprint"] == expected
-    except (ValueError, KeyError):
+        return load_json(meta)["fingerprint"] == expected
+    except (ValueError, KeyError):  # ArtifactError too: a damaged record is decoded again
         return False
 
 

@@ -11,7 +11,6 @@ inside the stages that need them.
 from __future__ import annotations
 
 import csv
-import json
 import shutil
 import time
 from pathlib import Path
@@ -24,7 +23,7 @@ from .degenerate import refuse_flat_images, refuse_non_finite, refuse_undefined
 from .dit import DiT, DiTConfig
 from .features import embed_images, load_feature_net, train_feature_net
 from .guidance import NO_GUIDE
-from .io import atomic_path, job_context, job_environment, load_torch, pick_device, save_json, save_torch
+from .io import atomic_path, job_context, job_environment, load_json, load_torch, pick_device, save_json, save_torch
 from .resume import Checkpointer
 from .training import LatentSet, finetune_dit, load_latents, pretrain_dit
 
@@ -203,7 +202,7 @@ def gather_generated(*, packs: list[str], timings: list[str], pack: str, images:
     data.RealPack(pixels, labels, first.class_names, first.class_ids).save(pack)
     sets.write_image_folder(pixels, labels, first.class_names, images)
 
-    records = [json.loads(Path(p).read_text()) for p in timings]
+    records = [load_json(p) for p in timings]
     per_job = ("images", "wall_s", "seconds_per_image", "classes", "host", "slurm_job_id")
     wall_s = sum(r["wall_s"] for r in records)
     save_json({**{k: v for k, v in records[0].items() if k not in per_job},

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,7 +13,7 @@ import pandas as pd  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from . import guidance  # noqa: E402
-from .io import atomic_path, save_text  # noqa: E402
+from .io import atomic_path, load_json, save_text  # noqa: E402
 from .methods import sampler_of  # noqa: E402
 from .nets import arch_label  # noqa: E402
 
@@ -41,7 +40,7 @@ REPORTS = {  # validate.report: which accuracy of each run the tables show
 
 
 def load_records(paths: list[str]) -> pd.DataFrame:
-    return pd.DataFrame([json.loads(Path(p).read_text()) for p in paths])
+    return pd.DataFrame([load_json(p) for p in paths])
 
 
 def load_accuracies(paths: list[str], report: str) -> pd.DataFrame:
@@ -173,7 +172,7 @@ def write_study(record_paths: list[str], timing_paths: list[str], csv: str, md: 
     records = load_accuracies(record_paths, report)
     records["value"] = records.method.map(value_of)
     summary = over_seeds(records.groupby(["value", "ipc", "arch"]).accuracy)
-    timing = pd.DataFrame([json.loads(Path(p).read_text()) | {"method": Path(p).parts[-3]} for p in timing_paths])
+    timing = pd.DataFrame([load_json(p) | {"method": Path(p).parts[-3]} for p in timing_paths])
     if len(timing):
         per_image = timing.assign(value=timing.method.map(value_of)).groupby("value").seconds_per_image.mean()
         summary["seconds_per_image"] = summary.value.map(per_image)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from diffusers import AutoencoderKL
 from tqdm import tqdm
 
-from .io import atomic_dir
+from .io import ARTIFACT_SUFFIXES, atomic_dir, verify
 from .pretrained import vae_norm_groups
 
 
@@ -88,6 +88,9 @@ def load_vae(folder: str | Path, device: torch.device) -> AutoencoderKL:
     folder = Path(folder)
     if not (folder / "config.json").is_file():
         raise FileNotFoundError(f"no diffusers AutoencoderKL in {folder} (config.json missing)")
+    for file in folder.iterdir():  # a base VAE trained here has checksums; a user's has none
+        if file.suffix in ARTIFACT_SUFFIXES and not file.name.startswith("."):
+            verify(file)
     # low_cpu_mem_usage=False: the default asks for `accelerate` and warns without it.
     return AutoencoderKL.from_pretrained(folder, local_files_only=True, low_cpu_mem_usage=False).to(device).eval()
 
