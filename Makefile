@@ -6,7 +6,7 @@ CORES ?= all
 # Pinned so that pip takes a local CPU wheel where one is offered; override on a GPU box, e.g. TORCH=torch.
 TORCH ?= torch==2.13.0
 
-.PHONY: run test test-slurm test-presets test-benchmarks preflight report base-models clean
+.PHONY: run test test-slow test-slurm test-presets test-benchmarks preflight report base-models clean
 
 $(BIN)/snakemake: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -23,6 +23,11 @@ run: $(BIN)/snakemake
 # tests/conftest.py (the shared tiny run built first); the 25 slowest listed.
 test: $(BIN)/snakemake
 	$(BIN)/python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=25
+
+# The end-to-end runs of a minute or more each (marker `slow`: the literal repairs, the kill of
+# Snakemake itself, the base models' rebuild command), on two workers, a file each.
+test-slow: $(BIN)/snakemake
+	$(BIN)/python -m pytest -m slow -n 2 --dist loadfile --durations=10
 
 # The workflow on a real single-node SLURM (needs root and Debian's slurm-wlm + munge: .ci/slurm.sh install).
 test-slurm: $(BIN)/snakemake

@@ -27,6 +27,7 @@ def test_the_shipped_models_are_the_architecture_config_yaml_describes():
     assert (dit.in_channels, dit.num_classes) == (vae.latent_channels, 10)
 
 
+@pytest.mark.slow
 def test_the_rebuild_command_builds_models_a_run_starts_from(tmp_path, monkeypatch):
     config = {**TINY_CONFIG, "base_models": {**TINY_CONFIG["base_models"], "vae": "models/tiny/vae",
                                              "dit": "models/tiny/dit"},

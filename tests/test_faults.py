@@ -466,7 +466,8 @@ def test_corrupt_image_stops_prepare_and_keeps_earlier_results(unicode_run, tmp_
     # the class decoded before the bad image is kept for the rerun (its shard and sources); no
     # index (the split is unfinished), no temporary file
     written = (workdir / "results" / "broken" / "data")
-    assert sorted(str(p.relative_to(written)) for p in written.rglob("*")) == ["train", "train/0.json", "train/0.npy"]
+    assert sorted(str(p.relative_to(written)) for p in written.rglob("*")) == \
+        ["train", "train/.0.json.sha256", "train/.0.npy.sha256", "train/0.json", "train/0.npy"]
     assert state_of(workdir / "results" / "e2e") == before
 
 

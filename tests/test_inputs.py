@@ -113,6 +113,7 @@ def test_a_changed_dataset_changes_the_prepare_rules_trigger(tmp_path):
     assert len({first, replaced, added, with_class}) == 4
 
 
+@pytest.mark.slow
 def test_the_readme_recovery_recipe_works_after_snakemake_itself_is_killed(tmp_path):
     """Snakemake killed while a job runs on (a lost login session): the job finishes its output,
     which stays marked incomplete. Without the workflow profile that is an IncompleteFilesException;

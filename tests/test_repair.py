@@ -9,6 +9,8 @@ import pytest
 
 from conftest import TINY_CONFIG, copy_run, snakemake, write_config
 
+pytestmark = pytest.mark.slow  # a rebuild of every stage: `make test-slow`, in CI
+
 # One real, one fine-tuned and the full-data method at one IPC and net: every artifact kind, few jobs.
 CONFIG = {**TINY_CONFIG, "methods": ["random", "minimax", "full"], "ipcs": [1],
           "validate": {**TINY_CONFIG["validate"], "archs": ["convnet"]},
@@ -25,9 +27,9 @@ def files(folder):
 
 
 @pytest.fixture(scope="module")
-def undamaged(tiny_run, tmp_path_factory):
-    """The tiny run on CONFIG: only its tables are new (every other output is the tiny run's)."""
-    run = copy_run(tiny_run, tmp_path_factory.mktemp("undamaged"))
+def undamaged(tmp_path_factory):
+    """A run of CONFIG from scratch (this file runs apart from the session's tiny run)."""
+    run = tmp_path_factory.mktemp("undamaged")
     write_config(run, CONFIG)
     snakemake(run)
     return run
