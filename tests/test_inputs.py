@@ -245,3 +245,24 @@ def test_a_link_loop_as_the_training_folder_is_named_as_one(tmp_path):
     (root / "loop").symlink_to(root / "loop")
     with pytest.raises(data.DatasetError, match=r"^dataset\.train_dir: folder .*loop is a broken or looping link"):
         data.resolve_classes(config_for(root, train_dir="loop")["dataset"])
+
+
+def test_a_results_folder_that_cannot_be_written_stops_at_start_naming_it(tmp_path, monkeypatch):
+    """It gave a 40-line Snakemake traceback. Made unwritable with the immutable attribute, which
+    binds root too (mode bits do not)."""
+    import subprocess
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "results").mkdir()
+    if subprocess.run(["chattr", "+i", "results"], capture_output=True).returncode != 0:
+        pytest.skip("chattr +i is not available on this file system")
+    try:
+        config = config_for(make_tree(tmp_path / "tree"))
+        config["analysis"]["enabled"] = False  # 2 images a set: too few for its neighbours
+        with pytest.raises(ConfigError, match=r"^experiment: cannot write in results \(Operation not permitted\), "
+                                              r"where results/x goes; make it writable"):
+            plan.check(config)
+    finally:
+        subprocess.run(["chattr", "-i", "results"], check=True)
+    plan.check(config)
+    assert os.listdir(tmp_path / "results") == []  # the write probe leaves nothing

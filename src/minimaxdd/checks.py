@@ -87,9 +87,10 @@ def guided_methods(config: dict) -> dict[str, list[str]]:
 
 
 def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
-    """Stop before the first job when the data stages would not fit on the results disk; the
-    shards and latents already written (a resumed run) count as done."""
+    """Stop before the first job when the results folder cannot be written, or when the data stages
+    would not fit on its disk; the shards and latents already written (a resumed run) count as done."""
     import shutil
+    import tempfile
 
     from . import data
 
@@ -99,6 +100,13 @@ def check_disk(config: dict, exp: str | Path, encoded: bool) -> None:
     written = sum(p.stat().st_size for folder in ("data", "latents", *guided)
                   for p in (exp / folder).rglob("*") if p.is_file())
     existing = next(p for p in (exp, *exp.parents) if p.exists())
+    try:  # a write, not os.access: root passes that whatever the folder's modes or attributes
+        fd, probe = tempfile.mkstemp(prefix=".write-probe.", suffix=".tmp", dir=existing)
+    except OSError as error:
+        raise ConfigError(f"experiment: cannot write in {existing} ({error.strerror}), where {exp} goes; make it "
+                          "writable, or run from a working directory you can write in") from None
+    os.close(fd)
+    os.unlink(probe)
     free = shutil.disk_usage(existing).free
     gb = lambda n: f"{n / 1e9:.1f} GB"
     if sum(needed.values()) - written > free:
