@@ -34,7 +34,7 @@ test-slurm: $(BIN)/snakemake
 	$(BIN)/python -m pytest -m slurm tests/test_slurm.py
 
 # Every preset end to end at toy size, on stand-ins for a user's data and weights (tens of minutes).
-# Two pytest-xdist workers, a test each: 21 min 49 s on 2 cores (2026-12-07), imagewoof alone 19 of them.
+# Two pytest-xdist workers, a test each: 14 min 40 s on 2 cores (2026-12-08), imagewoof alone 11 of them.
 test-presets: $(BIN)/snakemake
 	$(BIN)/python -m pytest -m presets tests/test_presets_run.py -n 2 --dist load --durations=10
 
