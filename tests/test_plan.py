@@ -361,3 +361,24 @@ def test_a_damaged_file_is_rebuilt_by_the_output_of_the_job_that_wrote_it():
     for scratch in ("finetune/minimax/phase0/weights.safetensors.resume.pt", "igd/class_gradients.partial/class0.pt",
                     "igd/surrogate.pt.trajectory/epoch3.pt"):
         assert paths.rebuilt_output(f"{exp}/{scratch}") is None  # removed: its job starts over
+
+
+def test_a_file_gone_from_a_base_models_folder_is_named_and_repaired(tmp_path, monkeypatch):
+    """Snakemake sees a folder output whole: with its weights deleted, nothing rebuilt them, and a
+    later job failed on the folder ("config.json describes a None")."""
+    from minimaxdd import checkpoints
+    from minimaxdd.io import ArtifactError
+
+    from conftest import tiny_dit
+
+    monkeypatch.chdir(tmp_path)
+    p = rule_params(load())
+    folder = Path(p.paths.base_model("dit"))
+    checkpoints.save_dit(tiny_dit(), folder)
+    assert plan.repair(p.grid, p.paths) == []
+    (folder / "model.safetensors").unlink()
+    with pytest.raises(ArtifactError, match=rf"^{re.escape(str(folder))}/model\.safetensors: truncated, corrupt or "
+                                            r"missing; to rebuild it .* add --config repair=True"):
+        plan.repair(p.grid, p.paths)
+    repairing = rule_params(load(repair=True))
+    assert plan.repair(repairing.grid, repairing.paths) == [str(folder)] and not folder.exists()

@@ -49,7 +49,7 @@ def test_every_kind_of_damaged_artifact_is_named_and_the_repair_its_message_give
         assert result.returncode != 0
         assert all(f"results/tiny/{name}" in said for name in DAMAGED), said[-3000:]
         assert files(exp) == before  # nothing deleted, nothing rebuilt
-    advice = re.search(r"truncated or corrupt; to rebuild it and rerun the jobs that read it, add (.+?) to the "
+    advice = re.search(r"truncated, corrupt or missing; to rebuild it and rerun the jobs that read it, add (.+?) to the "
                        r"snakemake command", said)
     assert advice, said[-3000:]
 

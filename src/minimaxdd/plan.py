@@ -350,22 +350,23 @@ def repair(grid: Grid, paths) -> list[str]:
     """At every start, dry runs included, before any job (so that Snakemake deletes no good output
     of a job that would read a damaged one): the experiment's damaged artifacts (io.damaged_artifacts:
     cut, or of another size than their checksums say; a changed byte is found by the job that reads
-    it). Without `repair: true` they stop the run, named, with the one way to rebuild them; with it,
+    it), and the files gone from a base model's folder (a folder output: Snakemake sees it whole). Without `repair: true` they stop the run, named, with the one way to rebuild them; with it,
     every artifact's content is checked too (a scrub), and each damaged file and the output of the
     job that wrote it (Paths.rebuilt_output) are removed, and those outputs returned: the run's
     extra targets, rebuilt with every job that reads them."""
     import shutil
 
-    from .io import REPAIR, ArtifactError, damaged_artifacts
+    from .io import REPAIR, ArtifactError, damaged_artifacts, missing_members
 
     damaged = damaged_artifacts(grid.exp, content=grid.config["repair"])
+    damaged += [file for name in ("vae", "dit") for file in missing_members(paths.base_model(name))]
     if not damaged:
         return []
     if not grid.config["repair"]:
-        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated or corrupt; {REPAIR}")
+        raise ArtifactError(f"{', '.join(map(str, damaged))}: truncated, corrupt or missing; {REPAIR}")
     outputs = sorted({output for output in map(paths.rebuilt_output, damaged) if output})
     for path in damaged:
-        path.unlink()
+        path.unlink(missing_ok=True)
     for output in map(Path, outputs):
         if output.is_dir():
             shutil.rmtree(output)
