@@ -139,8 +139,8 @@ def _recorded(path: Path) -> tuple[str, int] | None:
 
 def missing_members(folder: str | os.PathLike) -> list[Path]:
     """The files a folder written by `atomic_dir` held, by the checksums it still holds, that are gone."""
-    return sorted(sidecar.with_name(sidecar.name[1:-len(".sha256")]) for sidecar in Path(folder).glob(".*.sha256")
-                  if not sidecar.with_name(sidecar.name[1:-len(".sha256")]).exists())
+    members = (sidecar.with_name(sidecar.name[1:-len(".sha256")]) for sidecar in Path(folder).glob(".*.sha256"))
+    return sorted(member for member in members if not member.exists())
 
 
 def verify(path: str | os.PathLike) -> None:
