@@ -350,7 +350,8 @@ def repair(grid: Grid, paths) -> list[str]:
     """At every start, dry runs included, before any job (so that Snakemake deletes no good output
     of a job that would read a damaged one): the experiment's damaged artifacts (io.damaged_artifacts:
     cut, or of another size than their checksums say; a changed byte is found by the job that reads
-    it), and the files gone from a base model's folder (a folder output: Snakemake sees it whole). Without `repair: true` they stop the run, named, with the one way to rebuild them; with it,
+    it), and the files gone from a base model's folder (a folder output: Snakemake sees it whole).
+    Without `repair: true` they stop the run, named, with the one way to rebuild them; with it,
     every artifact's content is checked too (a scrub), and each damaged file and the output of the
     job that wrote it (Paths.rebuilt_output) are removed, and those outputs returned: the run's
     extra targets, rebuilt with every job that reads them."""
