@@ -284,7 +284,7 @@ def _class_names(ds: dict) -> list[str]:
         if not names:
             raise DatasetError(f"dataset.train_dir: no class folders in {train}")
         for name in names:
-            if not name.isprintable() or not _utf8(name):  # the tables, figures and records write the name
+            if not name.isprintable():  # undecodable bytes are surrogates, not printable; the tables write the name
                 raise DatasetError(f"dataset.train_dir: class folder {ascii(name)} under {train} is not a printable "
                                    "UTF-8 name; rename it, or list the classes to use in dataset.classes")
         return names
@@ -295,15 +295,6 @@ def _class_names(ds: dict) -> list[str]:
             raise DatasetError(f"dataset.classes must name the 10 digit classes, got {len(given)} names")
         return given  # idx: checked against the label range when labels are read
     raise DatasetError(f"dataset.kind: unknown kind {kind!r} (expected digits, imagefolder or idx)")
-
-
-def _utf8(name: str) -> bool:
-    """Whether a file name read from disk is valid UTF-8 (Python keeps other bytes as surrogates)."""
-    try:
-        name.encode("utf-8")
-        return True
-    except UnicodeEncodeError:
-        return False
 
 
 def _read_name_list(path: Path) -> list[str]:
