@@ -367,9 +367,14 @@ def validate_group(*, train: str, test: str, records: list[str], method: str, ip
                                  channels_last=channels_last, progress=True,
                                  checkpointer=checkpointer)
     for record, result in zip(records, results, strict=True):
-        refuse_undefined({k: result.get(k, float("nan")) for k in ("accuracy_last", "accuracy_best")}, made_by=record)
-        save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
+        save_record(record, method, ipc, result)
     checkpointer.remove()
+
+
+def save_record(record: str, method: str, ipc: int | None, result: dict) -> None:
+    """A validation run's record, refused when its accuracy is undefined (degenerate.py)."""
+    refuse_undefined({k: result.get(k, float("nan")) for k in ("accuracy_last", "accuracy_best")}, made_by=record)
+    save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
 
 
 def validate_soft_label(*, train: str, test: str, teacher: str, records: list[str], method: str, ipc: int, arch: str,
@@ -400,8 +405,7 @@ def validate_soft_label(*, train: str, test: str, teacher: str, records: list[st
                             num_classes=len(test_pack.class_names), class_ids=class_ids, seeds=seeds, epochs=epochs,
                             device=torch_device, progress=True, checkpointer=checkpointer)
     for record, (_, result) in zip(records, runs, strict=True):
-        refuse_undefined({k: result.get(k, float("nan")) for k in ("accuracy_last", "accuracy_best")}, made_by=record)
-        save_json({"method": method, "ipc": ipc} | result | job_environment(), record)
+        save_record(record, method, ipc, result)
     checkpointer.remove()
 
 
